@@ -1,0 +1,1 @@
+"""Checkpoint records, the manifest, downloads, lookup and loading."""

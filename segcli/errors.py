@@ -1,0 +1,43 @@
+"""One error base class; the CLI edge turns any SegcliError into one line and a non-zero exit."""
+
+
+class SegcliError(Exception):
+    """A problem the user can fix: the message says what went wrong and what to do next."""
+
+    exit_code = 1
+
+
+class UnknownNameError(SegcliError):
+    """A model, checkpoint or option value that segcli does not know."""
+
+
+class InputImageError(SegcliError):
+    """An input image that cannot be read or decoded."""
+
+
+class OutputError(SegcliError):
+    """An output that cannot be written (exists, not writable, disk full)."""
+
+
+class CheckpointError(SegcliError):
+    """A checkpoint that is missing, corrupt, or does not fit the model."""
+
+
+class ChecksumMismatchError(CheckpointError):
+    """A file whose SHA-256 differs from the one recorded for it."""
+
+
+class DownloadError(CheckpointError):
+    """A download that failed or was interrupted."""
+
+
+class MissingDependencyError(SegcliError):
+    """An optional dependency (e.g. pydensecrf) is not installed."""
+
+
+class DeviceError(SegcliError):
+    """A device or precision that is not available here."""
+
+
+class DatasetError(SegcliError):
+    """A dataset folder that does not have the expected layout."""

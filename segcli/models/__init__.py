@@ -1,0 +1,89 @@
+"""The model zoo: one module per family, one readable table of names.
+
+Every zoo model is an ``nn.Module`` with
+- ``forward(x) -> logits`` of shape [N, num_classes, H, W] at the input size, and
+- ``low_res_logits(x) -> logits`` before the final upsampling (used by compare-upsampling).
+Builders are ``build(num_classes: int, **kwargs) -> nn.Module``; unknown kwargs are an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from segcli.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str           # zoo name, as typed on the command line
+    module: str         # family module under segcli.models
+    builder: str        # builder function in that module
+    description: str    # one line for `segcli models`
+    default_checkpoint: str | None = None  # manifest name used when --weights is not given
+
+
+MODEL_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec("fcn32s", "fcn_vgg", "fcn32s", "FCN-32s, VGG16, original Caffe layout"),
+    ModelSpec("fcn16s", "fcn_vgg", "fcn16s", "FCN-16s, VGG16, pool4 skip"),
+    ModelSpec("fcn8s", "fcn_vgg", "fcn8s", "FCN-8s, VGG16, pool4 + pool3 skips"),
+    ModelSpec("fcn-resnet50", "fcn_resnet", "fcn_resnet50", "FCN head on ResNet-50, output stride 8 (torchvision)"),
+    ModelSpec("fcn-resnet101", "fcn_resnet", "fcn_resnet101", "FCN head on ResNet-101, output stride 8 (torchvision)"),
+    ModelSpec("deeplabv1", "deeplab_v1", "deeplabv1", "DeepLab v1 LargeFOV, VGG16, dilated fc6 (rate 12)"),
+    ModelSpec("deeplabv2", "deeplab_v2", "deeplabv2", "DeepLab v2, ResNet-101, ASPP-L rates 6/12/18/24"),
+    ModelSpec("deeplabv3-resnet50", "deeplab_v3", "deeplabv3_resnet50", "DeepLab v3, ResNet-50, ASPP (torchvision)"),
+    ModelSpec("deeplabv3-resnet101", "deeplab_v3", "deeplabv3_resnet101", "DeepLab v3, ResNet-101, ASPP (torchvision)"),
+    ModelSpec("deeplabv3-mobilenet", "deeplab_v3", "deeplabv3_mobilenet", "DeepLab v3, MobileNetV3-Large (torchvision)"),
+    ModelSpec("deeplabv3p-resnet50", "deeplab_v3plus", "deeplabv3plus_resnet50", "DeepLab v3+, ResNet-50, output stride 16 or 8"),
+    ModelSpec("deeplabv3p-resnet101", "deeplab_v3plus", "deeplabv3plus_resnet101", "DeepLab v3+, ResNet-101, output stride 16 or 8"),
+    ModelSpec("deeplabv3p-mobilenet", "deeplab_v3plus", "deeplabv3plus_mobilenet", "DeepLab v3+, MobileNetV2, output stride 16 or 8"),
+    ModelSpec("lraspp", "lraspp", "lraspp_mobilenet", "LR-ASPP, MobileNetV3-Large (torchvision)"),
+)
+
+ALIASES: dict[str, str] = {
+    "deeplabv3p": "deeplabv3p-mobilenet",  # the default DeepLab v3+ backbone
+}
+
+
+def _spec_table() -> dict[str, ModelSpec]:
+    table: dict[str, ModelSpec] = {}
+    for spec in MODEL_SPECS:
+        if spec.name in table:
+            raise RuntimeError(f"duplicate model name in MODEL_SPECS: {spec.name}")
+        table[spec.name] = spec
+    for alias in ALIASES:
+        if alias in table:
+            raise RuntimeError(f"alias shadows a model name: {alias}")
+    return table
+
+
+_SPECS = _spec_table()
+MODEL_NAMES: tuple[str, ...] = tuple(_SPECS)
+CHOICES: tuple[str, ...] = MODEL_NAMES + tuple(ALIASES)  # what the CLI accepts
+
+
+def canonical_name(name: str) -> str:
+    """The zoo name behind a name or alias; an unknown name lists the choices."""
+    name = ALIASES.get(name, name)
+    if name not in _SPECS:
+        raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(CHOICES)}")
+    return name
+
+
+def model_spec(name: str) -> ModelSpec:
+    return _SPECS[canonical_name(name)]
+
+
+def build_model(name: str, num_classes: int, **kwargs: Any) -> "nn.Module":
+    """Build a zoo model with random weights (no download ever happens here)."""
+    spec = model_spec(name)
+    module = importlib.import_module(f"segcli.models.{spec.module}")
+    builder = getattr(module, spec.builder)
+    try:
+        return builder(num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        raise UnknownNameError(f"model {spec.name!r} does not take these options {sorted(kwargs)}: {exc}") from None
