@@ -1,0 +1,327 @@
+"""Run the benchmark: per model and input size, a bare-model baseline row, then one engine row per precision."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from segcli.benchmarking.environment import environment_info
+from segcli.benchmarking.measure import (
+    FLOP_CONVENTION, LatencyStats, PeakMemory, count_flops, count_parameters, time_calls,
+)
+from segcli.benchmarking.subjects import BenchmarkSubject
+from segcli.device import ExecutionPlan, plan_execution, resolve_device
+from segcli.engine import SegmentationEngine, preprocess
+
+if TYPE_CHECKING:
+    from segcli.crf import CRFParams
+
+# Timed-run defaults: accelerators as MMSegmentation's benchmark (5 warm-up, 200 timed);
+# CPUs get fewer, since one 512x512 ResNet forward takes about a second on 2 cores.
+DEFAULT_RUNS = {"cpu": (2, 5), "accelerator": (5, 200)}
+E2E_ITERS_CAP = 20  # end-to-end runs include JPEG decode, PNG encode and CRF: slower, fewer needed
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """What to measure; `None` run counts take the device's defaults (DEFAULT_RUNS)."""
+
+    sizes: tuple[tuple[int, int], ...] = ((512, 512),)  # (height, width) of the network input
+    batch: int = 1
+    device: str = "auto"
+    precisions: tuple[str, ...] = ("auto",)
+    crf: "CRFParams | None" = None
+    warmup: int | None = None
+    iters: int | None = None
+    e2e_iters: int | None = None     # default: min(iters, E2E_ITERS_CAP)
+    end_to_end: bool = True
+    baseline: bool = True
+    data_dir: Path | None = None     # VOC-format folder for mIoU / pixel accuracy
+    split: str = "val"
+
+    def runs_for(self, device: torch.device) -> tuple[int, int, int]:
+        default_warmup, default_iters = DEFAULT_RUNS["cpu" if device.type == "cpu" else "accelerator"]
+        warmup = default_warmup if self.warmup is None else self.warmup
+        iters = default_iters if self.iters is None else self.iters
+        e2e_iters = min(iters, E2E_ITERS_CAP) if self.e2e_iters is None else self.e2e_iters
+        if warmup < 0 or iters < 1 or e2e_iters < 1:
+            raise ValueError(f"need warmup >= 0, iters >= 1 and e2e_iters >= 1, got {warmup}, {iters}, {e2e_iters}")
+        return warmup, iters, e2e_iters
+
+
+@dataclass
+class BenchmarkRow:
+    """One line of the table; all times in milliseconds per batch unless named per image."""
+
+    model: str
+    weights: str                 # checkpoint name, or "random"
+    variant: str                 # "baseline" (bare nn.Module, fp32, contiguous) or "engine"
+    height: int
+    width: int
+    batch: int
+    device: str
+    precision: str
+    channels_last: bool
+    crf: bool
+    parameters: int
+    gflops: float                # per image at this size (FlopCounterMode, 2 FLOPs per multiply-add)
+    mean_ms: float               # model-only latency per batch
+    p50_ms: float
+    p95_ms: float
+    min_ms: float
+    max_ms: float
+    std_ms: float
+    images_per_s: float
+    achieved_gflops_per_s: float
+    peak_memory_mb: float | None
+    memory_method: str
+    warmup: int
+    iters: int
+    ratio_vs_baseline: float | None = None  # baseline mean_ms / this row's mean_ms (> 1: faster)
+    e2e_mean_ms: float | None = None        # decode JPEG .. encode label PNG, per batch
+    e2e_p50_ms: float | None = None
+    e2e_p95_ms: float | None = None
+    e2e_images_per_s: float | None = None
+    e2e_iters: int | None = None
+    e2e_peak_memory_mb: float | None = None
+    decode_ms: float | None = None           # per image, means over the end-to-end runs
+    preprocess_ms: float | None = None
+    forward_ms: float | None = None
+    upsample_ms: float | None = None
+    crf_ms: float | None = None
+    encode_ms: float | None = None
+    miou: float | None = None
+    pixel_accuracy: float | None = None
+    checkpoint_source: str = ""
+
+    @property
+    def size(self) -> str:
+        return f"{self.height}x{self.width}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["size"] = self.size
+        return data
+
+
+@dataclass
+class BenchmarkReport:
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    rows: list[BenchmarkRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "segcli-benchmark", "version": 1,
+            "environment": self.environment, "settings": self.settings,
+            "conventions": {
+                "flops": FLOP_CONVENTION,
+                "latency": "ms per batch, device synchronised around each timed call; warm-up calls discarded",
+                "model_only": "engine.forward on a preprocessed batch already on the device (autocast, memory format)",
+                "end_to_end": "decode JPEG, preprocess, forward, upsample, softmax, CRF (if on), argmax, encode label PNG",
+                "baseline": "bare nn.Module, fp32, contiguous, under torch.inference_mode(), no engine",
+                "ratio_vs_baseline": "baseline mean_ms / row mean_ms at the same model, size and batch (> 1: faster)",
+                "size": "network input size; checkpoints that resize the shorter side are benchmarked without that resize",
+                "peak_memory": "see memory_method per row",
+            },
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+
+def synthetic_jpeg(height: int, width: int, seed: int = 0) -> bytes:
+    """A smooth random colour image with some texture, JPEG-encoded (quality 90)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((width, height), Image.BILINEAR)
+    noisy = np.asarray(image, dtype=np.int16) + rng.integers(-12, 13, size=(height, width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.array(image.convert("RGB"))  # a writable copy, as imageio.load_image gives
+
+
+def run_benchmark(
+    subjects: Iterable[BenchmarkSubject],
+    settings: BenchmarkSettings,
+    on_row: Callable[[BenchmarkRow], None] | None = None,
+    command: str | None = None,
+) -> BenchmarkReport:
+    """Measure every subject at every size: baseline row, then one engine row per precision."""
+    device = resolve_device(settings.device)
+    plans = _unique_plans(settings.device, settings.precisions)
+    warmup, iters, e2e_iters = settings.runs_for(device)
+    report = BenchmarkReport(environment_info(device), _settings_dict(settings, warmup, iters, e2e_iters, command))
+    for subject in subjects:
+        accuracy_cache: dict[str, tuple[float, float]] = {}
+        for height, width in settings.sizes:
+            runner = _SizeRun(subject, settings, device, height, width, warmup, iters, e2e_iters)
+            baseline = runner.baseline_row() if settings.baseline else None
+            for row in ([baseline] if baseline else []):
+                report.rows.append(row)
+                if on_row:
+                    on_row(row)
+            for plan in plans:
+                row = runner.engine_row(plan, accuracy_cache)
+                if baseline is not None:
+                    row.ratio_vs_baseline = baseline.mean_ms / row.mean_ms
+                report.rows.append(row)
+                if on_row:
+                    on_row(row)
+        del subject
+    return report
+
+
+def _unique_plans(device: str, precisions: Sequence[str]) -> list[ExecutionPlan]:
+    plans: list[ExecutionPlan] = []
+    for precision in precisions:
+        plan = plan_execution(device, precision)
+        if plan not in plans:  # "auto" may resolve to a precision also listed
+            plans.append(plan)
+    return plans
+
+
+def _settings_dict(settings: BenchmarkSettings, warmup: int, iters: int, e2e_iters: int, command: str | None) -> dict:
+    return {
+        "command": command,
+        "sizes": [f"{h}x{w}" for h, w in settings.sizes],
+        "batch": settings.batch, "device": settings.device, "precisions": list(settings.precisions),
+        "crf": None if settings.crf is None else dataclasses.asdict(settings.crf),
+        "warmup": warmup, "iters": iters, "e2e_iters": e2e_iters,
+        "end_to_end": settings.end_to_end, "baseline": settings.baseline,
+        "data_dir": None if settings.data_dir is None else str(settings.data_dir), "split": settings.split,
+    }
+
+
+class _SizeRun:
+    """One subject at one input size: shared inputs and FLOP count, then rows."""
+
+    def __init__(self, subject: BenchmarkSubject, settings: BenchmarkSettings, device: torch.device,
+                 height: int, width: int, warmup: int, iters: int, e2e_iters: int) -> None:
+        self.subject, self.settings, self.device = subject, settings, device
+        self.height, self.width = height, width
+        self.warmup, self.iters, self.e2e_iters = warmup, iters, e2e_iters
+        # the size is the network input: drop a checkpoint's shorter-side resize (torchvision: 520)
+        self.record = dataclasses.replace(
+            subject.record, preprocessing=dataclasses.replace(subject.record.preprocessing, resize_shorter=None))
+        self.jpegs = [synthetic_jpeg(height, width, seed=index) for index in range(settings.batch)]
+        images = [decode_jpeg(data) for data in self.jpegs]
+        self.batch_cpu = torch.cat([preprocess(image, self.record.preprocessing) for image in images])
+        model = self._contiguous_model()
+        self.parameters = count_parameters(model)
+        self.gflops = count_flops(model, self.batch_cpu[:1].to(device)) / 1e9
+
+    def _contiguous_model(self) -> torch.nn.Module:
+        # the engine converts the module to channels_last in place; undo it for the bare baseline
+        return self.subject.model.eval().to(self.device).to(memory_format=torch.contiguous_format)
+
+    def _row(self, variant: str, plan: ExecutionPlan, samples: list[float], memory: PeakMemory) -> BenchmarkRow:
+        stats = LatencyStats.from_samples(samples)
+        batch = self.settings.batch
+        return BenchmarkRow(
+            model=self.subject.name, weights=self.subject.weights, variant=variant,
+            height=self.height, width=self.width, batch=batch, device=str(plan.device),
+            precision=plan.precision, channels_last=plan.channels_last,
+            crf=variant == "engine" and self.settings.crf is not None,
+            parameters=self.parameters, gflops=self.gflops,
+            mean_ms=stats.mean_ms, p50_ms=stats.p50_ms, p95_ms=stats.p95_ms, min_ms=stats.min_ms,
+            max_ms=stats.max_ms, std_ms=stats.std_ms,
+            images_per_s=batch * 1000.0 / stats.mean_ms,
+            achieved_gflops_per_s=self.gflops * batch * 1000.0 / stats.mean_ms,
+            peak_memory_mb=memory.peak_mb, memory_method=memory.method,
+            warmup=self.warmup, iters=self.iters, checkpoint_source=self.subject.source,
+        )
+
+    def baseline_row(self) -> BenchmarkRow:
+        """The bare module, fp32, contiguous, under inference_mode: what the engine is compared with."""
+        model = self._contiguous_model()
+        batch = self.batch_cpu.to(self.device)
+        plan = ExecutionPlan(self.device, "fp32", channels_last=False)
+
+        def call() -> None:
+            with torch.inference_mode():
+                model(batch)
+
+        with PeakMemory(self.device) as memory:
+            samples = time_calls(call, self.warmup, self.iters, plan.synchronize)
+        return self._row("baseline", plan, samples, memory)
+
+    def engine_row(self, plan: ExecutionPlan, accuracy_cache: dict[str, tuple[float, float]]) -> BenchmarkRow:
+        engine = SegmentationEngine(self.subject.model, self.record, plan, source=self.subject.source)
+        batch = self.batch_cpu.to(plan.device)
+        if plan.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with PeakMemory(self.device) as memory:
+            samples = time_calls(lambda: engine.forward(batch), self.warmup, self.iters, plan.synchronize)
+        row = self._row("engine", plan, samples, memory)
+        if self.settings.end_to_end:
+            self._measure_end_to_end(engine, row)
+        if self.settings.data_dir is not None:
+            key = plan.precision
+            if key not in accuracy_cache:
+                accuracy_cache[key] = _accuracy(self.subject, plan, self.settings)
+            row.miou, row.pixel_accuracy = accuracy_cache[key]
+        return row
+
+    def _measure_end_to_end(self, engine: SegmentationEngine, row: BenchmarkRow) -> None:
+        from segcli.outputs import label_png
+
+        stage_totals: dict[str, float] = {}
+        record = self.record
+
+        def call() -> dict[str, float]:
+            import time
+
+            started = time.perf_counter()
+            images = [decode_jpeg(data) for data in self.jpegs]
+            decoded = time.perf_counter()
+            predictions = engine.predict_batch(images, crf=self.settings.crf)
+            predicted = time.perf_counter()
+            for prediction in predictions:
+                label_png(prediction.labels, record.palette, record.num_classes).save(io.BytesIO(), format="PNG")
+            encoded = time.perf_counter()
+            stages = {"decode": (decoded - started) * 1000.0, "encode": (encoded - predicted) * 1000.0}
+            for prediction in predictions:
+                for name, value in prediction.timings_ms.items():
+                    stages[name] = stages.get(name, 0.0) + value
+            return stages
+
+        def timed_call() -> None:
+            for name, value in call().items():
+                stage_totals[name] = stage_totals.get(name, 0.0) + value
+
+        for _ in range(self.warmup):
+            call()
+        with PeakMemory(self.device) as memory:
+            samples = time_calls(timed_call, 0, self.e2e_iters, engine.plan.synchronize)
+        stats = LatencyStats.from_samples(samples)
+        images_timed = self.e2e_iters * self.settings.batch
+        row.e2e_mean_ms, row.e2e_p50_ms, row.e2e_p95_ms = stats.mean_ms, stats.p50_ms, stats.p95_ms
+        row.e2e_images_per_s = self.settings.batch * 1000.0 / stats.mean_ms
+        row.e2e_iters, row.e2e_peak_memory_mb = self.e2e_iters, memory.peak_mb
+        row.decode_ms = stage_totals["decode"] / images_timed
+        row.encode_ms = stage_totals["encode"] / images_timed
+        # the engine reports preprocess/forward/upsample as the batch's time shared per image
+        row.preprocess_ms = stage_totals.get("preprocess", 0.0) / images_timed
+        row.forward_ms = stage_totals.get("forward", 0.0) / images_timed
+        row.upsample_ms = stage_totals.get("upsample", 0.0) / images_timed
+        row.crf_ms = stage_totals["crf"] / images_timed if "crf" in stage_totals else None
+
+
+def _accuracy(subject: BenchmarkSubject, plan: ExecutionPlan, settings: BenchmarkSettings) -> tuple[float, float]:
+    """mIoU and pixel accuracy on the VOC-format folder, with the checkpoint's own preprocessing."""
+    from segcli.evaluation import evaluate_folder
+
+    engine = SegmentationEngine(subject.model, subject.record, plan, source=subject.source)
+    metrics = evaluate_folder(engine, settings.data_dir, settings.split, settings.crf)
+    return metrics["miou"], metrics["pixel_acc"]

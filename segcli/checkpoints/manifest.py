@@ -1,0 +1,160 @@
+"""The checkpoint manifest: `weights/manifest.json` shipped with segcli plus the user's own records.
+
+The user's records live in `segcli_home()/manifest.json` (written by `segcli weights add`).
+Both files hold ``{"format": "segcli-manifest", "version": 1, "checkpoints": [record, ...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from segcli.checkpoints.record import LAYOUTS, CheckpointRecord
+from segcli.errors import CheckpointError, UnknownNameError
+
+MANIFEST_FORMAT = "segcli-manifest"
+MANIFEST_VERSION = 1
+_SHA256_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def segcli_home() -> Path:
+    """segcli's own folder: `$SEGCLI_HOME`, default `~/.cache/segcli`."""
+    configured = os.environ.get("SEGCLI_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "segcli"
+
+
+def segcli_checkpoint_dir() -> Path:
+    """Where `segcli weights pull/add` put checkpoint files."""
+    return segcli_home() / "checkpoints"
+
+
+def user_manifest_path() -> Path:
+    return segcli_home() / "manifest.json"
+
+
+def torch_hub_checkpoint_dir() -> Path:
+    """torch.hub's download cache: `$TORCH_HOME/hub/checkpoints`, default `~/.cache/torch/hub/checkpoints`."""
+    configured = os.environ.get("TORCH_HOME")
+    torch_home = Path(configured).expanduser() if configured else Path.home() / ".cache" / "torch"
+    return torch_home / "hub" / "checkpoints"
+
+
+def shipped_weights_dir() -> Path:
+    """The repository's `weights/` folder (shipped manifest and segcli checkpoints)."""
+    import segcli
+
+    return Path(segcli.__file__).resolve().parent.parent / "weights"
+
+
+def shipped_manifest_path() -> Path:
+    return shipped_weights_dir() / "manifest.json"
+
+
+def validate_record(record: CheckpointRecord, origin: str) -> None:
+    """Raise CheckpointError when a record cannot be used (bad layout, model, hash or classes)."""
+    from segcli.models import MODEL_NAMES
+
+    where = f"checkpoint {record.name!r} in {origin}"
+    if record.layout not in LAYOUTS:
+        raise CheckpointError(f"{where}: unknown layout {record.layout!r}; use one of {', '.join(LAYOUTS)}")
+    if record.model not in MODEL_NAMES:
+        raise CheckpointError(f"{where}: unknown model {record.model!r}; use one of {', '.join(MODEL_NAMES)}")
+    if record.sha256 is not None and not _SHA256_PATTERN.match(record.sha256):
+        raise CheckpointError(f"{where}: sha256 must be 8 to 64 lowercase hex digits, got {record.sha256!r}")
+    if not record.categories:
+        raise CheckpointError(f"{where}: no categories")
+    if "/" in record.filename or "\\" in record.filename or record.filename in ("", ".", ".."):
+        raise CheckpointError(f"{where}: filename must be a bare file name, got {record.filename!r}")
+
+
+def read_manifest_file(path: Path) -> list[CheckpointRecord]:
+    """The records of one manifest file (an absent file has none)."""
+    if not path.exists():
+        return []
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read manifest {path}: {exc}; fix or delete the file") from None
+    if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
+        raise CheckpointError(f"{path} is not a segcli manifest (expected \"format\": \"{MANIFEST_FORMAT}\")")
+    if document.get("version") != MANIFEST_VERSION:
+        raise CheckpointError(f"{path}: manifest version {document.get('version')!r} is not supported "
+                              f"(this segcli reads version {MANIFEST_VERSION})")
+    records = []
+    for index, entry in enumerate(document.get("checkpoints", [])):
+        try:
+            record = CheckpointRecord.from_dict(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: checkpoint entry {index} is malformed ({exc!r})") from None
+        validate_record(record, str(path))
+        records.append(record)
+    return records
+
+
+def load_manifest() -> dict[str, CheckpointRecord]:
+    """Every known checkpoint by name: the shipped manifest, then the user's; duplicate names are an error."""
+    table: dict[str, CheckpointRecord] = {}
+    origins: dict[str, Path] = {}
+    for path in (shipped_manifest_path(), user_manifest_path()):
+        for record in read_manifest_file(path):
+            if record.name in table:
+                raise CheckpointError(
+                    f"checkpoint name {record.name!r} appears twice (in {origins[record.name]} and {path}); "
+                    f"rename or remove one of them in {user_manifest_path()}"
+                )
+            table[record.name] = record
+            origins[record.name] = path
+    return table
+
+
+def find_record(name: str) -> CheckpointRecord:
+    """The record called `name`; an unknown name lists the known ones."""
+    table = load_manifest()
+    if name not in table:
+        raise UnknownNameError(f"unknown checkpoint {name!r}; known checkpoints: {', '.join(table)} "
+                               f"(see `segcli weights list`)")
+    return table[name]
+
+
+def records_for_model(model: str) -> list[CheckpointRecord]:
+    """The records that load into `model` (alias accepted), the model's default checkpoint first."""
+    from segcli.models import model_spec
+
+    spec = model_spec(model)
+    records = [record for record in load_manifest().values() if record.model == spec.name]
+    if spec.default_checkpoint is not None:
+        records.sort(key=lambda record: record.name != spec.default_checkpoint)
+    return records
+
+
+def write_manifest_file(path: Path, records: list[CheckpointRecord]) -> None:
+    """Write a manifest atomically (temporary file in the same folder, then rename)."""
+    document: dict[str, Any] = {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+        "checkpoints": [record.to_dict() for record in records],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(temporary, 0o644)  # mkstemp's 0600 would survive the rename
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=2)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def add_user_record(record: CheckpointRecord) -> Path:
+    """Append `record` to the user's manifest; a name already known (shipped or user) is an error."""
+    validate_record(record, "the new record")
+    if record.name in load_manifest():
+        raise CheckpointError(f"a checkpoint called {record.name!r} already exists; choose another --name")
+    path = user_manifest_path()
+    write_manifest_file(path, read_manifest_file(path) + [record])
+    return path

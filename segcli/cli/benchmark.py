@@ -1,0 +1,156 @@
+"""`segcli benchmark`: speed, memory, FLOPs and accuracy of zoo models on this machine, in one table."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from segcli.cli.options import PRECISION_CHOICES, crf_options, crf_params_from_options, device_option
+
+MIN_SIDE = 32
+
+
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _models_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    from segcli.errors import UnknownNameError
+    from segcli.models import canonical_name
+
+    names = _comma_list(value)
+    if not names:
+        raise click.BadParameter("give one or more model names separated by commas")
+    try:
+        return [canonical_name(name) for name in names]
+    except UnknownNameError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def parse_sizes(value: str) -> tuple[tuple[int, int], ...]:
+    """'256,512' (squares) or '480x640' (HxW), comma-separated -> ((h, w), ...)."""
+    sizes: list[tuple[int, int]] = []
+    for item in _comma_list(value):
+        parts = item.lower().replace("×", "x").split("x")
+        if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
+            raise click.BadParameter(f"{item!r} is not a size: use N (square) or HxW, e.g. 512 or 480x640")
+        height, width = int(parts[0]), int(parts[-1])
+        if min(height, width) < MIN_SIDE:
+            raise click.BadParameter(f"{item!r} is too small: sides of at least {MIN_SIDE} pixels")
+        if (height, width) not in sizes:
+            sizes.append((height, width))
+    if not sizes:
+        raise click.BadParameter("give one or more sizes, e.g. 256,512 or 480x640")
+    return tuple(sizes)
+
+
+def _sizes_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[tuple[int, int], ...]:
+    return parse_sizes(value)
+
+
+def _precisions_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    precisions = [item.lower() for item in _comma_list(value)]
+    unknown = [item for item in precisions if item not in PRECISION_CHOICES]
+    if unknown or not precisions:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or value!r}: use one or more of {', '.join(PRECISION_CHOICES)}, comma-separated")
+    return tuple(dict.fromkeys(precisions))
+
+
+def _invocation() -> str | None:
+    """The command line as typed, when run as the `segcli` program (not under a test runner)."""
+    program = Path(sys.argv[0]).name
+    if program == "segcli" or (program == "__main__.py" and "segcli" in sys.argv[0]):
+        return shlex.join(["segcli", *sys.argv[1:]])
+    return None
+
+
+@click.command("benchmark")
+@click.option("--models", callback=_models_callback, default=None, metavar="NAME[,NAME...]",
+              help="Zoo models to measure [default: every model with a checkpoint on disk]. "
+                   "Named models without a checkpoint run with random weights (marked 'random').")
+@click.option("--sizes", callback=_sizes_callback, default="512", show_default=True, metavar="N|HxW[,...]",
+              help="Network input sizes: N for NxN, or HxW.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per forward pass.")
+@device_option
+@click.option("--precision", "precisions", callback=_precisions_callback, default="auto", show_default=True,
+              metavar="P[,P...]", help=f"One or more of {', '.join(PRECISION_CHOICES)}; one row each.")
+@crf_options
+@click.option("--warmup", type=click.IntRange(min=0), default=None,
+              help="Untimed runs before timing [default: 2 on CPU, 5 on GPU].")
+@click.option("--iters", type=click.IntRange(min=1), default=None,
+              help="Timed model-only runs [default: 5 on CPU, 200 on GPU].")
+@click.option("--e2e-iters", type=click.IntRange(min=1), default=None,
+              help="Timed end-to-end runs [default: --iters, at most 20].")
+@click.option("--e2e/--no-e2e", "end_to_end", default=True, show_default=True,
+              help="Also time decode JPEG -> preprocess -> forward -> upsample -> CRF -> encode PNG.")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also time the bare model (fp32, contiguous, no engine) for the 'x base' ratio.")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="VOC-format folder: adds mIoU and pixel accuracy (evaluated at the images' own size).")
+@click.option("--split", default="val", show_default=True, help="Split of --data to evaluate.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the full report (machine, settings, rows) as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the rows as CSV.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the command, machine, conventions and table as Markdown.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a PNG: latency vs size, or mIoU vs speed with --data (needs matplotlib).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the table.")
+def benchmark(models, sizes, batch, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
+              data_dir, split, json_path, csv_path, markdown_path, plot_path, quiet, **crf_kwargs) -> None:
+    """Measure how fast each model runs here, at which size and precision, with how much memory,
+    and (with --data) how accurately.
+
+    Per model and size: a 'bare' row (the nn.Module alone, fp32, contiguous) and one engine row
+    per precision. Latency is model-only, in ms per batch; 'e2e ms' adds JPEG decode,
+    preprocessing, upsampling, CRF and label PNG encoding. Defaults: 2 warm-up + 5 timed runs on
+    a CPU, 5 + 200 on a GPU (as MMSegmentation's benchmark).
+
+    \b
+    Examples:
+      segcli benchmark
+      segcli benchmark --models lraspp,deeplabv3-mobilenet --sizes 256,512 --precision fp32,bf16
+      segcli benchmark --models deeplabv3p --crf --json bench.json --plot bench.png
+    """
+    crf = crf_params_from_options(crf_kwargs)
+
+    from rich.console import Console
+
+    from segcli.benchmarking import BenchmarkSettings, iter_subjects, plan_subjects, run_benchmark
+    from segcli.benchmarking.report import benchmark_table, plot_report, write_csv, write_json, write_markdown
+
+    progress = Console(stderr=True, quiet=quiet)
+    planned = plan_subjects(models)
+    progress.print("benchmarking " + ", ".join(f"{plan.name} ({plan.weights})" for plan in planned))
+    settings = BenchmarkSettings(
+        sizes=sizes, batch=batch, device=device, precisions=precisions, crf=crf, warmup=warmup, iters=iters,
+        e2e_iters=e2e_iters, end_to_end=end_to_end, baseline=baseline, data_dir=data_dir, split=split,
+    )
+
+    def on_row(row) -> None:
+        what = "bare fp32" if row.variant == "baseline" else row.precision
+        progress.print(f"  {row.model} {row.size} {what}: p50 {row.p50_ms:.1f} ms")
+
+    report = run_benchmark(iter_subjects(planned), settings, on_row=on_row, command=_invocation())
+    output = Console()
+    if not output.is_terminal:
+        output = Console(width=200)  # a file or pipe: keep the table on one line per row
+    output.print(benchmark_table(report))
+    if json_path:
+        write_json(report, json_path)
+    if csv_path:
+        write_csv(report, csv_path)
+    if markdown_path:
+        write_markdown(report, markdown_path)
+    if plot_path:
+        plot_report(report, plot_path)
+    for path in (json_path, csv_path, markdown_path, plot_path):
+        if path:
+            progress.print(f"wrote {path}")

@@ -1,0 +1,135 @@
+"""`segcli compare-upsampling`: nearest, bilinear, transposed convolution and max-unpooling side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from segcli.cli.options import device_option, precision_option, weights_option
+from segcli.models import CHOICES as MODEL_CHOICES
+
+
+@click.command("compare-upsampling")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "-m", "model", type=click.Choice(MODEL_CHOICES), default=None,
+              help="Compare the training-free methods on this zoo model's low-resolution logits. "
+                   "Default: the five shipped decoders (one per method, trained identically on synth data).")
+@weights_option
+@click.option("--decoders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of decoder checkpoints [default: weights/upsampling/].")
+@click.option("--methods", default=None, metavar="A,B,...",
+              help="Methods to compare: nearest, bilinear, transposed-fixed, transposed-learned, unpool "
+                   "[default: all that apply; with --model the first three].")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("upsampling-out"), show_default=True, help="Folder for the grids and the chart.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the full summary (per method, per image, agreement) as JSON.")
+@click.option("--boundary-px", type=click.IntRange(0, 64), default=2, show_default=True,
+              help="Boundary F-score tolerance: a boundary pixel is matched when the other map has one within this many pixels.")
+@click.option("--split", default=None, help="VOC layout: only the ids of ImageSets/Segmentation/SPLIT.txt.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Compare at most this many images.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images with more pixels than this [default: 100 million].")
+@device_option
+@precision_option
+@click.option("--download/--no-download", default=False, show_default=True,
+              help="With --model: download a missing published checkpoint.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the table and errors.")
+def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_path, boundary_px, split, limit,
+                       max_pixels, device, precision, download, quiet) -> None:
+    """Compare upsampling methods on the images in FOLDER and write a side-by-side grid per image,
+    a summary chart and a table (mIoU, pixel accuracy and boundary F-score when masks are present;
+    agreement, parameters, time and memory always).
+
+    Masks are read from a VOC layout (JPEGImages/ + SegmentationClass/) or from a masks/ folder
+    beside the images with the same file stems.
+
+    \b
+    Examples:
+      segcli compare-upsampling samples/ --json upsampling.json
+      segcli compare-upsampling photos/ --model deeplabv3p --methods nearest,bilinear
+    """
+    if model is None and weights is not None:
+        raise click.UsageError("--weights needs --model (the shipped decoders are chosen with --decoders)")
+    if model is not None and decoders is not None:
+        raise click.UsageError("--decoders applies only without --model")
+    if model is None and (precision != "auto" or download):
+        raise click.UsageError("--precision and --download apply only with --model (the decoders run in fp32)")
+
+    from rich.console import Console
+
+    from segcli.upsampling.methods import METHOD_NAMES, TRAINING_FREE_METHODS, parse_methods
+    from segcli.upsampling.samples import find_samples
+
+    chosen = parse_methods(methods, TRAINING_FREE_METHODS if model else METHOD_NAMES)
+    console = Console(stderr=True, quiet=quiet)
+    samples = find_samples(folder, split=split, limit=limit)
+    runner = _zoo_runner(model, weights, device, precision, download, chosen) if model else \
+        _decoder_runner(decoders, device, chosen)
+    with_masks = sum(sample.mask_path is not None for sample in samples)
+    console.print(f"[bold]{len(samples)}[/] image(s), {with_masks} with masks; {runner.mode}: {', '.join(chosen)}")
+    summary = _run(runner, samples, out_dir, boundary_px, max_pixels, console)
+
+    from segcli.outputs import atomic_write_json
+    from segcli.upsampling.report import agreement_table, summary_table, write_chart
+
+    chart = write_chart(out_dir / "chart.png", summary)
+    summary["outputs"] = {"grids": [entry["grid"] for entry in summary["per_image"]], "chart": str(chart)}
+    if json_path is not None:
+        if json_path.parent != Path(""):
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(json_path, summary)
+    stdout = Console()
+    stdout.print(summary_table(summary))
+    stdout.print(agreement_table(summary))
+    console.print(f"grids and chart -> {out_dir}" + (f"; summary -> {json_path}" if json_path else ""))
+    if summary["failed"]:
+        for failure in summary["failed"]:
+            click.echo(f"failed: {failure['image']}: {failure['error']}", err=True)
+        raise SystemExit(1)
+
+
+def _decoder_runner(decoders: Path | None, device: str, methods: tuple[str, ...]):
+    from segcli.device import resolve_device
+    from segcli.upsampling.decoders import find_decoders, load_decoder, shipped_decoders_dir
+    from segcli.upsampling.runners import DecoderRunner
+
+    paths = find_decoders(decoders or shipped_decoders_dir(), methods)
+    loaded = {method: load_decoder(path) for method, path in paths.items()}
+    return DecoderRunner({m: net for m, (net, _) in loaded.items()}, {m: rec for m, (_, rec) in loaded.items()},
+                         resolve_device(device))
+
+
+def _zoo_runner(model: str, weights: str | None, device: str, precision: str, download: bool,
+                methods: tuple[str, ...]):
+    from segcli.engine import SegmentationEngine
+    from segcli.upsampling.runners import ZooLogitsRunner
+
+    engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
+                                     allow_download=download)
+    return ZooLogitsRunner(engine, methods)
+
+
+def _run(runner, samples, out_dir: Path, boundary_px: int, max_pixels: int | None, console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from segcli.upsampling.compare import compare_upsampling as run_comparison
+    from segcli.upsampling.report import write_grid
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                        transient=True, disable=console.quiet or len(samples) < 2)
+    with progress:
+        task = progress.add_task("comparing", total=len(samples))
+
+        def on_image(outcome):
+            path = write_grid(out_dir, outcome, runner.categories, runner.palette)
+            progress.advance(task)
+            return {"grid": str(path)}
+
+        def on_failure(sample, message):
+            progress.console.print(f"[red]{sample.path}[/]: {message}")
+            progress.advance(task)
+
+        return run_comparison(runner, samples, boundary_px=boundary_px, max_pixels=max_pixels,
+                              on_image=on_image, on_failure=on_failure)

@@ -1,0 +1,131 @@
+"""`segcli predict`: segment files, folders or globs with one model load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from segcli.cli.options import (
+    crf_options, crf_params_from_options, device_option, model_option, precision_option, weights_option,
+)
+
+
+@click.command("predict")
+@click.argument("inputs", nargs=-1, required=True)
+@model_option
+@weights_option
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("segcli-out"),
+              show_default=True, help="Output folder (sub-folders of the inputs are kept).")
+@device_option
+@precision_option
+@crf_options
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Overlay opacity of the mask colours.")
+@click.option("--save-probs", is_flag=True, help="Also write class probabilities (float16 .npz).")
+@click.option("--no-overlay", is_flag=True, help="Write no overlay image.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--skip-existing", is_flag=True, help="Skip images whose outputs exist (resume a run).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images with more pixels than this [default: 100 million].")
+@click.option("--download/--no-download", default=False, show_default=True,
+              help="Download a missing published checkpoint (checked against its hash).")
+@click.option("--crf-full", is_flag=True,
+              help="Reference CRF: every label, all iterations, full size (--crf alone skips unlikely labels, "
+                   "caps at 5 iterations and runs big images at 1024 px; see benchmarks/FAST_PATH.md).")
+@click.option("--tile", default="auto", show_default=True, metavar="auto|off|SIZE",
+              help="Sliding-window inference: auto tiles inputs above 4 MP with 1024 px tiles; SIZE forces tiles.")
+@click.option("--tile-overlap", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,
+              help="Fraction of a tile shared with its neighbour (blended, no seams).")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: scales 0.75/1/1.25 + horizontal flip, averaged.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Same-size images per forward pass.")
+@click.option("--io-workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Threads decoding ahead and writing behind the model (0: one image at a time).")
+@click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
+def predict(inputs, model, weights, out_dir, device, precision, alpha, save_probs, no_overlay, overwrite,
+            skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, batch_size, io_workers, quiet,
+            **crf_kwargs) -> None:
+    """Segment INPUTS (files, folders searched recursively, or globs) and write, per image,
+    a label PNG (palettized, pixel value = class index), an overlay with a legend and a JSON summary.
+
+    \b
+    Example:  segcli predict img.jpg --model deeplabv3p --crf
+    """
+    if overwrite and skip_existing:
+        raise click.UsageError("--overwrite and --skip-existing exclude each other")
+    if crf_full and not crf_kwargs.get("crf"):
+        raise click.UsageError("--crf-full needs --crf")
+    iterations_given = crf_kwargs.get("crf_iters") is not None
+    crf = crf_params_from_options(crf_kwargs)
+
+    from rich.console import Console
+
+    from segcli.checkpoints.resolve import real_checkpoint_hint
+    from segcli.engine import CRFShortcuts, SegmentationEngine
+    from segcli.imageio import find_images
+    from segcli.pipeline import OutputOptions
+    from segcli.tiling import TilingPolicy, TTAParams
+
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
+    sources = find_images(inputs)
+    engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
+                                     allow_download=download)
+    engine.tiling = tiling
+    engine.tta = TTAParams() if tta else None
+    # an explicit --crf-iters is honoured, not capped
+    engine.crf_shortcuts = CRFShortcuts.full() if crf_full else CRFShortcuts(
+        max_iterations=None if iterations_given else CRFShortcuts().max_iterations)
+    console.print(f"[bold]{engine.record.model}[/] {engine.source} on {engine.plan.device} "
+                  f"({engine.plan.precision}){' + dense CRF' if crf else ''}", highlight=False)
+    engine.on_memory_retry = lambda failed, retry, reason: console.print(
+        f"[yellow]out of memory at batch size {failed}; retrying at {retry}[/]", highlight=False)
+    hint = real_checkpoint_hint(engine.checkpoint) if engine.checkpoint is not None else None
+    if hint:
+        console.print(f"[dim]{hint}[/]", highlight=False)
+    options = OutputOptions(out_dir=out_dir, alpha=alpha, save_probabilities=save_probs,
+                            write_overlay=not no_overlay, overwrite=overwrite, skip_existing=skip_existing)
+    summary = _run_with_progress(engine, sources, options, crf, max_pixels, console, batch_size, io_workers)
+    _report(summary, out_dir, quiet)
+
+
+def _run_with_progress(engine, sources, options, crf, max_pixels, console, batch_size, io_workers):
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from segcli.pipeline import segment_files
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=console, transient=True,
+                        disable=console.quiet or len(sources) < 2)
+    with progress:
+        task = progress.add_task("segmenting", total=len(sources))
+
+        def on_progress(source, status):
+            if status.startswith("failed"):
+                progress.console.print(f"[red]failed[/]: {escape(status[len('failed: '):])}", markup=True,
+                                       highlight=False, soft_wrap=True)
+            progress.advance(task)
+
+        return segment_files(engine, sources, options, crf=crf, max_pixels=max_pixels, on_progress=on_progress,
+                             batch_size=batch_size, io_workers=io_workers)
+
+
+def _report(summary, out_dir: Path, quiet: bool) -> None:
+    parts = [f"{summary.processed} segmented"]
+    if summary.skipped:
+        parts.append(f"{len(summary.skipped)} skipped (outputs exist)")
+    if summary.failed:
+        parts.append(f"{len(summary.failed)} failed")
+    line = f"{', '.join(parts)} in {summary.seconds:.1f} s -> {out_dir}"
+    if summary.interrupted:
+        click.echo(f"Interrupted: {line}", err=True)
+        raise SystemExit(130)
+    if summary.failed:
+        if quiet:  # otherwise each failure was already shown as it happened
+            for _, message in summary.failed:
+                click.echo(f"failed: {message}", err=True)
+        click.echo(line, err=True)
+        raise SystemExit(1)
+    click.echo(line, err=True)

@@ -1,0 +1,75 @@
+"""`segcli train`: train or fine-tune a zoo model on a VOC-format folder."""
+
+from __future__ import annotations
+
+import click
+
+from segcli.cli.data import _size_callback
+from segcli.cli.options import device_option, precision_option
+from segcli.models import CHOICES as MODEL_CHOICES
+
+
+def _kwarg_callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    kwargs: dict = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE, e.g. width=0.25")
+        for cast in (int, float):
+            try:
+                kwargs[key] = cast(text)
+                break
+            except ValueError:
+                continue
+        else:
+            kwargs[key] = {"true": True, "false": False}.get(text.lower(), text)
+    return kwargs
+
+
+def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use MIN,MAX, e.g. 0.5,2.0") from None
+    if not 0 < low <= high:
+        raise click.BadParameter(f"{value!r}: need 0 < MIN <= MAX")
+    return low, high
+
+
+@click.command("train")
+@click.option("--model", "-m", "model", type=click.Choice(MODEL_CHOICES), required=True, help="Zoo model.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="VOC-format folder (e.g. from `segcli data synth`).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Final checkpoint (.safetensors, fp16, carries its record).")
+@click.option("--weights", "-w", default=None, metavar="NAME|PATH", help="Start from this checkpoint (fine-tune).")
+@click.option("--iters", type=click.IntRange(min=1), default=None, help="Total iterations.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Or: passes over the training split.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
+              help="Peak learning rate (poly decay, power 0.9).")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--crop", default=None, callback=_size_callback, help="Random crop HxW [default: image size].")
+@click.option("--scale-range", default="0.5,2.0", show_default=True, callback=_range_callback,
+              help="Random rescale range MIN,MAX.")
+@click.option("--model-kwarg", "model_kwargs", multiple=True, callback=_kwarg_callback, metavar="KEY=VALUE",
+              help="Builder option recorded in the checkpoint, e.g. width=0.25 (repeatable).")
+@click.option("--resume", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Continue from a *.state.pt file.")
+@click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False),
+              help="Resumable state file [default: OUT.state.pt].")
+@click.option("--save-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data loader processes.")
+@device_option
+@precision_option
+def train(**options) -> None:
+    """Train or fine-tune a zoo model on a VOC-format folder."""
+    from rich.console import Console
+
+    from segcli.training import TrainConfig, train as run_training
+
+    if (options["iters"] is None) == (options["epochs"] is None):
+        raise click.UsageError("give exactly one of --iters and --epochs")
+    config = TrainConfig(**options)
+    run_training(config, console=Console(soft_wrap=True))  # soft wrap: whole lines in log files

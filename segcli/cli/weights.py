@@ -1,0 +1,118 @@
+"""`segcli weights`: list, pull, add and verify checkpoints (logic in segcli.checkpoints)."""
+
+from __future__ import annotations
+
+import click
+
+from segcli.checkpoints.record import LAYOUTS
+from segcli.models import CHOICES
+
+CLASS_SETS = ("voc", "cityscapes")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+@click.group("weights")
+def weights() -> None:
+    """List, pull, add and verify checkpoints."""
+
+
+@weights.command("list")
+@click.option("--model", "model", type=click.Choice(CHOICES), default=None, help="Only this model's checkpoints.")
+def list_weights(model: str | None) -> None:
+    """Every known checkpoint and where it is on disk."""
+    from rich.table import Table
+
+    from segcli.checkpoints.manifest import load_manifest, records_for_model
+    from segcli.checkpoints.resolve import find_on_disk
+
+    records = records_for_model(model) if model else list(load_manifest().values())
+    table = Table(title="segcli checkpoints")
+    for column in ("name", "model", "dataset", "classes", "mIoU"):
+        table.add_column(column, no_wrap=True, justify="right" if column in ("classes", "mIoU") else "left")
+    table.add_column("on disk", overflow="fold")
+    for record in records:
+        miou = record.metric_dict.get("miou")
+        found = find_on_disk(record)
+        where = str(found[0]) if found else ("not downloaded" if record.url else "not on disk (no public download)")
+        table.add_row(record.name, record.model, record.dataset, str(record.num_classes),
+                      f"{100 * miou:.1f}" if isinstance(miou, (int, float)) else "-", where)
+    _console().print(table)
+
+
+@weights.command("pull")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Download again even if a copy is on disk.")
+def pull(name: str, force: bool) -> None:
+    """Download checkpoint NAME into segcli's cache."""
+    from segcli.checkpoints.resolve import SOURCE_DOWNLOAD, pull_checkpoint
+
+    resolved = pull_checkpoint(name, force=force)
+    if resolved.source != SOURCE_DOWNLOAD:
+        click.echo(f"{name} is already on disk: {resolved.path} (use --force to download again)")
+        return
+    click.echo(f"saved {resolved.path}")
+    if resolved.record.sha256 is None:
+        from segcli.checkpoints.download import sha256_of
+
+        click.echo(f"no checksum is published for {name}; this file's SHA-256 is {sha256_of(resolved.path)}")
+
+
+@weights.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Name to use with --weights.")
+@click.option("--model", "model", required=True, type=click.Choice(CHOICES), help="Zoo model it loads into.")
+@click.option("--dataset", default=None, help="Dataset it was trained on (shown by `weights list`).")
+@click.option("--classes", default=None, help="Class names in label order, comma separated.")
+@click.option("--classes-from", type=click.Choice(CLASS_SETS), default=None, help="Use a dataset's class names.")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None, help="State-dict layout (detected when left out).")
+def add(path: str, name: str, model: str, dataset: str | None, classes: str | None, classes_from: str | None,
+        layout: str | None) -> None:
+    """Copy the checkpoint at PATH into segcli's cache and record it."""
+    from segcli.checkpoints.resolve import add_checkpoint_file
+    from segcli.palettes import CITYSCAPES_CLASSES, VOC_CLASSES
+
+    if classes and classes_from:
+        raise click.UsageError("give --classes or --classes-from, not both")
+    categories, palette = None, None
+    if classes:
+        categories = tuple(part.strip() for part in classes.split(","))
+        if any(not part for part in categories):
+            raise click.BadParameter("class names must not be empty", param_hint="--classes")
+    elif classes_from:
+        categories = VOC_CLASSES if classes_from == "voc" else CITYSCAPES_CLASSES
+        palette = classes_from
+    resolved = add_checkpoint_file(path, name, model, dataset=dataset, categories=categories, palette=palette,
+                                   layout=layout)
+    record = resolved.record
+    click.echo(f"added {record.name} ({record.model}, {record.num_classes} classes, layout {record.layout}) "
+               f"-> {resolved.path}")
+    click.echo(f"sha256 {record.sha256}; use it with --weights {record.name}")
+
+
+@weights.command("verify")
+@click.argument("names", nargs=-1)
+def verify(names: tuple[str, ...]) -> None:
+    """Hash every checkpoint file on disk against its record (all records, or NAMES)."""
+    from segcli.checkpoints.resolve import verify_checkpoints
+    from segcli.errors import ChecksumMismatchError
+
+    checks = verify_checkpoints(list(names))
+    for check in checks:
+        if check.path is None:
+            if names:
+                click.echo(f"{check.record.name}: not on disk")
+            continue
+        detail = f" (got {check.sha256}, recorded {check.record.sha256})" if check.status == "mismatch" else ""
+        click.echo(f"{check.record.name}: {check.status} {check.path}{detail}")
+    mismatched = [check for check in checks if check.status == "mismatch"]
+    if mismatched:
+        listed = ", ".join(f"{check.path} ({check.record.name})" for check in mismatched)
+        raise ChecksumMismatchError(f"{len(mismatched)} file(s) do not match their recorded SHA-256: {listed}; "
+                                    f"delete and pull or add them again")
+    if not any(check.path for check in checks):
+        click.echo("no checkpoint files on disk to verify")

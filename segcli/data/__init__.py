@@ -1,0 +1,1 @@
+"""Datasets: procedural scenes (`synth`) and VOC-format folders (`voc`)."""

@@ -1,0 +1,113 @@
+"""Where and in which precision the model runs."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from segcli.errors import DeviceError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # plus cuda:N
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then MPS, then the CPU; an unavailable device is an error, not a fallback."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError("--device mps: Apple's MPS backend is not available here; use --device cpu")
+        return torch.device("mps")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name}: no CUDA GPU is visible here; use --device cpu or auto")
+        if ":" in name:
+            index_text = name.split(":", 1)[1]
+            if not index_text.isdigit():
+                raise DeviceError(f"--device {name}: expected cuda:N with N a GPU index")
+            if int(index_text) >= torch.cuda.device_count():
+                raise DeviceError(
+                    f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+                )
+        return torch.device(name)
+    raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+    try:
+        flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto`: bf16 on CUDA with bf16 support (fp16 otherwise) and on CPUs with native bf16; else fp32."""
+    name = (name or "auto").lower()
+    if name not in PRECISION_CHOICES:
+        raise DeviceError(f"unknown precision {name!r}: use one of {', '.join(PRECISION_CHOICES)}")
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if device.type == "cpu" and cpu_supports_bf16():
+            return "bf16"
+        return "fp32"
+    if name == "fp16" and device.type == "cpu":
+        raise DeviceError("--precision fp16 is not supported on the CPU; use bf16 or fp32")
+    return name
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """Device, precision and memory format, decided once per engine."""
+
+    device: torch.device
+    precision: str
+    channels_last: bool
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return None if self.precision == "fp32" else _DTYPES[self.precision]
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        dtype = self.autocast_dtype
+        if dtype is None:
+            yield
+            return
+        with torch.autocast(device_type=self.device.type, dtype=dtype):
+            yield
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+
+def plan_execution(device: str = "auto", precision: str = "auto", channels_last: bool | None = None) -> ExecutionPlan:
+    """Resolve user choices; channels_last defaults on for CPU and CUDA (big wins, FACTS.md section 6)."""
+    resolved = resolve_device(device)
+    chosen_precision = resolve_precision(precision, resolved)
+    if channels_last is None:
+        channels_last = resolved.type in ("cpu", "cuda")
+    return ExecutionPlan(resolved, chosen_precision, channels_last)

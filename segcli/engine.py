@@ -1,0 +1,330 @@
+"""The inference engine: one model load, then preprocess -> forward -> upsample -> (CRF) -> labels.
+
+Every CLI command that runs a model goes through `SegmentationEngine`, so `predict`,
+`evaluate` and `benchmark` see exactly the same preprocessing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms.functional import resize as resize_image
+
+from segcli.checkpoints.record import CheckpointRecord, Preprocessing
+from segcli.device import ExecutionPlan, plan_execution
+from segcli.errors import SegcliError
+from segcli.memory_retry import halving_sizes, run_with_oom_retry
+from segcli.tiling import TilingPolicy, TTAParams, tiled_logit_bands, tiled_logits, tta_probabilities
+
+if TYPE_CHECKING:
+    from segcli.crf import CRFParams
+
+
+@dataclass
+class Prediction:
+    """The result for one image, at the image's own size."""
+
+    labels: np.ndarray                      # [H, W] class indices (uint8 when the classes fit)
+    probabilities: np.ndarray | None = None  # [C, H, W] float32, when asked for
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def preprocess(image_rgb: np.ndarray, preprocessing: Preprocessing) -> torch.Tensor:
+    """An HxWx3 uint8 RGB array -> a normalised [1, 3, h, w] float32 tensor, as the checkpoint expects."""
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+        raise SegcliError(
+            f"expected an HxWx3 uint8 RGB image, got shape {image_rgb.shape} dtype {image_rgb.dtype}"
+        )
+    if not image_rgb.flags.writeable:  # torch wants writable memory (decoders may hand out read-only arrays)
+        image_rgb = image_rgb.copy()
+    tensor = torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).unsqueeze(0)
+    if preprocessing.resize_shorter and min(tensor.shape[-2:]) != preprocessing.resize_shorter:
+        # resize the uint8 image, as torchvision's SemanticSegmentation preset does (antialiased bilinear)
+        tensor = resize_image(tensor, [preprocessing.resize_shorter], antialias=True)
+    tensor = tensor.float()
+    if preprocessing.channel_order == "BGR":
+        tensor = tensor.flip(1)
+    if preprocessing.input_scale != 255.0:
+        tensor = tensor / 255.0 * preprocessing.input_scale
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing.std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (tensor - mean) / std
+
+
+@dataclass(frozen=True)
+class CRFShortcuts:
+    """How `--crf` trades fidelity for speed; `CRFShortcuts.full()` (`--crf-full`) is the reference CRF.
+
+    The CRF cost is a fixed part (building the permutohedral lattice) plus a part linear in
+    labels, times iterations, times pixels (benchmarks/FAST_PATH.md). Real probability maps keep
+    most of the 21 VOC labels above 1e-3 somewhere, so only a higher bar cuts labels; a label
+    below `label_min_peak` everywhere cannot win a pixel after the CRF in practice. Mean field
+    settles within 5 iterations on such maps, and big images run on a copy of at most
+    `max_side` pixels per side.
+    """
+
+    label_min_peak: float | None = 0.05  # keep labels reaching this probability somewhere (None: all)
+    max_iterations: int | None = 5       # cap on CRFParams.iterations (None: as given)
+    max_side: int | None = 1024          # CRF on a downscaled copy above this side (None: full size)
+
+    @classmethod
+    def full(cls) -> "CRFShortcuts":
+        return cls(label_min_peak=None, max_iterations=None, max_side=None)
+
+    def labels_to_keep(self, probabilities: np.ndarray) -> list[int] | None:
+        """Labels that take part in the CRF, or None for all."""
+        if self.label_min_peak is None:
+            return None
+        num_classes = probabilities.shape[0]
+        peak = probabilities.reshape(num_classes, -1).max(axis=1)
+        keep = set(np.flatnonzero(peak >= self.label_min_peak).tolist())
+        keep.update(np.unique(probabilities.argmax(axis=0)).tolist())  # every label that wins a pixel
+        return sorted(keep)
+
+
+def refine_with_crf(probabilities: np.ndarray, image_rgb: np.ndarray, params: "CRFParams",
+                    shortcuts: CRFShortcuts = CRFShortcuts()) -> np.ndarray:
+    """Dense CRF of [C, H, W] probabilities with the given shortcuts; float32 [C, H, W]."""
+    from dataclasses import replace
+
+    from segcli.crf import dense_crf
+
+    if shortcuts.max_iterations is not None and params.iterations > shortcuts.max_iterations:
+        params = replace(params, iterations=shortcuts.max_iterations)
+    return dense_crf(probabilities, image_rgb, params, label_subset=shortcuts.labels_to_keep(probabilities),
+                     max_side=shortcuts.max_side)
+
+
+def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (align_corners=False) resize of [N, C, h, w] logits to `size`, in float32."""
+    logits = logits.float()
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def labels_dtype(num_classes: int) -> np.dtype:
+    return np.dtype(np.uint8) if num_classes <= 255 else np.dtype(np.int64)
+
+
+class SegmentationEngine:
+    """A loaded model with its checkpoint record and execution plan.
+
+    `tiling` (sliding windows for big inputs, `--tile`), `tta` (multi-scale + flip, `--tta`) and
+    `crf_shortcuts` (the fast CRF; `CRFShortcuts.full()` for `--crf-full`) are plain attributes:
+    set them after `load`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        record: CheckpointRecord,
+        plan: ExecutionPlan | None = None,
+        source: str = "in-memory model",
+        tiling: TilingPolicy | None = None,
+        tta: TTAParams | None = None,
+        crf_shortcuts: CRFShortcuts | None = None,
+    ) -> None:
+        self.record = record
+        self.checkpoint = None  # the ResolvedCheckpoint when loaded through `load`
+        self.on_memory_retry: Callable[[int, int, str], None] | None = None  # told when an OOM shrinks a batch
+        self.plan = plan or plan_execution("cpu", "fp32", channels_last=False)
+        self.source = source
+        self.tiling = tiling or TilingPolicy()
+        self.tta = tta
+        self.crf_shortcuts = crf_shortcuts or CRFShortcuts()
+        model = model.eval().to(self.plan.device)
+        if self.plan.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.plan.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.model = model
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        weights: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        allow_download: bool = False,
+        channels_last: bool | None = None,
+    ) -> "SegmentationEngine":
+        """Resolve the checkpoint (see `segcli.checkpoints.resolve`), build the model, load it strictly."""
+        from segcli.checkpoints.loading import load_checkpoint_model
+        from segcli.checkpoints.resolve import resolve_checkpoint
+
+        resolved = resolve_checkpoint(model, weights, allow_download=allow_download)
+        plan = plan_execution(device, precision, channels_last)
+        network = load_checkpoint_model(resolved)
+        engine = cls(network, resolved.record, plan, source=resolved.describe())
+        engine.checkpoint = resolved
+        return engine
+
+    @property
+    def num_classes(self) -> int:
+        return self.record.num_classes
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Model logits (float32) for a preprocessed [N, 3, h, w] batch, on the plan's device."""
+        batch = batch.to(self.plan.device, non_blocking=True)
+        if self.plan.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self.plan.autocast():
+            logits = self.model(batch)
+        return logits.float()
+
+    def predict(
+        self,
+        image_rgb: np.ndarray,
+        crf: "CRFParams | None" = None,
+        return_probabilities: bool = False,
+    ) -> Prediction:
+        """Segment one HxWx3 uint8 RGB image."""
+        return self.predict_batch([image_rgb], crf=crf, return_probabilities=return_probabilities)[0]
+
+    def predict_batch(
+        self,
+        images_rgb: Sequence[np.ndarray],
+        crf: "CRFParams | None" = None,
+        return_probabilities: bool = False,
+    ) -> list[Prediction]:
+        """Segment images; images of one size go through the model as one batch."""
+        predictions: list[Prediction | None] = [None] * len(images_rgb)
+        for indices in _group_by_size(images_rgb):
+            group = [images_rgb[i] for i in indices]
+            if self.tta is not None or self.tiling.applies_to(*self.input_size(*group[0].shape[:2])):
+                results = [self._predict_one_tiled_or_augmented(image, crf, return_probabilities) for image in group]
+            else:
+                results = run_with_oom_retry(
+                    lambda size: [prediction for start in range(0, len(group), size)
+                                  for prediction in self._predict_same_size(group[start:start + size], crf,
+                                                                            return_probabilities)],
+                    sizes=halving_sizes(len(group), 1), what="batch size", on_retry=self.on_memory_retry)
+            for index, prediction in zip(indices, results):
+                predictions[index] = prediction
+        return [p for p in predictions if p is not None]
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The model-input size of an image of this size (after `resize_shorter`, torchvision's rounding)."""
+        shorter = self.record.preprocessing.resize_shorter
+        if not shorter or min(height, width) == shorter:
+            return height, width
+        if height <= width:
+            return shorter, int(shorter * width / height)
+        return int(shorter * height / width), shorter
+
+    def _predict_same_size(
+        self, images_rgb: list[np.ndarray], crf: "CRFParams | None", return_probabilities: bool
+    ) -> list[Prediction]:
+        height, width = images_rgb[0].shape[:2]
+        started = time.perf_counter()
+        batch = torch.cat([preprocess(image, self.record.preprocessing) for image in images_rgb])
+        preprocessed = time.perf_counter()
+        logits = self.forward(batch)
+        self.plan.synchronize()
+        forwarded = time.perf_counter()
+        logits = upsample_logits(logits, (height, width)).cpu()
+        need_probabilities = crf is not None or return_probabilities
+        probabilities = torch.softmax(logits, dim=1) if need_probabilities else None
+        upsampled = time.perf_counter()
+        share = 1000.0 / len(images_rgb)
+        shared_timings = {
+            "preprocess": (preprocessed - started) * share,
+            "forward": (forwarded - preprocessed) * share,
+            "upsample": (upsampled - forwarded) * share,
+        }
+        results = []
+        for index, image in enumerate(images_rgb):
+            timings = dict(shared_timings)
+            if probabilities is None:  # argmax of logits == argmax of softmax; no C x H x W copy
+                labels = logits[index].argmax(0).numpy().astype(labels_dtype(self.num_classes))
+                results.append(Prediction(labels=labels, timings_ms=timings))
+            else:
+                results.append(self._finish(image, probabilities[index].numpy(), crf, return_probabilities, timings))
+        return results
+
+    def _finish(
+        self, image: np.ndarray, probs: np.ndarray, crf: "CRFParams | None", return_probabilities: bool,
+        timings: dict[str, float],
+    ) -> Prediction:
+        """CRF (when asked) and argmax of [C, H, W] probabilities at the image size."""
+        if crf is not None:
+            crf_started = time.perf_counter()
+            probs = refine_with_crf(probs, image, crf, self.crf_shortcuts)
+            timings["crf"] = (time.perf_counter() - crf_started) * 1000.0
+        labels = probs.argmax(axis=0).astype(labels_dtype(self.num_classes))
+        return Prediction(
+            labels=labels,
+            probabilities=np.ascontiguousarray(probs, dtype=np.float32) if return_probabilities else None,
+            timings_ms=timings,
+        )
+
+    def _logits_at(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits at the input's size: tiled when the policy says so, else one forward pass."""
+        if self.tiling.applies_to(*batch.shape[-2:]):
+            policy = self.tiling
+            return tiled_logits(self.forward, batch, self.num_classes, policy.tile_size, policy.overlap,
+                                policy.max_tiles_per_batch)
+        return self.forward(batch)
+
+    def _predict_one_tiled_or_augmented(
+        self, image: np.ndarray, crf: "CRFParams | None", return_probabilities: bool
+    ) -> Prediction:
+        """One image through sliding windows and/or TTA; memory stays at one band of logits when it can."""
+        height, width = image.shape[:2]
+        started = time.perf_counter()
+        batch = preprocess(image, self.record.preprocessing)
+        preprocessed = time.perf_counter()
+        timings = {"preprocess": (preprocessed - started) * 1000.0}
+        same_size = tuple(batch.shape[-2:]) == (height, width)
+        if self.tta is None and same_size and crf is None:
+            return self._predict_streaming(image, batch, return_probabilities, timings)
+        if self.tta is not None:
+            probabilities = tta_probabilities(self._logits_at, batch, self.tta)
+            self.plan.synchronize()
+            forwarded = time.perf_counter()
+            # bilinear weights sum to one, so resized probabilities stay normalised
+            probabilities = upsample_logits(probabilities, (height, width))
+        else:
+            logits = self._logits_at(batch)
+            self.plan.synchronize()
+            forwarded = time.perf_counter()
+            probabilities = torch.softmax(upsample_logits(logits, (height, width)), dim=1)
+            del logits
+        timings["forward"] = (forwarded - preprocessed) * 1000.0
+        timings["upsample"] = (time.perf_counter() - forwarded) * 1000.0
+        return self._finish(image, probabilities[0].numpy(), crf, return_probabilities, timings)
+
+    def _predict_streaming(
+        self, image: np.ndarray, batch: torch.Tensor, return_probabilities: bool, timings: dict[str, float]
+    ) -> Prediction:
+        """Tiled inference whose finished row bands go straight to labels (and probabilities when asked)."""
+        height, width = image.shape[:2]
+        policy = self.tiling
+        labels = np.empty((height, width), dtype=labels_dtype(self.num_classes))
+        probabilities = np.empty((self.num_classes, height, width), np.float32) if return_probabilities else None
+        started = time.perf_counter()
+        for top, band in tiled_logit_bands(self.forward, batch, self.num_classes, policy.tile_size,
+                                           policy.overlap, policy.max_tiles_per_batch):
+            rows = slice(top, top + band.shape[1])
+            labels[rows] = band.argmax(0).numpy()
+            if probabilities is not None:
+                probabilities[:, rows] = torch.softmax(band, dim=0).numpy()
+        self.plan.synchronize()
+        timings["forward"] = (time.perf_counter() - started) * 1000.0
+        timings["upsample"] = 0.0
+        return Prediction(labels=labels, probabilities=probabilities, timings_ms=timings)
+
+
+def _group_by_size(images: Iterable[np.ndarray]) -> list[list[int]]:
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(tuple(image.shape[:2]), []).append(index)
+    return list(groups.values())

@@ -1,0 +1,42 @@
+"""Evaluate an engine on a labelled VOC-format folder, with exactly the preprocessing `predict` uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from segcli.data.voc import load_mask, load_rgb, read_classes, read_split
+from segcli.errors import DatasetError
+from segcli.metrics import ConfusionMatrix
+
+if TYPE_CHECKING:
+    from segcli.crf import CRFParams
+    from segcli.engine import SegmentationEngine
+
+
+def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: str = "val",
+                    crf: "CRFParams | None" = None,
+                    on_image: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Confusion-matrix metrics of `engine` over one split; `on_image(done, total)` reports progress."""
+    pairs = read_split(data_dir, split)
+    categories = tuple(engine.record.categories)
+    dataset_classes = read_classes(data_dir)
+    if len(dataset_classes) != len(categories):
+        raise DatasetError(f"{data_dir} has {len(dataset_classes)} classes but the checkpoint predicts "
+                           f"{len(categories)} ({engine.record.name}); evaluate it on data with its classes")
+    confusion = ConfusionMatrix(len(categories), categories)
+    for done, (image_path, mask_path) in enumerate(pairs, start=1):
+        image = load_rgb(image_path)
+        target = load_mask(mask_path, len(categories))
+        if target.shape != image.shape[:2]:
+            raise DatasetError(f"{image_path} and its mask {mask_path} differ in size")
+        prediction = engine.predict(image, crf=crf)
+        confusion.update(prediction.labels, target)
+        if on_image is not None:
+            on_image(done, len(pairs))
+    result = confusion.to_dict()
+    result.update({
+        "split": split, "images": len(pairs), "data": str(data_dir), "model": engine.record.model,
+        "checkpoint": engine.record.name, "crf": crf is not None,
+    })
+    return result

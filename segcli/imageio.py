@@ -1,0 +1,277 @@
+"""Find input images (files, folders, globs) and load them as RGB uint8 arrays, safely."""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+import threading
+import warnings
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from segcli.errors import InputImageError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: a 10000x10000 photo; decompression bombs stay out
+ALPHA_BACKGROUND = 255            # transparent pixels are composited on white
+
+# What PIL raises while decoding a damaged file (truncated data, bad chunks, bad zlib streams).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+_GLOB_CHARS = frozenset("*?[")
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An input image: where it is, and the path outputs are named after (keeps sub-folders)."""
+
+    path: Path      # the file to read
+    relative: Path  # relative to the folder (or glob base) it was found in; the name if given directly
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image in displayed orientation."""
+
+    rgb: np.ndarray       # H x W x 3 uint8, C-contiguous
+    path: Path
+    note: str | None = None  # e.g. "animated GIF: first of 12 frames used"
+
+
+def is_image_name(path: Path) -> bool:
+    """True when the file name has one of IMAGE_EXTENSIONS (case-insensitive)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
+    """Expand files, folders (recursive, sorted) and globs into image sources, without duplicates.
+
+    Files named explicitly are taken whatever their extension; folders and globs yield only
+    files with an image extension. Hidden files and folders (name starting with '.') are
+    skipped inside folders (macOS '._x.jpg' files are not images). Raises InputImageError for
+    a missing input, a folder or glob without images, or two images whose outputs would share
+    a name (e.g. 'x.jpg' and 'x.png' in one folder).
+    """
+    if not inputs:
+        raise InputImageError("no input given: pass image files, folders or globs")
+    sources: list[ImageSource] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.exists():
+            if path.is_dir():
+                found = list(_walk_folder(path))
+                if not found:
+                    raise InputImageError(
+                        f"no images in folder {path} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+                    )
+                sources.extend(found)
+            else:
+                sources.append(ImageSource(path, Path(path.name)))
+        elif _GLOB_CHARS & set(str(raw)):
+            found = _expand_glob(str(raw))
+            if not found:
+                raise InputImageError(f"no image matches {raw!s}")
+            sources.extend(found)
+        else:
+            raise InputImageError(f"input not found: {raw!s}")
+    return _check_output_names(_deduplicate(sources))
+
+
+def _walk_folder(folder: Path, base: Path | None = None) -> Iterator[ImageSource]:
+    """Image files under `folder`, sorted; follows symlinks but visits each real folder once."""
+    base = folder if base is None else base
+    visited: set[str] = set()
+
+    def raise_walk_error(error: OSError) -> None:
+        raise InputImageError(f"cannot read folder {error.filename}: {error.strerror}")
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=raise_walk_error):
+        real = os.path.realpath(dirpath)
+        if real in visited:  # a symlink back up the tree, or a second link to one folder
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) not in visited
+        )
+        for name in sorted(filenames):
+            file_path = Path(dirpath, name)
+            if name.startswith(".") or not is_image_name(file_path) or not file_path.is_file():
+                continue
+            yield ImageSource(file_path, file_path.relative_to(base))
+
+
+def _expand_glob(pattern: str) -> list[ImageSource]:
+    """Image files matching a glob the shell did not expand ('**' recurses); folders are walked."""
+    parts = Path(pattern).parts
+    base_parts: list[str] = []
+    for part in parts:
+        if _GLOB_CHARS & set(part):
+            break
+        base_parts.append(part)
+    base = Path(*base_parts) if base_parts else Path(".")
+    sources: list[ImageSource] = []
+    for match in sorted(glob.glob(pattern, recursive=True)):
+        path = Path(match)
+        if path.is_dir():
+            sources.extend(_walk_folder(path, base=base))
+        elif path.is_file() and is_image_name(path):
+            sources.append(ImageSource(path, path.relative_to(base)))
+    return sources
+
+
+def _deduplicate(sources: list[ImageSource]) -> list[ImageSource]:
+    seen: set[str] = set()
+    unique: list[ImageSource] = []
+    for source in sources:
+        real = os.path.realpath(source.path)
+        if real not in seen:
+            seen.add(real)
+            unique.append(source)
+    return unique
+
+
+def _check_output_names(sources: list[ImageSource]) -> list[ImageSource]:
+    """Two images whose outputs would have the same name is an error, not a silent overwrite."""
+    owner: dict[Path, Path] = {}
+    for source in sources:
+        key = source.relative.with_suffix("")
+        if key in owner:
+            raise InputImageError(
+                f"{owner[key]} and {source.path} would write outputs with the same name "
+                f"({key}.*): rename one, or segment them in separate runs with different --out"
+            )
+        owner[key] = source.path
+    return sources
+
+
+@contextmanager
+def _segcli_pixel_limit() -> Iterator[None]:
+    """Turn off PIL's global bomb limit while segcli applies its own (checked from the header)."""
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode an image file to an H x W x 3 uint8 RGB array in displayed (EXIF) orientation.
+
+    The pixel limit is checked from the header, before any pixel is decoded (None: no limit).
+    Transparent pixels are composited on white; 16-bit images are scaled to 8 bit; the first
+    frame of an animated or multi-page file is used (and `note` says so).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputImageError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputImageError(f"{path} is a directory, not an image")
+    if not path.is_file():
+        raise InputImageError(f"{path} is not a regular file")
+    if path.stat().st_size == 0:
+        raise InputImageError(f"{path} is empty (0 bytes)")
+    try:
+        handle = path.open("rb")
+    except PermissionError:
+        raise InputImageError(f"cannot read {path}: permission denied") from None
+    except OSError as exc:
+        raise InputImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle, _segcli_pixel_limit():
+        try:
+            image = Image.open(handle)
+        except UnidentifiedImageError:
+            raise InputImageError(f"{path} is not an image segcli can read (unknown format)") from None
+        except _DECODE_ERRORS as exc:
+            raise InputImageError(f"{path}: cannot read image header ({_one_line(exc)})") from None
+        with image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise InputImageError(
+                    f"{path} is {width}x{height} = {_pixels_text(width * height, '.1f')}, above the "
+                    f"{_pixels_text(max_pixels, 'g')} limit; raise it with --max-pixels"
+                )
+            try:
+                note = _first_frame_note(image)
+                image.load()  # full decode: a truncated file fails here, not later
+            except _DECODE_ERRORS as exc:
+                raise InputImageError(
+                    f"{path}: cannot decode image, the file is truncated or corrupt ({_one_line(exc)})"
+                ) from None
+            image, orientation_note = _displayed_orientation(image)
+            rgb = _to_rgb_array(image, path)
+    notes = [n for n in (note, orientation_note) if n]
+    return LoadedImage(rgb=rgb, path=path, note="; ".join(notes) or None)
+
+
+def _pixels_text(count: int, megapixel_format: str) -> str:
+    """'6.0 MP' for photo sizes, '2,304 pixels' below 0.1 MP (where '0.0 MP' would say nothing)."""
+    return f"{count / 1e6:{megapixel_format}} MP" if count >= 100_000 else f"{count:,} pixels"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _first_frame_note(image: Image.Image) -> str | None:
+    frames = getattr(image, "n_frames", 1)
+    if frames <= 1:
+        return None
+    image.seek(0)
+    kind = "multi-page TIFF" if image.format == "TIFF" else f"animated {image.format or 'image'}"
+    unit = "pages" if image.format == "TIFF" else "frames"
+    return f"{kind}: first of {frames} {unit} used"
+
+
+def _displayed_orientation(image: Image.Image) -> tuple[Image.Image, str | None]:
+    """Apply the EXIF orientation so masks line up with what viewers show."""
+    try:
+        transposed = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, struct.error, KeyError, TypeError) as exc:
+        return image, f"EXIF orientation unreadable ({_one_line(exc)}); image used as stored"
+    return (image if transposed is None else transposed), None
+
+
+def _to_rgb_array(image: Image.Image, path: Path) -> np.ndarray:
+    """Any PIL mode -> H x W x 3 uint8 (16-bit scaled, alpha composited on white)."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grey (PNG/TIFF): map 0..65535 linearly onto 0..255, rounding to nearest
+        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+            values = values * 255.0  # float images in [0, 1]
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    try:
+        converted = image.convert("RGBA" if has_alpha else "RGB")
+    except ValueError as exc:
+        raise InputImageError(
+            f"{path}: colour mode {mode} is not supported ({_one_line(exc)}); save it as RGB"
+        ) from None
+    array = np.array(converted)  # a writable copy (np.asarray of a PIL image is read-only)
+    if has_alpha:
+        alpha = array[:, :, 3:4].astype(np.uint32)
+        blended = (array[:, :, :3].astype(np.uint32) * alpha + ALPHA_BACKGROUND * (255 - alpha) + 127) // 255
+        array = blended.astype(np.uint8)
+    return np.ascontiguousarray(array, dtype=np.uint8)

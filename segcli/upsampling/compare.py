@@ -1,0 +1,185 @@
+"""Run every method on every image, score them, and collect the JSON summary.
+
+Scores per method (over all images with ground truth): mIoU and pixel accuracy from one
+confusion matrix, boundary precision / recall / F within `boundary_px`; always: pairwise
+agreement, learned parameters of the upsampling, mean time per image (upsampling alone and end
+to end, after one untimed warm-up image) and the peak memory of the upsampling step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from segcli.errors import SegcliError
+from segcli.metrics import ConfusionMatrix
+from segcli.upsampling.boundary import AgreementCounter, BoundaryCounts, boundary_counts
+from segcli.upsampling.methods import METHODS
+from segcli.upsampling.runners import MethodResult
+from segcli.upsampling.samples import Sample, load_ground_truth
+
+SUMMARY_VERSION = 1
+TIMING_NOTE = "mean ms per image after one untimed warm-up image"
+MEMORY_NOTES = {
+    "cuda_max_allocated": "CUDA max allocated during the upsampling step, above what was allocated before it",
+    "tensor_bytes": "bytes of the upsampling step's input, output (and pooling indices for unpool) tensors; "
+                    "for the decoders, the largest of the four stages",
+}
+_DESCRIPTIONS = {method.name: method.description for method in METHODS}
+
+
+class ComparisonRunner(Protocol):
+    mode: str
+    methods: tuple[str, ...]
+    categories: tuple[str, ...]
+    palette: Any
+    precision: str
+    device: Any
+
+    @property
+    def memory_kind(self) -> str: ...
+    def upsampling_parameters(self) -> dict[str, int]: ...
+    def describe(self) -> dict[str, Any]: ...
+    def run(self, image_rgb: np.ndarray) -> dict[str, MethodResult]: ...
+
+
+@dataclass
+class MethodTotals:
+    confusion: ConfusionMatrix
+    boundary: BoundaryCounts = field(default_factory=BoundaryCounts)
+    upsample_ms: list[float] = field(default_factory=list)
+    end_to_end_ms: list[float] = field(default_factory=list)
+    peak_bytes: int = 0
+
+
+@dataclass
+class ImageOutcome:
+    """One image's results, handed to the grid writer."""
+
+    sample: Sample
+    rgb: np.ndarray
+    ground_truth: np.ndarray | None
+    labels: dict[str, np.ndarray]
+    scores: dict[str, dict[str, float]]  # method -> miou / pixel_acc / boundary_f (with ground truth)
+
+
+def compare_upsampling(
+    runner: ComparisonRunner,
+    samples: list[Sample],
+    boundary_px: int = 2,
+    max_pixels: int | None = None,
+    on_image: Callable[[ImageOutcome], dict[str, Any]] | None = None,
+    on_failure: Callable[[Sample, str], None] | None = None,
+) -> dict[str, Any]:
+    """Compare the runner's methods on `samples`; `on_image` may return extra per-image JSON (grid path)."""
+    from segcli.imageio import DEFAULT_MAX_PIXELS, load_image
+
+    methods = runner.methods
+    n_classes = len(runner.categories)
+    totals = {m: MethodTotals(ConfusionMatrix(n_classes, runner.categories)) for m in methods}
+    agreement = AgreementCounter(methods)
+    per_image: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    warmed_up = False
+    with_gt = 0
+    for sample in samples:
+        try:
+            loaded = load_image(sample.path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+            gt = load_ground_truth(sample, loaded.rgb.shape[:2], n_classes)
+            if not warmed_up:
+                runner.run(loaded.rgb)
+                warmed_up = True
+            results = runner.run(loaded.rgb)
+        except SegcliError as exc:
+            failed.append({"image": str(sample.path), "error": str(exc)})
+            if on_failure is not None:
+                on_failure(sample, str(exc))
+            continue
+        labels = {m: results[m].labels for m in methods}
+        agreement.update(labels)
+        scores: dict[str, dict[str, float]] = {m: {} for m in methods}
+        if gt is not None:
+            with_gt += 1
+            for m in methods:
+                image_confusion = ConfusionMatrix(n_classes)
+                image_confusion.update(labels[m], gt)
+                totals[m].confusion.matrix += image_confusion.matrix
+                counts = boundary_counts(labels[m], gt, boundary_px)
+                totals[m].boundary = totals[m].boundary + counts
+                scores[m] = {"miou": image_confusion.miou(), "pixel_acc": image_confusion.pixel_accuracy(),
+                             "boundary_f": counts.f_score}
+        for m in methods:
+            totals[m].upsample_ms.append(results[m].upsample_ms)
+            totals[m].end_to_end_ms.append(results[m].end_to_end_ms)
+            totals[m].peak_bytes = max(totals[m].peak_bytes, results[m].upsample_peak_bytes)
+        entry: dict[str, Any] = {
+            "image": str(sample.path),
+            "size": [int(loaded.rgb.shape[1]), int(loaded.rgb.shape[0])],
+            "ground_truth": str(sample.mask_path) if gt is not None else None,
+            "methods": {m: {**{k: _finite(v) for k, v in scores[m].items()},
+                            "upsample_ms": round(results[m].upsample_ms, 4),
+                            "end_to_end_ms": round(results[m].end_to_end_ms, 4)} for m in methods},
+        }
+        if on_image is not None:
+            entry.update(on_image(ImageOutcome(sample, loaded.rgb, gt, labels, scores)))
+        per_image.append(entry)
+    if not per_image:
+        raise SegcliError(f"none of the {len(samples)} images could be compared: {failed[0]['error'] if failed else 'no images'}")
+    return _summary(runner, totals, agreement, per_image, failed, boundary_px, with_gt)
+
+
+def _summary(runner: ComparisonRunner, totals: dict[str, MethodTotals], agreement: AgreementCounter,
+             per_image: list[dict[str, Any]], failed: list[dict[str, str]], boundary_px: int,
+             with_gt: int) -> dict[str, Any]:
+    params = runner.upsampling_parameters()
+    methods: dict[str, Any] = {}
+    for m, total in totals.items():
+        entry: dict[str, Any] = {
+            "description": _DESCRIPTIONS[m],
+            "upsample_params": int(params[m]),
+            "upsample_ms": round(float(np.mean(total.upsample_ms)), 4),
+            "end_to_end_ms": round(float(np.mean(total.end_to_end_ms)), 4),
+            "upsample_peak_bytes": int(total.peak_bytes),
+        }
+        if with_gt:
+            confusion = total.confusion.to_dict()
+            entry.update({
+                "miou": confusion["miou"], "pixel_acc": confusion["pixel_acc"],
+                "per_class_iou": confusion["per_class"],
+                "boundary_f": total.boundary.f_score, "boundary_precision": total.boundary.precision,
+                "boundary_recall": total.boundary.recall,
+            })
+        methods[m] = entry
+    return {
+        "command": "compare-upsampling",
+        "version": SUMMARY_VERSION,
+        "mode": runner.mode,
+        **runner.describe(),
+        "device": str(runner.device),
+        "precision": runner.precision,
+        "categories": list(runner.categories),
+        "images": len(per_image),
+        "images_with_ground_truth": with_gt,
+        "boundary_px": boundary_px,
+        "timing": TIMING_NOTE,
+        "memory_kind": runner.memory_kind,
+        "memory_note": MEMORY_NOTES[runner.memory_kind],
+        "methods": methods,
+        "agreement": agreement.to_dict(),
+        "per_image": per_image,
+        "failed": failed,
+    }
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def ranked_methods(summary: dict[str, Any]) -> list[str]:
+    """Methods by mIoU (best first) when there is ground truth, else in the order run."""
+    methods = summary["methods"]
+    if summary["images_with_ground_truth"]:
+        return sorted(methods, key=lambda m: -(methods[m]["miou"] or 0.0))
+    return list(methods)

@@ -1,0 +1,213 @@
+"""`segcli compare-upsampling` end to end on tiny folders (random-weight decoders, 37x45 scenes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from segcli.checkpoints.record import CheckpointRecord, Preprocessing
+from segcli.cli.main import cli
+from segcli.data.synth import SYNTH_CLASSES, encode_mask_png, make_scene
+from segcli.engine import SegmentationEngine, preprocess
+from segcli.metrics import ConfusionMatrix
+from segcli.upsampling.compare import compare_upsampling
+from segcli.upsampling.decoders import decoder_filename, load_decoder, save_decoder
+from segcli.upsampling.methods import METHOD_NAMES, TRAINING_FREE_METHODS
+from segcli.upsampling.network import UpsamplingNet
+from segcli.upsampling.runners import ZooLogitsRunner
+from segcli.upsampling.samples import find_samples
+
+SIZE = (37, 45)  # odd on purpose
+METHOD_KEYS = {"description", "upsample_params", "upsample_ms", "end_to_end_ms", "upsample_peak_bytes"}
+ACCURACY_KEYS = {"miou", "pixel_acc", "per_class_iou", "boundary_f", "boundary_precision", "boundary_recall"}
+
+
+@pytest.fixture(scope="module")
+def decoders(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("decoders")
+    for method in METHOD_NAMES:
+        torch.manual_seed(0)
+        net = UpsamplingNet(len(SYNTH_CLASSES), method).eval()
+        save_decoder(folder / decoder_filename(method), net, SYNTH_CLASSES, {"val_miou": 0.0})
+    return folder
+
+
+def _scenes(folder: Path, with_masks: bool, count: int = 2) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        scene = make_scene(11, index, SIZE)
+        Image.fromarray(scene.image).save(folder / f"scene{index}.png")
+        if with_masks:
+            (folder / "masks").mkdir(exist_ok=True)
+            (folder / "masks" / f"scene{index}.png").write_bytes(encode_mask_png(scene.mask))
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, ["compare-upsampling", *args], catch_exceptions=False)
+
+
+def test_decoder_file_is_small_fp16_and_loads_back(decoders):
+    path = decoders / decoder_filename("transposed-learned")
+    assert path.stat().st_size < 1_000_000
+    net, record = load_decoder(path)
+    assert record.kwargs["method"] == "transposed-learned" and record.categories == SYNTH_CLASSES
+    torch.manual_seed(0)
+    original = UpsamplingNet(len(SYNTH_CLASSES), "transposed-learned").eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), original(x), atol=2e-2, rtol=2e-2)  # weights stored as fp16
+
+
+def test_cli_with_masks_writes_grids_chart_and_json(tmp_path, decoders):
+    _scenes(tmp_path / "images", with_masks=True)
+    out, summary_path = tmp_path / "out", tmp_path / "summary.json"
+    result = _invoke(str(tmp_path / "images"), "--decoders", str(decoders), "--out", str(out),
+                     "--json", str(summary_path), "--boundary-px", "1")
+    assert result.exit_code == 0, result.output
+    assert "transposed-learned" in result.output and "mIoU" in result.output
+    summary = json.loads(summary_path.read_text())
+    assert summary["mode"] == "trained-decoders"
+    assert summary["images"] == 2 and summary["images_with_ground_truth"] == 2 and summary["boundary_px"] == 1
+    assert summary["memory_kind"] == "tensor_bytes"
+    assert list(summary["methods"]) == list(METHOD_NAMES)
+    for method, row in summary["methods"].items():
+        assert set(row) == METHOD_KEYS | ACCURACY_KEYS
+        assert 0.0 <= row["miou"] <= 1.0 and 0.0 <= row["boundary_f"] <= 1.0
+        assert row["upsample_ms"] > 0 and row["end_to_end_ms"] >= row["upsample_ms"]
+        assert row["upsample_peak_bytes"] > 0
+    assert summary["methods"]["transposed-learned"]["upsample_params"] == sum(c * c * 16 for c in (16, 24, 32, 48))
+    assert summary["methods"]["unpool"]["upsample_params"] == 0
+    assert summary["agreement"]["bilinear"]["bilinear"] == 1.0
+    assert summary["agreement"]["nearest"]["unpool"] == summary["agreement"]["unpool"]["nearest"]
+    # grids: input + ground truth + 5 methods, one per image; chart: a PNG
+    assert len(summary["per_image"]) == 2
+    for entry in summary["per_image"]:
+        grid = Image.open(entry["grid"])
+        assert grid.width > 7 * 128 and Path(entry["grid"]).parent == out / "grids"
+        assert set(entry["methods"]["nearest"]) >= {"miou", "pixel_acc", "boundary_f", "upsample_ms"}
+    assert Image.open(out / "chart.png").format == "PNG"
+    assert summary["outputs"]["chart"] == str(out / "chart.png")
+
+    # an independent evaluation of one decoder reproduces the reported mIoU and pixel accuracy
+    net, record = load_decoder(decoders / decoder_filename("bilinear"))
+    confusion = ConfusionMatrix(len(SYNTH_CLASSES))
+    for index in range(2):
+        scene = make_scene(11, index, SIZE)
+        with torch.no_grad():
+            labels = net(preprocess(scene.image, record.preprocessing)).argmax(1)[0].numpy()
+        confusion.update(labels, scene.mask)
+    assert summary["methods"]["bilinear"]["miou"] == pytest.approx(confusion.miou())
+    assert summary["methods"]["bilinear"]["pixel_acc"] == pytest.approx(confusion.pixel_accuracy())
+
+
+def test_cli_without_masks_has_no_accuracy_columns(tmp_path, decoders):
+    _scenes(tmp_path / "photos", with_masks=False)
+    summary_path = tmp_path / "s.json"
+    result = _invoke(str(tmp_path / "photos"), "--decoders", str(decoders), "--out", str(tmp_path / "out"),
+                     "--json", str(summary_path), "--methods", "bilinear,unpool")
+    assert result.exit_code == 0, result.output
+    assert "mIoU" not in result.output
+    summary = json.loads(summary_path.read_text())
+    assert summary["images_with_ground_truth"] == 0 and list(summary["methods"]) == ["bilinear", "unpool"]
+    for row in summary["methods"].values():
+        assert set(row) == METHOD_KEYS
+    assert all(entry["ground_truth"] is None for entry in summary["per_image"])
+    assert (tmp_path / "out" / "chart.png").is_file() and len(list((tmp_path / "out" / "grids").glob("*.png"))) == 2
+
+
+def test_voc_layout_and_split(tmp_path):
+    root = tmp_path / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (8, 6)).save(root / "JPEGImages" / f"{name}.jpg")
+    Image.new("L", (8, 6)).save(root / "SegmentationClass" / "a.png")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("a\nc\n")
+    samples = find_samples(root, split="val")
+    assert [s.path.stem for s in samples] == ["a", "c"]
+    assert samples[0].mask_path == root / "SegmentationClass" / "a.png" and samples[1].mask_path is None
+    assert len(find_samples(root)) == 3
+    assert find_samples(root / "JPEGImages")[0].mask_path == root / "SegmentationClass" / "a.png"
+
+
+def test_masks_folder_is_not_taken_for_images(tmp_path):
+    _scenes(tmp_path / "set", with_masks=True, count=1)
+    samples = find_samples(tmp_path / "set")
+    assert [s.relative.as_posix() for s in samples] == ["scene0.png"]
+    assert samples[0].mask_path == tmp_path / "set" / "masks" / "scene0.png"
+
+
+class _TinyZooModel(torch.nn.Module):
+    """A stride-4 'model' honouring the zoo contract: forward = bilinear(low_res_logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, len(SYNTH_CLASSES), 4, stride=4, padding=1)
+
+    def low_res_logits(self, x):
+        return self.conv(x)
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(self.low_res_logits(x), size=x.shape[-2:], mode="bilinear",
+                                               align_corners=False)
+
+
+def test_zoo_logits_runner_bilinear_matches_the_engine(tmp_path):
+    _scenes(tmp_path / "set", with_masks=True)
+    torch.manual_seed(0)
+    record = CheckpointRecord(name="tiny", model="tiny", dataset="segcli-synth", categories=SYNTH_CLASSES,
+                              filename="tiny.safetensors", preprocessing=Preprocessing())
+    engine = SegmentationEngine(_TinyZooModel(), record)
+    runner = ZooLogitsRunner(engine, TRAINING_FREE_METHODS)
+    summary = compare_upsampling(runner, find_samples(tmp_path / "set"), boundary_px=2)
+    assert summary["mode"] == "zoo-logits" and list(summary["methods"]) == list(TRAINING_FREE_METHODS)
+    assert all(row["upsample_params"] == 0 for row in summary["methods"].values())
+    scene = make_scene(11, 0, SIZE)
+    results = runner.run(scene.image)
+    np.testing.assert_array_equal(results["bilinear"].labels, engine.predict(scene.image).labels)
+    assert results["nearest"].labels.shape == SIZE
+    # stride 4 into 37x45: not a multiple, so transposed-fixed is resized to fit, and mostly agrees with bilinear
+    assert summary["agreement"]["bilinear"]["transposed-fixed"] > 0.8
+
+
+def test_cli_errors(tmp_path, decoders):
+    _scenes(tmp_path / "set", with_masks=False, count=1)
+    folder = str(tmp_path / "set")
+    result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--decoders", str(decoders), "--methods", "bicubic"])
+    assert result.exit_code == 1 and "unknown upsampling method 'bicubic'" in result.output
+    result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--weights", "x.pth"])
+    assert result.exit_code == 2 and "--weights needs --model" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--decoders", str(empty)])
+    assert result.exit_code == 1 and "no decoder checkpoint" in result.output
+    result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--model", "fcn8s", "--methods", "unpool"])
+    assert result.exit_code == 1 and "does not apply to a zoo model" in result.output
+
+
+def test_fcn8s_geometry_fixed_transposed_reproduces_the_models_own_upsampling():
+    # FCN-8s' upscore8 is a fixed bilinear transposed convolution (k16, s8) cropped at offset 31;
+    # transposed-fixed with the (8, 31) geometry must give the model's forward output exactly.
+    from segcli.models import build_model
+    from segcli.upsampling.methods import upsample_logits_with
+
+    torch.manual_seed(0)
+    model = build_model("fcn8s", 3, width=0.0625).eval()
+    record = CheckpointRecord(name="tiny-fcn8s", model="fcn8s", dataset="none", categories=("a", "b", "c"),
+                              filename="x.safetensors", preprocessing=Preprocessing())
+    runner = ZooLogitsRunner(SegmentationEngine(model, record), TRAINING_FREE_METHODS)
+    assert runner.geometry == (8, 31)
+    image = (np.random.default_rng(0).random((37, 45, 3)) * 255).astype(np.uint8)
+    batch = preprocess(image, record.preprocessing)
+    with torch.no_grad():
+        low, full = model.low_res_logits(batch), model(batch)
+        for method in TRAINING_FREE_METHODS:
+            assert upsample_logits_with(method, low, (37, 45), runner.geometry).shape == full.shape
+        torch.testing.assert_close(upsample_logits_with("transposed-fixed", low, (37, 45), runner.geometry), full)
