@@ -62,3 +62,14 @@ def assert_keys_with_shapes(model: nn.Module, expected: Mapping[str, tuple[int, 
 def meta_state(expected: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """A shape-only state dict (meta tensors) with the given keys and shapes."""
     return {key: torch.empty(shape, device="meta") for key, shape in expected.items()}
+
+
+def conv_keys(prefix: str, out_channels: int, in_channels: int, k: int) -> dict[str, tuple[int, ...]]:
+    """The state-dict entry of a bias-free k x k convolution, written out."""
+    return {f"{prefix}.weight": (out_channels, in_channels, k, k)}
+
+
+def bn_keys(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
+    """The state-dict entries of a BatchNorm2d, written out."""
+    return {f"{prefix}.{name}": (channels,) for name in ("weight", "bias", "running_mean", "running_var")} | {
+        f"{prefix}.num_batches_tracked": ()}

@@ -24,6 +24,8 @@ from segcli.models import build_model
 from segcli.models.backbones import ScaledResNet
 from model_testing import (
     assert_keys_with_shapes,
+    bn_keys,
+    conv_keys,
     meta_state,
     random_image,
     randomize_batchnorm_stats,
@@ -99,35 +101,22 @@ def test_scaled_resnet_at_full_width_equals_torchvision_resnet50() -> None:
 # --------------------------------------------------------------------------- DeepLabV3+ (FACTS.md section 2)
 
 
-def _conv(out_channels: int, in_channels: int, k: int) -> dict[str, tuple[int, ...]]:
-    return {"weight": (out_channels, in_channels, k, k)}
-
-
-def _bn(channels: int) -> dict[str, tuple[int, ...]]:
-    return {"weight": (channels,), "bias": (channels,), "running_mean": (channels,),
-            "running_var": (channels,), "num_batches_tracked": ()}
-
-
-def _prefixed(prefix: str, entries: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    return {f"{prefix}.{key}": shape for key, shape in entries.items()}
-
-
 def v3plus_head_keys(high_channels: int, low_channels: int, classes: int) -> dict[str, tuple[int, ...]]:
     """The whole ``classifier.*`` layout of DeepLabV3Plus-Pytorch's head, written out."""
     keys: dict[str, tuple[int, ...]] = {}
-    keys |= _prefixed("classifier.project.0", _conv(48, low_channels, 1))
-    keys |= _prefixed("classifier.project.1", _bn(48))
-    keys |= _prefixed("classifier.aspp.convs.0.0", _conv(256, high_channels, 1))
-    keys |= _prefixed("classifier.aspp.convs.0.1", _bn(256))
+    keys |= conv_keys("classifier.project.0", 48, low_channels, 1)
+    keys |= bn_keys("classifier.project.1", 48)
+    keys |= conv_keys("classifier.aspp.convs.0.0", 256, high_channels, 1)
+    keys |= bn_keys("classifier.aspp.convs.0.1", 256)
     for branch in (1, 2, 3):
-        keys |= _prefixed(f"classifier.aspp.convs.{branch}.0", _conv(256, high_channels, 3))
-        keys |= _prefixed(f"classifier.aspp.convs.{branch}.1", _bn(256))
-    keys |= _prefixed("classifier.aspp.convs.4.1", _conv(256, high_channels, 1))  # index 0 is the pooling
-    keys |= _prefixed("classifier.aspp.convs.4.2", _bn(256))
-    keys |= _prefixed("classifier.aspp.project.0", _conv(256, 1280, 1))
-    keys |= _prefixed("classifier.aspp.project.1", _bn(256))
-    keys |= _prefixed("classifier.classifier.0", _conv(256, 304, 3))
-    keys |= _prefixed("classifier.classifier.1", _bn(256))
+        keys |= conv_keys(f"classifier.aspp.convs.{branch}.0", 256, high_channels, 3)
+        keys |= bn_keys(f"classifier.aspp.convs.{branch}.1", 256)
+    keys |= conv_keys("classifier.aspp.convs.4.1", 256, high_channels, 1)  # index 0 is the pooling
+    keys |= bn_keys("classifier.aspp.convs.4.2", 256)
+    keys |= conv_keys("classifier.aspp.project.0", 256, 1280, 1)
+    keys |= bn_keys("classifier.aspp.project.1", 256)
+    keys |= conv_keys("classifier.classifier.0", 256, 304, 3)
+    keys |= bn_keys("classifier.classifier.1", 256)
     keys |= {"classifier.classifier.3.weight": (classes, 256, 1, 1), "classifier.classifier.3.bias": (classes,)}
     return keys
 

@@ -20,7 +20,7 @@ from segcli.checkpoints.manifest import read_manifest_file, shipped_manifest_pat
 from segcli.errors import CheckpointError, UnknownNameError
 from segcli.models import build_model
 from segcli.models.backbones import PaddedInvertedResidual
-from model_testing import meta_state, random_image, state_shapes
+from model_testing import bn_keys, conv_keys, meta_state, random_image, state_shapes
 
 VOC_CLASSES = 21
 RECORD_NAMES = ("deeplabv3-resnet50-voc-os16", "deeplabv3-resnet101-voc-os16", "deeplabv3-mobilenet-voc-os16")
@@ -38,24 +38,15 @@ def _records() -> dict[str, object]:
 # --------------------------------------------------------------------------- the published layout, written out
 
 
-def _conv(prefix: str, out_channels: int, in_channels: int, k: int) -> dict[str, tuple[int, ...]]:
-    return {f"{prefix}.weight": (out_channels, in_channels, k, k)}
-
-
-def _bn(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
-    return {f"{prefix}.{name}": (channels,) for name in ("weight", "bias", "running_mean", "running_var")} | {
-        f"{prefix}.num_batches_tracked": ()}
-
-
 def dlpt_v3_head_keys(high_channels: int, classes: int) -> dict[str, tuple[int, ...]]:
     """DeepLabV3Plus-Pytorch's ``DeepLabHead``: ``classifier.classifier`` = ASPP, 3x3 conv, BN, ReLU, 1x1."""
     head = "classifier.classifier"
-    keys = _conv(f"{head}.0.convs.0.0", 256, high_channels, 1) | _bn(f"{head}.0.convs.0.1", 256)
+    keys = conv_keys(f"{head}.0.convs.0.0", 256, high_channels, 1) | bn_keys(f"{head}.0.convs.0.1", 256)
     for branch in (1, 2, 3):
-        keys |= _conv(f"{head}.0.convs.{branch}.0", 256, high_channels, 3) | _bn(f"{head}.0.convs.{branch}.1", 256)
-    keys |= _conv(f"{head}.0.convs.4.1", 256, high_channels, 1) | _bn(f"{head}.0.convs.4.2", 256)  # 0: pooling
-    keys |= _conv(f"{head}.0.project.0", 256, 1280, 1) | _bn(f"{head}.0.project.1", 256)
-    keys |= _conv(f"{head}.1", 256, 256, 3) | _bn(f"{head}.2", 256)
+        keys |= conv_keys(f"{head}.0.convs.{branch}.0", 256, high_channels, 3) | bn_keys(f"{head}.0.convs.{branch}.1", 256)
+    keys |= conv_keys(f"{head}.0.convs.4.1", 256, high_channels, 1) | bn_keys(f"{head}.0.convs.4.2", 256)  # 0: pooling
+    keys |= conv_keys(f"{head}.0.project.0", 256, 1280, 1) | bn_keys(f"{head}.0.project.1", 256)
+    keys |= conv_keys(f"{head}.1", 256, 256, 3) | bn_keys(f"{head}.2", 256)
     keys |= {f"{head}.4.weight": (classes, 256, 1, 1), f"{head}.4.bias": (classes,)}
     return keys
 
