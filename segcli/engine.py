@@ -6,8 +6,9 @@ Every CLI command that runs a model goes through `SegmentationEngine`, so `predi
 
 from __future__ import annotations
 
+
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
@@ -19,8 +20,9 @@ from torchvision.transforms.functional import resize as resize_image
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing
 from segcli.device import ExecutionPlan, plan_execution
 from segcli.errors import SegcliError
-from segcli.memory_retry import halving_sizes, run_with_oom_retry
-from segcli.tiling import TilingPolicy, TTAParams, tiled_logit_bands, tiled_logits, tta_probabilities
+from segcli.memory_retry import OutOfDeviceMemoryError, halving_sizes, run_with_oom_retry
+from segcli.tiling import (MIN_TILE_SIZE, TilingPolicy, TTAParams, tiled_logit_bands, tiled_logits,
+                           tta_probabilities)
 
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
@@ -91,8 +93,6 @@ class CRFShortcuts:
 def refine_with_crf(probabilities: np.ndarray, image_rgb: np.ndarray, params: "CRFParams",
                     shortcuts: CRFShortcuts = CRFShortcuts()) -> np.ndarray:
     """Dense CRF of [C, H, W] probabilities with the given shortcuts; float32 [C, H, W]."""
-    from dataclasses import replace
-
     from segcli.crf import dense_crf
 
     if shortcuts.max_iterations is not None and params.iterations > shortcuts.max_iterations:
@@ -133,7 +133,7 @@ class SegmentationEngine:
     ) -> None:
         self.record = record
         self.checkpoint = None  # the ResolvedCheckpoint when loaded through `load`
-        self.on_memory_retry: Callable[[int, int, str], None] | None = None  # told when an OOM shrinks a batch
+        self.on_memory_retry: Callable[[str], None] | None = None  # told (one line) when an OOM shrinks a batch or tile
         self.plan = plan or plan_execution("cpu", "fp32", channels_last=False)
         self.source = source
         self.tiling = tiling or TilingPolicy()
@@ -200,13 +200,20 @@ class SegmentationEngine:
         for indices in _group_by_size(images_rgb):
             group = [images_rgb[i] for i in indices]
             if self.tta is not None or self.tiling.applies_to(*self.input_size(*group[0].shape[:2])):
-                results = [self._predict_one_tiled_or_augmented(image, crf, return_probabilities) for image in group]
+                results = [self._predict_one_with_tile_retry(image, crf, return_probabilities) for image in group]
             else:
-                results = run_with_oom_retry(
-                    lambda size: [prediction for start in range(0, len(group), size)
-                                  for prediction in self._predict_same_size(group[start:start + size], crf,
-                                                                            return_probabilities)],
-                    sizes=halving_sizes(len(group), 1), what="batch size", on_retry=self.on_memory_retry)
+                try:
+                    results = run_with_oom_retry(
+                        lambda size: [prediction for start in range(0, len(group), size)
+                                      for prediction in self._predict_same_size(group[start:start + size], crf,
+                                                                                return_probabilities)],
+                        sizes=halving_sizes(len(group), 1), what="batch size", on_retry=self._batch_retry_note)
+                except OutOfDeviceMemoryError:
+                    if max(self.input_size(*group[0].shape[:2])) <= MIN_TILE_SIZE:
+                        raise
+                    # one whole image does not fit: sliding windows, smaller until they fit
+                    results = [self._predict_one_with_tile_retry(image, crf, return_probabilities, whole_failed=True)
+                               for image in group]
             for index, prediction in zip(indices, results):
                 predictions[index] = prediction
         return [p for p in predictions if p is not None]
@@ -266,34 +273,74 @@ class SegmentationEngine:
             timings_ms=timings,
         )
 
-    def _logits_at(self, batch: torch.Tensor) -> torch.Tensor:
+    def _batch_retry_note(self, failed: int, retry: int, reason: str) -> None:
+        if self.on_memory_retry is not None:
+            self.on_memory_retry(f"out of memory at batch size {failed}; retrying at {retry}")
+
+    def _predict_one_with_tile_retry(
+        self, image: np.ndarray, crf: "CRFParams | None", return_probabilities: bool, whole_failed: bool = False
+    ) -> Prediction:
+        """Tiled (or TTA) inference; on out-of-memory, again with tiles half the size, one per forward pass.
+
+        `whole_failed`: the untiled image already ran out of memory, so start with tiles smaller than it.
+        """
+        height, width = self.input_size(*image.shape[:2])
+        policy = self.tiling
+        tiled_now = policy.applies_to(height, width)
+        largest = policy.tile_size if tiled_now else max(height, width)
+        first = largest if tiled_now and not whole_failed else max(MIN_TILE_SIZE, (largest - 1) // 2 + 1)
+        if whole_failed:
+            first = min(first, policy.tile_size)
+        sizes = halving_sizes(first, MIN_TILE_SIZE)
+        if not whole_failed and not tiled_now:
+            sizes = [0] + sizes  # 0: as the policy says (TTA without tiles), before any forced tiles
+
+        def attempt(size: int) -> Prediction:
+            if size == 0:
+                return self._predict_one_tiled_or_augmented(image, crf, return_probabilities, policy)
+            forced = replace(policy, mode="size", tile_size=size,
+                                         max_tiles_per_batch=policy.max_tiles_per_batch if size == first else 1)
+            return self._predict_one_tiled_or_augmented(image, crf, return_probabilities, forced)
+
+        def note(failed: int, retry: int, reason: str) -> None:
+            if self.on_memory_retry is not None:
+                what = f"at tile size {failed}" if failed else "on the whole image"
+                self.on_memory_retry(f"out of memory {what}; retrying with {retry}x{retry} tiles, one at a time")
+
+        if whole_failed:
+            note(0, sizes[0], "")
+        return run_with_oom_retry(attempt, sizes=sizes, what="tile size", on_retry=note)
+
+    def _logits_at(self, batch: torch.Tensor, policy: TilingPolicy | None = None) -> torch.Tensor:
         """Logits at the input's size: tiled when the policy says so, else one forward pass."""
-        if self.tiling.applies_to(*batch.shape[-2:]):
-            policy = self.tiling
+        policy = policy or self.tiling
+        if policy.applies_to(*batch.shape[-2:]):
             return tiled_logits(self.forward, batch, self.num_classes, policy.tile_size, policy.overlap,
                                 policy.max_tiles_per_batch)
         return self.forward(batch)
 
     def _predict_one_tiled_or_augmented(
-        self, image: np.ndarray, crf: "CRFParams | None", return_probabilities: bool
+        self, image: np.ndarray, crf: "CRFParams | None", return_probabilities: bool,
+        policy: TilingPolicy | None = None,
     ) -> Prediction:
         """One image through sliding windows and/or TTA; memory stays at one band of logits when it can."""
+        policy = policy or self.tiling
         height, width = image.shape[:2]
         started = time.perf_counter()
         batch = preprocess(image, self.record.preprocessing)
         preprocessed = time.perf_counter()
         timings = {"preprocess": (preprocessed - started) * 1000.0}
         same_size = tuple(batch.shape[-2:]) == (height, width)
-        if self.tta is None and same_size and crf is None:
-            return self._predict_streaming(image, batch, return_probabilities, timings)
+        if self.tta is None and same_size and crf is None and policy.applies_to(height, width):
+            return self._predict_streaming(image, batch, return_probabilities, timings, policy)
         if self.tta is not None:
-            probabilities = tta_probabilities(self._logits_at, batch, self.tta)
+            probabilities = tta_probabilities(lambda scaled: self._logits_at(scaled, policy), batch, self.tta)
             self.plan.synchronize()
             forwarded = time.perf_counter()
             # bilinear weights sum to one, so resized probabilities stay normalised
             probabilities = upsample_logits(probabilities, (height, width))
         else:
-            logits = self._logits_at(batch)
+            logits = self._logits_at(batch, policy)
             self.plan.synchronize()
             forwarded = time.perf_counter()
             probabilities = torch.softmax(upsample_logits(logits, (height, width)), dim=1)
@@ -303,11 +350,11 @@ class SegmentationEngine:
         return self._finish(image, probabilities[0].numpy(), crf, return_probabilities, timings)
 
     def _predict_streaming(
-        self, image: np.ndarray, batch: torch.Tensor, return_probabilities: bool, timings: dict[str, float]
+        self, image: np.ndarray, batch: torch.Tensor, return_probabilities: bool, timings: dict[str, float],
+        policy: TilingPolicy,
     ) -> Prediction:
         """Tiled inference whose finished row bands go straight to labels (and probabilities when asked)."""
         height, width = image.shape[:2]
-        policy = self.tiling
         labels = np.empty((height, width), dtype=labels_dtype(self.num_classes))
         probabilities = np.empty((self.num_classes, height, width), np.float32) if return_probabilities else None
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,3 +95,81 @@ def test_release_cached_memory_creates_no_cuda_context():
     initialized_before = torch.cuda.is_initialized()
     memory_retry.release_cached_memory()
     assert torch.cuda.is_initialized() == initialized_before
+
+
+# --- wired into the engine: batches shrink, then a whole image that does not fit goes through tiles ---
+
+class PixelBudgetNet(torch.nn.Module):
+    """1x1 convolutions (tiles reproduce the whole image exactly) that run out of 'device memory' when a
+    forward pass gets more than `budget` pixels; records the pixels of every pass that ran."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1))
+        self.budget, self.passes = budget, []
+
+    def forward(self, batch):
+        pixels = batch.shape[0] * batch.shape[2] * batch.shape[3]
+        if pixels > self.budget:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {pixels} pixels")
+        self.passes.append(pixels)
+        return self.body(batch)
+
+
+def _engine(budget: int):
+    from segcli.checkpoints.record import CheckpointRecord
+    from segcli.engine import SegmentationEngine
+
+    record = CheckpointRecord(name="budget", model="deeplabv1", dataset="test", categories=("a", "b", "c"),
+                              filename="budget.safetensors")
+    engine = SegmentationEngine(PixelBudgetNet(budget), record)
+    messages = []
+    engine.on_memory_retry = messages.append
+    return engine, messages
+
+
+def _images(count: int, height: int, width: int):
+    rng = np.random.default_rng(3)
+    return [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def test_engine_halves_the_batch_and_says_so(cache_releases):
+    images = _images(4, 40, 40)
+    expected = [p.labels for p in _engine(10**9)[0].predict_batch(images)]
+    engine, messages = _engine(2 * 40 * 40)
+    got = engine.predict_batch(images)
+    assert messages == ["out of memory at batch size 4; retrying at 2"]
+    assert engine.model.passes == [3200, 3200]
+    for labels, prediction in zip(expected, got):
+        np.testing.assert_array_equal(prediction.labels, labels)
+
+
+def test_engine_falls_back_to_smaller_tiles_when_one_image_does_not_fit(cache_releases):
+    image = _images(1, 200, 160)[0]
+    whole = _engine(10**9)[0].predict(image, return_probabilities=True)
+    engine, messages = _engine(60 * 60)   # the whole image (32,000 px) and 4 tiles of 100x100 do not fit
+    got = engine.predict(image, return_probabilities=True)
+    assert messages == ["out of memory on the whole image; retrying with 100x100 tiles, one at a time",
+                        "out of memory at tile size 100; retrying with 50x50 tiles, one at a time"]
+    assert max(engine.model.passes) <= 50 * 50 and len(engine.model.passes) > 4
+    np.testing.assert_array_equal(got.labels, whole.labels)
+    np.testing.assert_allclose(got.probabilities, whole.probabilities, atol=1e-5)
+
+
+def test_engine_tiles_shrink_from_the_tile_size_asked_for(cache_releases):
+    from segcli.tiling import TilingPolicy
+
+    image = _images(1, 96, 96)[0]
+    whole = _engine(10**9)[0].predict(image)
+    engine, messages = _engine(40 * 40)
+    engine.tiling = TilingPolicy.parse("64", overlap=0.25)
+    got = engine.predict(image)
+    assert messages == ["out of memory at tile size 64; retrying with 32x32 tiles, one at a time"]
+    np.testing.assert_array_equal(got.labels, whole.labels)
+
+
+def test_engine_gives_one_clear_error_when_even_the_smallest_tile_does_not_fit(cache_releases):
+    engine, _ = _engine(20 * 20)
+    with pytest.raises(OutOfDeviceMemoryError, match=r"out of memory even at tile size 32 \(tried 100, 50, 32;"):
+        engine.predict(_images(1, 200, 160)[0])

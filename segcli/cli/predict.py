@@ -79,8 +79,7 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
         max_iterations=None if iterations_given else CRFShortcuts().max_iterations)
     console.print(f"[bold]{engine.record.model}[/] {engine.source} on {engine.plan.device} "
                   f"({engine.plan.precision}){' + dense CRF' if crf else ''}", highlight=False)
-    engine.on_memory_retry = lambda failed, retry, reason: console.print(
-        f"[yellow]out of memory at batch size {failed}; retrying at {retry}[/]", highlight=False)
+    engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
     hint = real_checkpoint_hint(engine.checkpoint) if engine.checkpoint is not None else None
     if hint:
         console.print(f"[dim]{hint}[/]", highlight=False)
