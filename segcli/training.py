@@ -31,6 +31,9 @@ from segcli.errors import CheckpointError, DatasetError, SegcliError
 from segcli.palettes import IGNORE_INDEX
 
 OPTIMIZERS = ("adamw", "sgd")
+LOSSES = ("ce", "ohem")
+OHEM_THRESHOLD = 0.7        # a pixel is "hard" while its true class has probability below this
+OHEM_MIN_KEPT = 0.25        # ... and at least this share of the valid pixels (the hardest) always counts
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 2e-3
     optimizer: str = "adamw"                # adamw trains these from-scratch models fastest here
+    loss: str = "ce"                        # ce, or ohem: cross-entropy over the hard pixels only
     weight_decay: float = 1e-4
     crop: tuple[int, int] | None = None     # random crop; default: the training images' size
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -93,6 +97,31 @@ def batch_plan(num_samples: int, batch_size: int, seed: int, start: int, total: 
                for slot, index in enumerate(chosen)]
 
 
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, kind: str = "ce") -> torch.Tensor:
+    """Cross-entropy with 255 ignored; `ohem` averages it over the hard pixels only.
+
+    OHEM (online hard example mining, as in mmsegmentation's OHEMPixelSampler): pixels whose true
+    class has probability below OHEM_THRESHOLD, and never fewer than OHEM_MIN_KEPT of the valid
+    pixels (the highest losses). Background, which is most of every scene, then stops drowning out
+    the small and thin classes that decide the mean IoU.
+    """
+    pixel_losses = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX, reduction="none")
+    valid = masks != IGNORE_INDEX
+    if kind == "ce":
+        count = valid.sum()
+        return pixel_losses.sum() / count.clamp(min=1)
+    if kind != "ohem":
+        raise SegcliError(f"unknown loss {kind!r}: use one of {', '.join(LOSSES)}")
+    losses = pixel_losses[valid]
+    if losses.numel() == 0:
+        return pixel_losses.sum() * 0.0
+    hard = losses > -math.log(OHEM_THRESHOLD)
+    at_least = max(1, int(OHEM_MIN_KEPT * losses.numel()))
+    if int(hard.sum()) < at_least:
+        return losses.topk(at_least, sorted=False).values.mean()
+    return losses[hard].mean()
+
+
 def build_record(config: TrainConfig, categories: tuple[str, ...], dataset: str,
                  preprocessing: Preprocessing = IMAGENET_PREPROCESSING) -> CheckpointRecord:
     from segcli.models import canonical_name
@@ -139,6 +168,8 @@ def train(config: TrainConfig, model_factory: Callable[[int], nn.Module] | None 
     console = console or Console()
     if config.optimizer not in OPTIMIZERS:
         raise SegcliError(f"unknown optimizer {config.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    if config.loss not in LOSSES:
+        raise SegcliError(f"unknown loss {config.loss!r}: use one of {', '.join(LOSSES)}")
     if config.weights and config.resume:
         raise SegcliError("--weights starts a new run and --resume continues one: give only one of them")
     categories = read_classes(config.data_dir)
@@ -191,7 +222,7 @@ def train(config: TrainConfig, model_factory: Callable[[int], nn.Module] | None 
                 images = images.contiguous(memory_format=torch.channels_last)
             with plan.autocast():
                 logits = model(images)
-            loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX)
+            loss = segmentation_loss(logits, masks, config.loss)
             if not torch.isfinite(loss):
                 raise SegcliError(f"the loss became {loss.item()} at iteration {iteration}: lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -210,7 +241,7 @@ def train(config: TrainConfig, model_factory: Callable[[int], nn.Module] | None 
         console.print(f"BatchNorm statistics recomputed for the final weights over {recalibrated} batches")
     val_metrics = _final_validation(config, model, record, plan, console)
     extra = {"iterations": total, "seed": config.seed, "data": str(config.data_dir), "batch_size": config.batch_size,
-             "lr": config.lr, "optimizer": config.optimizer, "precision": plan.precision,
+             "lr": config.lr, "optimizer": config.optimizer, "loss": config.loss, "precision": plan.precision,
              "train_seconds": round(seconds, 1), "bn_recalibration_batches": recalibrated}
     if val_metrics is not None:
         extra["val_miou"] = val_metrics["miou"]

@@ -111,3 +111,50 @@ def test_cli_train_records_model_kwargs(tiny_data, tmp_path):
     assert metadata.record.model == "deeplabv1" and metadata.record.kwargs == {"width": 0.0625}
     assert metadata.extra["iterations"] == 2
     assert torch.load(f"{out}.state.pt", weights_only=True)["iteration"] == 2
+
+
+def test_segmentation_loss_ce_and_ohem_against_hand_computation():
+    from segcli.training import segmentation_loss
+
+    # 1 image, 2 classes, 1x6 pixels; the last pixel is ignored (255)
+    margins = torch.tensor([4.0, 3.0, 0.5, -1.0, -2.0, 9.0])     # logit(class 1) - logit(class 0)
+    logits = torch.stack([torch.zeros(6), margins]).reshape(1, 2, 1, 6)
+    masks = torch.tensor([[[1, 1, 1, 1, 1, 255]]])
+    per_pixel = [float(torch.nn.functional.softplus(-m)) for m in margins[:5]]  # -log sigmoid(m)
+    assert float(segmentation_loss(logits, masks, "ce")) == pytest.approx(sum(per_pixel) / 5, rel=1e-6)
+    assert float(segmentation_loss(logits, masks, "ce")) == pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits, masks, ignore_index=255)), rel=1e-6)
+    # hard pixels: p(true) < 0.7, i.e. margin < log(0.7/0.3) = 0.847 -> pixels 2, 3, 4
+    assert float(segmentation_loss(logits, masks, "ohem")) == pytest.approx(sum(per_pixel[2:]) / 3, rel=1e-6)
+    # when fewer than a quarter of the pixels are hard, the hardest quarter counts
+    easy = torch.stack([torch.zeros(8), torch.tensor([9.0, 8, 7, 6, 5, 4, 3, 0.0])]).reshape(1, 2, 1, 8)
+    ones = torch.ones(1, 1, 8, dtype=torch.long)
+    hardest_two = [float(torch.nn.functional.softplus(-torch.tensor(m))) for m in (3.0, 0.0)]
+    assert float(segmentation_loss(easy, ones, "ohem")) == pytest.approx(sum(hardest_two) / 2, rel=1e-6)
+    with pytest.raises(Exception, match="unknown loss"):
+        segmentation_loss(logits, masks, "dice")
+
+
+def test_ohem_training_lowers_the_cross_entropy_and_is_recorded(tiny_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from segcli.checkpoints.loading import read_segcli_metadata
+    from segcli.checkpoints.record import IMAGENET_PREPROCESSING
+    from segcli.data.voc import SegmentationDataset, read_split
+
+    dataset = SegmentationDataset(read_split(tiny_data, "train"), len(SYNTH_CLASSES), IMAGENET_PREPROCESSING)
+    images = torch.stack([dataset[(i, 0)][0] for i in range(len(dataset))])
+    masks = torch.stack([dataset[(i, 0)][1] for i in range(len(dataset))])
+
+    def cross_entropy(state=None) -> float:
+        torch.manual_seed(3)  # the run's seed: the same initial weights as train() builds
+        model = TinySegmenter(len(SYNTH_CLASSES))
+        if state is not None:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(model.eval()(images), masks, ignore_index=255))
+
+    before = cross_entropy()
+    result = train(config(tiny_data, tmp_path, loss="ohem"), model_factory=TinySegmenter)
+    assert cross_entropy(load_file(str(result.checkpoint))) < 0.75 * before
+    assert read_segcli_metadata(result.checkpoint).extra["loss"] == "ohem"

@@ -49,6 +49,9 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
               help="Peak learning rate (poly decay, power 0.9).")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--loss", type=click.Choice(["ce", "ohem"]), default="ce", show_default=True,
+              help="ce: cross-entropy over all pixels; ohem: over the hard pixels only (p(true) < 0.7, "
+                   "at least the hardest 25%).")
 @click.option("--crop", default=None, callback=_size_callback, help="Random crop HxW [default: image size].")
 @click.option("--scale-range", default="0.5,2.0", show_default=True, callback=_range_callback,
               help="Random rescale range MIN,MAX.")
