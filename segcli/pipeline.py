@@ -74,6 +74,7 @@ def segment_files(
         return _segment_files_overlapped(engine, sources, options, crf, limit, on_progress, batch_size, io_workers)
     summary = RunSummary()
     started = time.perf_counter()
+    writing = None
     for source in sources:
         status = "ok"
         try:
@@ -83,13 +84,21 @@ def segment_files(
                 continue
             loaded = load_image(source.path, max_pixels=limit)
             prediction = engine.predict(loaded.rgb, crf=crf, return_probabilities=options.save_probabilities)
+            writing = (source, _summary_stamp(source, options))
             write_outputs(engine, source, loaded, prediction, options, crf)
             summary.written.append(source.path)
+            writing = None
         except SegcliError as exc:
             summary.failed.append((source.path, str(exc)))
             status = f"failed: {exc}"
         except KeyboardInterrupt:
             summary.interrupted = True
+            status = "interrupted"
+            # Ctrl-C right after the last file of the set landed, before the count: still a written set
+            if writing is not None and writing[0] is source and source.path not in summary.written \
+                    and _written_since(source, options, writing[1]):
+                summary.written.append(source.path)
+                status = "ok"
             break
         finally:
             if on_progress is not None:
@@ -115,6 +124,18 @@ def _segment_files_overlapped(engine, sources, options, crf, limit, on_progress,
     loads: deque[tuple[ImageSource, Future]] = deque()
     writes: deque[tuple[ImageSource, Future]] = deque()
     batch: list[tuple[ImageSource, object]] = []
+    # written by the writer threads themselves, so a Ctrl-C landing in this thread between a write
+    # finishing and its bookkeeping cannot lose a complete set from the count
+    completed: list[Path] = []
+    write_failures: list[tuple[Path, str]] = []
+
+    def write_and_record(source, loaded, prediction) -> None:
+        try:
+            write_outputs(engine, source, loaded, prediction, options, crf)
+        except SegcliError as exc:
+            write_failures.append((source.path, str(exc)))
+            raise
+        completed.append(source.path)
 
     def report(source, status: str) -> None:
         if on_progress is not None:
@@ -141,14 +162,13 @@ def _segment_files_overlapped(engine, sources, options, crf, limit, on_progress,
             try:
                 future.result()
             except SegcliError as exc:
-                fail(source, exc)
+                report(source, f"failed: {exc}")  # counted by write_and_record
                 continue
-            summary.written.append(source.path)
             report(source, "ok")
 
     def run_batch() -> None:
         for source, loaded, prediction in _predict_isolating_failures(engine, batch, crf, options, fail):
-            writes.append((source, writers.submit(write_outputs, engine, source, loaded, prediction, options, crf)))
+            writes.append((source, writers.submit(write_and_record, source, loaded, prediction)))
             collect_writes(keep_pending=2 * workers)
         batch.clear()
 
@@ -174,9 +194,12 @@ def _segment_files_overlapped(engine, sources, options, crf, limit, on_progress,
             collect_writes(keep_pending=0)
         except KeyboardInterrupt:
             summary.interrupted = True
-            for _, future in loads:
+            # queued decodes and writes are dropped; writes already running finish (leaving
+            # executors waits for them): no temporary files, no incomplete set
+            for _, future in list(loads) + list(writes):
                 future.cancel()
-            _finish_writes_after_interrupt(writes, summary)
+    summary.written.extend(completed)
+    summary.failed.extend(write_failures)
     # the same order as the sequential schedule, whatever order the threads finished in
     summary.written.sort(key=position.__getitem__)
     summary.skipped.sort(key=position.__getitem__)
@@ -206,17 +229,23 @@ def _predict_isolating_failures(engine, batch, crf, options, fail):
     return results
 
 
-def _finish_writes_after_interrupt(writes, summary: RunSummary) -> None:
-    """Writes already running complete (no temporary files left behind); queued ones are dropped."""
-    for source, future in writes:
-        if future.cancel():
-            continue
-        try:
-            future.result()
-        except SegcliError as exc:
-            summary.failed.append((source.path, str(exc)))
-            continue
-        summary.written.append(source.path)
+def _summary_stamp(source: "ImageSource", options: OutputOptions) -> tuple[int, int] | None:
+    """(inode, mtime) of the image's JSON summary, the last file of its set to land; None when absent."""
+    from segcli.outputs import output_paths
+
+    try:
+        stat = output_paths(options.out_dir, source.relative)["summary"].stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _written_since(source: "ImageSource", options: OutputOptions, before: tuple[int, int] | None) -> bool:
+    """The whole set is on disk and its summary was (atomically) replaced since `before`."""
+    from segcli.outputs import output_paths
+
+    now = _summary_stamp(source, options)
+    return now is not None and now != before and _outputs_exist(output_paths(options.out_dir, source.relative), options)
 
 
 def should_skip(source: "ImageSource", options: OutputOptions) -> bool:

@@ -105,6 +105,46 @@ def test_ctrl_c_stops_between_images_with_complete_outputs_only(tmp_path, batch_
     assert sorted(p.stem for p in out_dir.rglob("*.png") if not p.stem.endswith("_overlay")) == written_stems
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_ctrl_c_just_after_a_set_lands_still_counts_it(tmp_path, monkeypatch, overwrite):
+    """The signal can arrive between the last file's rename and the bookkeeping: the set is complete,
+    so it is reported written (and an older set it replaced is not mistaken for it)."""
+    sources = find_images([_folder(tmp_path)])
+    out_dir = tmp_path / "out"
+    if overwrite:  # a previous run's complete outputs are already there
+        assert segment_files(_engine(), sources, OutputOptions(out_dir)).processed == 11
+    real_write, calls = segcli.pipeline.write_outputs, []
+
+    def write_then_interrupt(*args, **kwargs):
+        real_write(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(segcli.pipeline, "write_outputs", write_then_interrupt)
+    summary = segment_files(_engine(), sources, OutputOptions(out_dir, overwrite=overwrite))
+    assert summary.interrupted and summary.processed == 3
+    first_three = [source.path for source in sources if source.path.suffix == ".png"][:3]
+    assert summary.written == first_three
+
+
+def test_ctrl_c_before_a_set_lands_does_not_count_an_older_set(tmp_path, monkeypatch):
+    sources = find_images([_folder(tmp_path)])
+    out_dir = tmp_path / "out"
+    assert segment_files(_engine(), sources, OutputOptions(out_dir)).processed == 11
+    calls = []
+
+    def interrupt_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # before anything of the third set is replaced
+        return None
+
+    monkeypatch.setattr(segcli.pipeline, "write_outputs", interrupt_on_third)
+    summary = segment_files(_engine(), sources, OutputOptions(out_dir, overwrite=True))
+    assert summary.interrupted and summary.processed == 2
+
+
 def test_overlapped_run_holds_a_bounded_number_of_decoded_images(tmp_path, monkeypatch):
     folder = tmp_path / "many"
     folder.mkdir()
