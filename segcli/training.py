@@ -144,10 +144,32 @@ def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
 
 
 def _starting_model(config: TrainConfig) -> nn.Module:
-    """The `--weights` checkpoint's model (its record's preprocessing carries over to fine-tuning)."""
+    """The `--weights` checkpoint's model, built as the model it was made for (its record's
+    preprocessing carries over): fine-tuning when that is `--model`, else an initialisation of the
+    tensors both models share (e.g. FCN-32s from an FCN-8s, LR-ASPP from a DeepLab v3 MobileNetV3)."""
     from segcli.engine import SegmentationEngine
 
-    return SegmentationEngine.load(config.model, weights=config.weights, device="cpu", precision="fp32")
+    return SegmentationEngine.load(source_model(config.weights, config.model), weights=config.weights,
+                                   device="cpu", precision="fp32")
+
+
+def source_model(weights: str, model: str) -> str:
+    """The zoo model a checkpoint was made for: its own record's (a segcli file, a manifest name), else `model`."""
+    from segcli.checkpoints.loading import TRAINING_RECORD_KEY, read_checkpoint_file, read_segcli_metadata
+    from segcli.checkpoints.manifest import load_manifest
+
+    path = Path(weights)
+    if path.is_file():
+        metadata = read_segcli_metadata(path)
+        if metadata is not None:
+            return metadata.record.model
+        if path.name.endswith(".state.pt"):
+            stored = read_checkpoint_file(path, mmap=True).get(TRAINING_RECORD_KEY)
+            if isinstance(stored, dict) and isinstance(stored.get("model"), str):
+                return stored["model"]
+        return model
+    record = load_manifest().get(weights)
+    return record.model if record is not None else model
 
 
 def _copy_matching_weights(model: nn.Module, source: nn.Module, weights: str) -> list[str]:
@@ -192,7 +214,11 @@ def train(config: TrainConfig, model_factory: Callable[[int], nn.Module] | None 
         model = build_model(config.model, len(categories), **config.model_kwargs)
     if source is not None:
         kept = _copy_matching_weights(model, source.model, config.weights)
-        console.print(f"fine-tuning from {source.source}; {len(kept)} tensors start fresh")
+        if source.record.model == record.model:
+            console.print(f"fine-tuning from {source.source}; {len(kept)} tensors start fresh")
+        else:
+            console.print(f"initialising {record.model} from {source.source} (a {source.record.model} "
+                          f"checkpoint): the tensors both models share are copied, {len(kept)} start fresh")
     plan = plan_execution(config.device, config.precision)
     model = model.to(plan.device)
     if plan.channels_last:

@@ -81,3 +81,34 @@ def test_cli_evaluate_refuses_mismatched_classes(tiny_data, tmp_path):
                                       "--data", str(tiny_data), "--device", "cpu"])
     assert result.exit_code == 1
     assert "9 classes but the checkpoint predicts 3" in result.output
+
+
+def test_cli_evaluate_tta_scores_what_the_tta_engine_predicts(tiny_data, tmp_path, monkeypatch):
+    import segcli.engine
+    from segcli.metrics import ConfusionMatrix
+    from segcli.tiling import TTAParams
+
+    tta_calls = []
+    real_tta = segcli.engine.tta_probabilities
+    monkeypatch.setattr(segcli.engine, "tta_probabilities", lambda *a, **k: tta_calls.append(1) or real_tta(*a, **k))
+
+    torch.manual_seed(1)
+    model = build_model("deeplabv1", len(SYNTH_CLASSES), width=0.0625)
+    weights = save_segcli_checkpoint(tmp_path / "tta.safetensors", model, synth_record("deeplabv1", width=0.0625))
+    out = tmp_path / "tta.json"
+    result = CliRunner().invoke(cli, ["evaluate", "--model", "deeplabv1", "--weights", str(weights), "--tta",
+                                      "--data", str(tiny_data), "--device", "cpu", "--precision", "fp32",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["tta"] is True and len(tta_calls) == metrics["images"] == 2
+    engine = SegmentationEngine.load("deeplabv1", weights=str(weights), device="cpu", precision="fp32")
+    engine.tta = TTAParams()
+    confusion = ConfusionMatrix(len(SYNTH_CLASSES))
+    from PIL import Image
+
+    for image_path, mask_path in read_split(tiny_data, "val"):
+        labels = engine.predict(np.asarray(Image.open(image_path).convert("RGB"))).labels
+        confusion.update(labels, load_mask(mask_path))
+    assert metrics["pixel_acc"] == pytest.approx(confusion.to_dict()["pixel_acc"])
+    assert metrics["miou"] == pytest.approx(confusion.to_dict()["miou"])

@@ -158,3 +158,35 @@ def test_ohem_training_lowers_the_cross_entropy_and_is_recorded(tiny_data, tmp_p
     result = train(config(tiny_data, tmp_path, loss="ohem"), model_factory=TinySegmenter)
     assert cross_entropy(load_file(str(result.checkpoint))) < 0.75 * before
     assert read_segcli_metadata(result.checkpoint).extra["loss"] == "ohem"
+
+
+def test_weights_of_another_model_initialise_the_shared_tensors(tiny_data, tmp_path):
+    """`segcli train --model fcn32s --weights <an fcn8s checkpoint>`: backbone and classifier copied."""
+    from safetensors.torch import load_file
+
+    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.record import CheckpointRecord
+    from segcli.models import build_model
+
+    torch.manual_seed(4)
+    fcn8s = build_model("fcn8s", len(SYNTH_CLASSES), width=0.0625)
+    record = CheckpointRecord(name="fcn8s-tiny", model="fcn8s", dataset="segcli-synth", categories=SYNTH_CLASSES,
+                              filename="fcn8s-tiny.safetensors", model_kwargs=(("width", 0.0625),))
+    source_file = save_segcli_checkpoint(tmp_path / "fcn8s-tiny.safetensors", fcn8s, record)
+    assert training.source_model(str(source_file), "fcn32s") == "fcn8s"
+    source = load_file(str(source_file))
+    result = train(config(tiny_data, tmp_path, model="fcn32s", weights=str(source_file), iters=1, lr=1e-12,
+                          model_kwargs={"width": 0.0625}))
+    tuned = load_file(str(result.checkpoint))
+    shared = [k for k in tuned if k in source and tuned[k].shape == source[k].shape]
+    assert any(k.startswith("conv1_1") for k in shared) and "score_fr.weight" in shared
+    for key in shared:
+        torch.testing.assert_close(tuned[key].float(), source[key].half().float(), atol=1e-6, rtol=0)
+    assert "upscore.weight" in tuned and "upscore.weight" not in shared  # FCN-32s's own 64x64 upsampling
+    assert read_segcli_metadata_model(result.checkpoint) == "fcn32s"
+
+
+def read_segcli_metadata_model(path) -> str:
+    from segcli.checkpoints.loading import read_segcli_metadata
+
+    return read_segcli_metadata(path).record.model

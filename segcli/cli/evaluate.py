@@ -17,10 +17,11 @@ from segcli.cli.options import crf_options, crf_params_from_options, device_opti
               help="VOC-format folder with JPEGImages/, SegmentationClass/, ImageSets/Segmentation/.")
 @click.option("--split", default="val", show_default=True, help="Split file under ImageSets/Segmentation/.")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Also write the metrics here.")
+@click.option("--tta", is_flag=True, help="Test-time augmentation, as in predict: scales 0.75/1/1.25 + flip.")
 @crf_options
 @device_option
 @precision_option
-def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_path: str | None,
+def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_path: str | None, tta: bool,
              device: str, precision: str, **crf_kwargs) -> None:
     """Measure mIoU and pixel accuracy on a labelled folder, with predict's exact preprocessing."""
     from rich.console import Console
@@ -32,6 +33,10 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
     crf = crf_params_from_options(crf_kwargs)
     console = Console()
     engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision)
+    if tta:
+        from segcli.tiling import TTAParams
+
+        engine.tta = TTAParams()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
         metrics = evaluate_folder(engine, data_dir, split, crf=crf,
@@ -39,6 +44,7 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
     metrics["weights"] = engine.source
     metrics["device"] = engine.plan.device.type
     metrics["precision"] = engine.plan.precision
+    metrics["tta"] = tta
     console.print(metrics_table(metrics))
     if metrics["excluded_classes"]:
         console.print(f"excluded from mIoU (absent from both prediction and ground truth): "
@@ -59,7 +65,7 @@ def metrics_table(metrics: dict):
     from rich.table import Table
 
     title = (f"{metrics['checkpoint']} on {metrics['data']} [{metrics['split']}], {metrics['images']} images"
-             + (", CRF" if metrics["crf"] else ""))
+             + (", CRF" if metrics["crf"] else "") + (", TTA" if metrics.get("tta") else ""))
     table = Table(title=title)
     table.add_column("class")
     table.add_column("IoU", justify="right")

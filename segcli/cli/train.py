@@ -42,7 +42,8 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
               help="VOC-format folder (e.g. from `segcli data synth`).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Final checkpoint (.safetensors, fp16, carries its record).")
-@click.option("--weights", "-w", default=None, metavar="NAME|PATH", help="Start from this checkpoint (fine-tune).")
+@click.option("--weights", "-w", default=None, metavar="NAME|PATH", help="Start from this checkpoint: fine-tune; a checkpoint of another model "
+                   "(e.g. fcn8s for fcn32s) initialises the tensors both share.")
 @click.option("--iters", type=click.IntRange(min=1), default=None, help="Total iterations.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Or: passes over the training split.")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8, show_default=True)
