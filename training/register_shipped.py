@@ -30,7 +30,9 @@ SHIPPED = {
 }
 # training stages before the last one (the file's metadata describes only the last)
 EARLIER_STAGES = {
-    "deeplabv3p": "3500 iterations from scratch (lr 2e-3, seed 0), 4000 more (lr 1e-3, seed 1), then ",
+    "deeplabv3p": ("3500 iterations from scratch (lr 2e-3, seed 0), 4000 more (lr 1e-3, seed 1), 3000 (lr 5e-4, "
+                   "seed 2), 1000 (lr 1e-3, seed 3), then "),
+    "deeplabv3-mobilenet": "1500 iterations from scratch (lr 2e-3, seed 0), then ",
 }
 TEST_SET = "segcli data synth --seed 2 --n 300 --size 128x128 --val-fraction 1.0 (held out; training used seed 1)"
 
@@ -52,7 +54,8 @@ def shipped_record(model: str, stem: str):
     widths = ", ".join(f"{k}={v}" for k, v in metadata.record.kwargs.items())
     notes = (f"trained by segcli itself: training/train_shipped.sh {model} "
              f"({EARLIER_STAGES.get(model, '')}{training.get('iterations')} iterations, batch {training.get('batch_size')}, "
-             f"{training.get('optimizer')}, {training.get('precision')}, {training.get('train_seconds')} s on 2 CPU cores)"
+             f"{training.get('optimizer')}, {training.get('precision')}; the last stage took {training.get('train_seconds')} s "
+             "on a 2-core CPU shared with another run)"
              + (f"; reduced width: {widths}" if widths else "")
              + ". Procedural scenes only: it does not segment photographs.")
     return dataclasses.replace(

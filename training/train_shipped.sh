@@ -7,7 +7,8 @@
 # Usage: training/train_shipped.sh [MODEL ...]   (default: all shipped models, two at a time)
 # Each run logs to training/logs/<model>.log; evaluation JSON goes to training/logs/<model>.eval.json.
 # Batch 8, random 96x96 crops of 128x128 scenes, one thread per run, two lanes. Safe to re-run after an
-# interruption: a run resumes from its last state file; a model whose weights exist is only evaluated.
+# interruption: a run resumes from its last state file. Weights already in weights/ that this script did
+# not train here (a fresh clone's shipped ones) are only evaluated: delete them to retrain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,8 @@ mkdir -p "$LOGS" weights
 [ -f "$TEST/dataset.json" ] || python -m segcli data synth --out "$TEST" --n 300 --seed 2 --size 128x128 --val-fraction 1.0
 
 # model | iterations | precision | builder options (recorded in the checkpoint)
-# Budget: the whole set trains in about 70 minutes on 2 CPU cores (two lanes, one thread each).
+# Budget: about 3 hours on 2 CPU cores (two lanes, one thread each); deeplabv3p's five stages are
+# most of it (about 2.5 hours), the others 5-75 minutes each.
 declare -A ITERS=( [deeplabv3p]=3500 [deeplabv3-mobilenet]=1500 [lraspp]=1500 [fcn8s]=1500 [fcn32s]=1500
                    [deeplabv1]=1500 [deeplabv2]=1500 )
 declare -A KWARGS=( [deeplabv3p]="" [deeplabv3-mobilenet]="" [lraspp]=""
@@ -35,31 +37,53 @@ declare -A STEM=( [deeplabv3p]=deeplabv3p-mobilenet-synth [deeplabv3-mobilenet]=
                   [lraspp]=lraspp-mobilenet-synth [fcn8s]=fcn8s-synth [fcn32s]=fcn32s-synth
                   [deeplabv1]=deeplabv1-synth [deeplabv2]=deeplabv2-synth )
 
+# Later stages, "stage iterations lr seed threads init": each starts from `init`, or with "-" from the
+# model's previous stage. A checkpoint of another model initialises the tensors both models share.
+declare -A STAGES=(
+  # 4000 iterations at lr 1e-3 (seed 1), 3000 at 5e-4 (seed 2, two threads: the other lane had
+  # finished), 1000 at 1e-3 (seed 3), 11000 at 1e-3 (seed 4)
+  [deeplabv3p]="2 4000 1e-3 1 1 -;3 3000 5e-4 2 2 -;4 1000 1e-3 3 1 -;5 11000 1e-3 4 1 -"
+  [deeplabv3-mobilenet]="2 12000 2e-3 1 1 -"
+  [fcn8s]="2 2000 1e-3 1 1 -"
+  # FCN-32s from scratch stayed at all-background in 1500 iterations: it starts again from FCN-8s's
+  # stage-1 backbone and classifier, with the same 2000 iterations FCN-8s gets in its stage 2
+  [fcn32s]="2 2000 1e-3 1 1 training/state/fcn8s-synth-stage1.safetensors"
+  # LR-ASPP takes the MobileNetV3 backbone DeepLab v3 trained (same backbone, same data)
+  [lraspp]="2 4000 1e-3 1 1 weights/deeplabv3-mobilenet-synth.safetensors"
+)
+
 train_one() {
   local model=$1 stem=${STEM[$1]}
   local state="training/state/$stem-${ITERS[$1]}.state.pt" resume=()
-  if [ -f "weights/$stem.safetensors" ]; then
-    echo "weights/$stem.safetensors exists: evaluating only (delete it to retrain)"
+  if [ -f "weights/$stem.safetensors" ] && [ ! -f "training/state/$stem-stage1.done" ]; then
+    echo "weights/$stem.safetensors exists and was not trained here: evaluating only (delete it to retrain)"
   else
-    # an interrupted run continues exactly where its last state file left it (same batches, same schedule)
-    [ -f "$state" ] && resume=(--resume "$state")
-    # one thread each: two runs share the 2 cores
-    OMP_NUM_THREADS=${THREADS:-1} python -m segcli train --model "$model" --data "$DATA" \
-      --out "weights/$stem.safetensors" --state "$state" "${resume[@]}" \
-      --iters "${ITERS[$model]}" --batch 8 --crop 96x96 --lr 2e-3 --optimizer adamw --scale-range 0.75,1.5 \
-      --seed 0 --device cpu --precision ${PREC[$model]} --save-every 200 ${KWARGS[$model]}
-  fi
-  if [ "$model" = deeplabv3p ]; then
-    # two more stages from the previous stage's weights: 4000 iterations at lr 1e-3 (seed 1),
-    # then 3000 at 5e-4 (seed 2, two threads: the other lane has finished by then)
-    for stage in "2 4000 1e-3 1 1" "3 3000 5e-4 2 2"; do
-      read -r number iters lr seed threads <<< "$stage"
+    if [ ! -f "training/state/$stem-stage1.done" ]; then
+      # an interrupted run continues exactly where its last state file left it (same batches, same schedule)
+      [ -f "$state" ] && resume=(--resume "$state")
+      # one thread each: two runs share the 2 cores
+      OMP_NUM_THREADS=${THREADS:-1} python -m segcli train --model "$model" --data "$DATA" \
+        --out "weights/$stem.safetensors" --state "$state" "${resume[@]}" \
+        --iters "${ITERS[$model]}" --batch 8 --crop 96x96 --lr 2e-3 --optimizer adamw --scale-range 0.75,1.5 \
+        --seed 0 --device cpu --precision ${PREC[$model]} --save-every 200 ${KWARGS[$model]}
+      cp "weights/$stem.safetensors" "training/state/$stem-stage1.safetensors"
+      touch "training/state/$stem-stage1.done"
+    fi
+    local stages=() stage number iters lr seed threads init
+    IFS=';' read -r -a stages <<< "${STAGES[$model]:-}"
+    for stage in "${stages[@]}"; do
+      read -r number iters lr seed threads init <<< "$stage"
       [ -f "training/state/$stem-stage$number.done" ] && continue
-      cp "weights/$stem.safetensors" "training/state/$stem-before-stage$number.safetensors"
-      OMP_NUM_THREADS=$threads python -m segcli train --model "$model" --data "$DATA" \
-        --weights "training/state/$stem-before-stage$number.safetensors" --out "weights/$stem.safetensors" \
-        --state "training/state/$stem-stage$number.state.pt" --iters "$iters" --batch 8 --crop 96x96 --lr "$lr" \
-        --optimizer adamw --scale-range 0.75,1.5 --seed "$seed" --device cpu --precision fp32 --save-every 500
+      if [ "$init" = "-" ]; then
+        init="training/state/$stem-before-stage$number.safetensors"
+        [ -f "$init" ] || cp "weights/$stem.safetensors" "$init"
+      fi
+      resume=(--weights "$init")
+      [ -f "training/state/$stem-stage$number.state.pt" ] && resume=(--resume "training/state/$stem-stage$number.state.pt")
+      OMP_NUM_THREADS=$threads python -m segcli train --model "$model" --data "$DATA" "${resume[@]}" \
+        --out "weights/$stem.safetensors" --state "training/state/$stem-stage$number.state.pt" --iters "$iters" \
+        --batch 8 --crop 96x96 --lr "$lr" --optimizer adamw --scale-range 0.75,1.5 --seed "$seed" --device cpu \
+        --precision ${PREC[$model]} --save-every 500 ${KWARGS[$model]}
       touch "training/state/$stem-stage$number.done"
     done
   fi
@@ -69,8 +93,8 @@ train_one() {
 
 # Two lanes, one per core: the long deeplabv3p run alone, the others one after another.
 MODELS=("$@")
-# deeplabv3-mobilenet (22 MB) reached only 0.135 mIoU in 1500 iterations and is not shipped; name it to train it
-[ ${#MODELS[@]} -gt 0 ] || MODELS=(deeplabv3p lraspp fcn32s fcn8s)
+# lane two's order matters: fcn32s starts from fcn8s's stage 1, lraspp from deeplabv3-mobilenet
+[ ${#MODELS[@]} -gt 0 ] || MODELS=(deeplabv3p deeplabv3-mobilenet fcn8s fcn32s lraspp)
 lane_one=() lane_two=()
 for model in "${MODELS[@]}"; do
   if [ "$model" = deeplabv3p ]; then lane_one+=("$model"); else lane_two+=("$model"); fi
