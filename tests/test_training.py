@@ -190,3 +190,13 @@ def read_segcli_metadata_model(path) -> str:
     from segcli.checkpoints.loading import read_segcli_metadata
 
     return read_segcli_metadata(path).record.model
+
+
+def test_training_auto_precision_is_fp32_on_the_cpu_and_bf16_stays_available():
+    from segcli.device import plan_execution
+
+    assert training.training_plan("cpu", "auto").precision == "fp32"
+    assert training.training_plan("cpu", "bf16").precision == "bf16"
+    assert training.training_plan("cpu", "fp32").precision == "fp32"
+    # inference keeps its own auto (bf16 where the CPU has it)
+    assert plan_execution("cpu", "auto").precision in ("bf16", "fp32")

@@ -31,8 +31,12 @@ SHIPPED = {
 # training stages before the last one (the file's metadata describes only the last)
 EARLIER_STAGES = {
     "deeplabv3p": ("3500 iterations from scratch (lr 2e-3, seed 0), 4000 more (lr 1e-3, seed 1), 3000 (lr 5e-4, "
-                   "seed 2), 1000 (lr 1e-3, seed 3), then "),
+                   "seed 2), 1000 (lr 1e-3, seed 3), 11000 (lr 1e-3, seed 4), then "),
     "deeplabv3-mobilenet": "1500 iterations from scratch (lr 2e-3, seed 0), then ",
+    "fcn8s": "1500 iterations from scratch (lr 2e-3, seed 0), then ",
+    "fcn32s": ("1500 iterations from scratch stayed at all-background; started again from fcn8s-synth's first "
+               "1500 iterations (backbone and classifier copied), then "),
+    "lraspp": "backbone from deeplabv3-mobilenet-synth (same MobileNetV3-Large, same data), then ",
 }
 TEST_SET = "segcli data synth --seed 2 --n 300 --size 128x128 --val-fraction 1.0 (held out; training used seed 1)"
 

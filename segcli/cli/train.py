@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from segcli.cli.data import _size_callback
-from segcli.cli.options import device_option, precision_option
+from segcli.cli.options import PRECISION_CHOICES, device_option
 from segcli.models import CHOICES as MODEL_CHOICES
 
 
@@ -66,7 +66,9 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data loader processes.")
 @device_option
-@precision_option
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help="auto: bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 autocast gave some models "
+                   "gradients far from fp32's: see README).")
 def train(**options) -> None:
     """Train or fine-tune a zoo model on a VOC-format folder."""
     from rich.console import Console
