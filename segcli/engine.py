@@ -6,7 +6,6 @@ Every CLI command that runs a model goes through `SegmentationEngine`, so `predi
 
 from __future__ import annotations
 
-
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
@@ -286,20 +285,19 @@ class SegmentationEngine:
         """
         height, width = self.input_size(*image.shape[:2])
         policy = self.tiling
-        tiled_now = policy.applies_to(height, width)
-        largest = policy.tile_size if tiled_now else max(height, width)
-        first = largest if tiled_now and not whole_failed else max(MIN_TILE_SIZE, (largest - 1) // 2 + 1)
-        if whole_failed:
-            first = min(first, policy.tile_size)
-        sizes = halving_sizes(first, MIN_TILE_SIZE)
-        if not whole_failed and not tiled_now:
-            sizes = [0] + sizes  # 0: as the policy says (TTA without tiles), before any forced tiles
+        if policy.applies_to(height, width):
+            first = policy.tile_size
+            sizes = halving_sizes(first, MIN_TILE_SIZE)
+        else:  # tiles of half the image's longer side, after the untiled try (here, or the one that failed)
+            first = max(MIN_TILE_SIZE, min(policy.tile_size, (max(height, width) + 1) // 2))
+            sizes = halving_sizes(first, MIN_TILE_SIZE) if whole_failed else [0] + halving_sizes(first, MIN_TILE_SIZE)
 
         def attempt(size: int) -> Prediction:
-            if size == 0:
+            if size == 0:  # as the policy says (TTA without tiles)
                 return self._predict_one_tiled_or_augmented(image, crf, return_probabilities, policy)
-            forced = replace(policy, mode="size", tile_size=size,
-                                         max_tiles_per_batch=policy.max_tiles_per_batch if size == first else 1)
+            # the policy's tiles per pass at its own tile size; one at a time once memory ran out
+            tiles_per_pass = policy.max_tiles_per_batch if size == first and not whole_failed else 1
+            forced = replace(policy, mode="size", tile_size=size, max_tiles_per_batch=tiles_per_pass)
             return self._predict_one_tiled_or_augmented(image, crf, return_probabilities, forced)
 
         def note(failed: int, retry: int, reason: str) -> None:

@@ -74,9 +74,10 @@ def segment_files(
         return _segment_files_overlapped(engine, sources, options, crf, limit, on_progress, batch_size, io_workers)
     summary = RunSummary()
     started = time.perf_counter()
-    writing = None
+    summary_before: tuple[int, int] | None | bool  # False: not writing this image's set; else its stamp before
     for source in sources:
         status = "ok"
+        summary_before = False
         try:
             if should_skip(source, options):
                 summary.skipped.append(source.path)
@@ -84,10 +85,10 @@ def segment_files(
                 continue
             loaded = load_image(source.path, max_pixels=limit)
             prediction = engine.predict(loaded.rgb, crf=crf, return_probabilities=options.save_probabilities)
-            writing = (source, _summary_stamp(source, options))
+            summary_before = _summary_stamp(source, options)
             write_outputs(engine, source, loaded, prediction, options, crf)
             summary.written.append(source.path)
-            writing = None
+            summary_before = False
         except SegcliError as exc:
             summary.failed.append((source.path, str(exc)))
             status = f"failed: {exc}"
@@ -95,8 +96,8 @@ def segment_files(
             summary.interrupted = True
             status = "interrupted"
             # Ctrl-C right after the last file of the set landed, before the count: still a written set
-            if writing is not None and writing[0] is source and source.path not in summary.written \
-                    and _written_since(source, options, writing[1]):
+            if summary_before is not False and source.path not in summary.written \
+                    and _written_since(source, options, summary_before):
                 summary.written.append(source.path)
                 status = "ok"
             break

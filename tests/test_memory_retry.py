@@ -153,6 +153,10 @@ def test_engine_falls_back_to_smaller_tiles_when_one_image_does_not_fit(cache_re
     assert messages == ["out of memory on the whole image; retrying with 100x100 tiles, one at a time",
                         "out of memory at tile size 100; retrying with 50x50 tiles, one at a time"]
     assert max(engine.model.passes) <= 50 * 50 and len(engine.model.passes) > 4
+    engine, messages = _engine(100 * 100)  # one 100x100 tile per pass fits
+    np.testing.assert_array_equal(engine.predict(image).labels, whole.labels)
+    assert messages == ["out of memory on the whole image; retrying with 100x100 tiles, one at a time"]
+    assert max(engine.model.passes) == 100 * 100
     np.testing.assert_array_equal(got.labels, whole.labels)
     np.testing.assert_allclose(got.probabilities, whole.probabilities, atol=1e-5)
 
