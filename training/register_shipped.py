@@ -31,7 +31,7 @@ SHIPPED = {
 # training stages before the last one (the file's metadata describes only the last)
 EARLIER_STAGES = {
     "deeplabv3p": ("3500 iterations from scratch (lr 2e-3, seed 0), 4000 more (lr 1e-3, seed 1), 3000 (lr 5e-4, "
-                   "seed 2), 1000 (lr 1e-3, seed 3), 11000 (lr 1e-3, seed 4), then "),
+                   "seed 2), 1000 (lr 1e-3, seed 3), 11000 (lr 1e-3, seed 4), 4000 (lr 5e-4, seed 5), then "),
     "deeplabv3-mobilenet": "1500 iterations from scratch (lr 2e-3, seed 0), then ",
     "fcn8s": "1500 iterations from scratch (lr 2e-3, seed 0), then ",
     "fcn32s": ("1500 iterations from scratch stayed at all-background; started again from fcn8s-synth's first "
