@@ -164,7 +164,7 @@ def test_weights_of_another_model_initialise_the_shared_tensors(tiny_data, tmp_p
     """`segcli train --model fcn32s --weights <an fcn8s checkpoint>`: backbone and classifier copied."""
     from safetensors.torch import load_file
 
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.loading import read_segcli_metadata, save_segcli_checkpoint
     from segcli.checkpoints.record import CheckpointRecord
     from segcli.models import build_model
 
@@ -183,13 +183,7 @@ def test_weights_of_another_model_initialise_the_shared_tensors(tiny_data, tmp_p
     for key in shared:
         torch.testing.assert_close(tuned[key].float(), source[key].half().float(), atol=1e-6, rtol=0)
     assert "upscore.weight" in tuned and "upscore.weight" not in shared  # FCN-32s's own 64x64 upsampling
-    assert read_segcli_metadata_model(result.checkpoint) == "fcn32s"
-
-
-def read_segcli_metadata_model(path) -> str:
-    from segcli.checkpoints.loading import read_segcli_metadata
-
-    return read_segcli_metadata(path).record.model
+    assert read_segcli_metadata(result.checkpoint).record.model == "fcn32s"
 
 
 def test_training_auto_precision_is_fp32_on_the_cpu_and_bf16_stays_available():
