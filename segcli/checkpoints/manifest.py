@@ -44,10 +44,11 @@ def torch_hub_checkpoint_dir() -> Path:
 
 
 def shipped_weights_dir() -> Path:
-    """The repository's `weights/` folder (shipped manifest and segcli checkpoints)."""
-    import segcli
+    """The package's `weights/` folder (shipped manifest and segcli checkpoints; `weights/` in the
+    repository links to it), found with importlib.resources so an installed wheel has it too."""
+    from importlib.resources import files
 
-    return Path(segcli.__file__).resolve().parent.parent / "weights"
+    return Path(str(files("segcli") / "weights"))
 
 
 def shipped_manifest_path() -> Path:

@@ -18,6 +18,8 @@ from segcli.engine import SegmentationEngine
 from segcli.evaluation import evaluate_folder
 from segcli.metrics import ConfusionMatrix
 
+pytestmark = pytest.mark.slow
+
 HELD_OUT_SEED = 2   # training/train_shipped.sh: held-out test draw
 SCENES = 120        # a subset of the 300 the manifest figure was measured on
 TOLERANCE = 0.06    # mIoU of 120 scenes against 300: spread measured at <= 0.024 (the first 40 alone: up to 0.062)
