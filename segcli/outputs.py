@@ -6,58 +6,21 @@ interrupted run never leaves a half-written output under its final name.
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from segcli.atomic import atomic_write, atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
 from segcli.errors import OutputError
 from segcli.palettes import IGNORE_INDEX, flat_palette, palette_colors
 
 IGNORE_NAME = "ignore"
 
 
-# --- atomic writes ---------------------------------------------------------------------------
-
-def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Run `write` on a temporary file next to `path`, then rename it over `path`."""
-    path = Path(path)
-    temporary = None
-    try:
-        fd, temporary = _create_temporary(path)
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        temporary = None
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if temporary is not None and os.path.lexists(temporary):
-            os.unlink(temporary)
-
-
-def _create_temporary(path: Path) -> tuple[int, str]:
-    """A new file in the target's folder, created with the usual umask-governed permissions."""
-    for _ in range(16):
-        candidate = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
-        try:
-            return os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), candidate
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name next to {path}")
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write bytes atomically; OSError (disk full, permission) becomes OutputError naming `path`."""
-    _atomic_write(path, lambda handle: handle.write(data))
-
+# --- atomic writes (segcli.atomic; re-exported here for the writers below) ------------------
 
 def atomic_save_image(image: Image.Image, path: str | Path, **save_kwargs: Any) -> None:
     """Save a PIL image atomically; the format comes from the file extension."""
@@ -65,31 +28,13 @@ def atomic_save_image(image: Image.Image, path: str | Path, **save_kwargs: Any) 
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
         raise OutputError(f"cannot write {path}: unknown image extension {path.suffix!r}")
-    _atomic_write(path, lambda handle: image.save(handle, format=image_format, **save_kwargs))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write `obj` as indented UTF-8 JSON (numpy scalars and Paths allowed; NaN refused)."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
-    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+    atomic_write(path, lambda handle: image.save(handle, format=image_format, **save_kwargs))
 
 
 def atomic_save_npz(path: str | Path, compress: bool = True, **arrays: np.ndarray) -> None:
     """Save arrays to an .npz atomically (compressed by default)."""
     save = np.savez_compressed if compress else np.savez
-    _atomic_write(path, lambda handle: save(handle, **arrays))
+    atomic_write(path, lambda handle: save(handle, **arrays))
 
 
 # --- label images ----------------------------------------------------------------------------
