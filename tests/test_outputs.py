@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import segcli.atomic
 import segcli.outputs as outputs
 from segcli.errors import OutputError
 from segcli.outputs import (
@@ -156,7 +157,7 @@ def test_unwritable_folder_gives_output_error(tmp_path, monkeypatch):
         def refuse(src, dst):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(outputs.os, "replace", refuse)
+        monkeypatch.setattr(segcli.atomic.os, "replace", refuse)
     else:
         folder.chmod(0o500)
     try:
@@ -171,7 +172,7 @@ def test_disk_full_becomes_output_error(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(outputs.os, "fsync", full)
+    monkeypatch.setattr(segcli.atomic.os, "fsync", full)
     with pytest.raises(OutputError, match="No space left on device"):
         atomic_write_json(tmp_path / "s.json", {"a": 1})
     assert list(tmp_path.iterdir()) == []

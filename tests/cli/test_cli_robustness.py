@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import segcli.atomic
 import segcli.outputs
 from robustness_support import (
     assert_no_traceback, encoded, files_under, lines_naming, output_set, png_with_header_size, random_rgb,
@@ -185,7 +186,7 @@ def test_out_folder_not_writable_fails_each_image_with_one_line_and_writes_nothi
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return os.open(path, flags, mode, **kwargs)
 
-    monkeypatch.setattr(segcli.outputs, "os", _OsWith(open=refusing_open))
+    monkeypatch.setattr(segcli.atomic, "os", _OsWith(open=refusing_open))
     result = run_predict([folder], out, weights)
     assert_no_traceback(result)
     assert result.exit_code == 1
@@ -227,7 +228,7 @@ def test_disk_full_mid_write_leaves_no_partial_file_or_incomplete_set(tmp_path, 
         target = os.readlink(f"/proc/self/fd/{fd}")
         return _FillsUp(handle, room=100) if "b_overlay.png" in target else handle
 
-    monkeypatch.setattr(segcli.outputs, "os", _OsWith(fdopen=filling_fdopen))
+    monkeypatch.setattr(segcli.atomic, "os", _OsWith(fdopen=filling_fdopen))
     result = run_predict([folder], out, weights)
     assert_no_traceback(result)
     assert result.exit_code == 1
