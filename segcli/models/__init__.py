@@ -1,15 +1,17 @@
 """The model zoo: one module per family, one readable table of names.
 
-Every zoo model is an ``nn.Module`` with
-- ``forward(x) -> logits`` of shape [N, num_classes, H, W] at the input size, and
+Every zoo model is a ``segcli.models.base.SegmentationModel`` with
+- ``forward(x) -> logits`` of shape [N, num_classes, H, W] at the input size (written once, in the base), and
 - ``low_res_logits(x) -> logits`` before the final upsampling (used by compare-upsampling).
 Builders are ``build(num_classes: int, **kwargs) -> nn.Module``; unknown kwargs are an error.
+This module does not import torch (the CLI reads the table for ``--help``).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from segcli.errors import UnknownNameError
@@ -87,3 +89,14 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> "nn.Module":
         return builder(num_classes=num_classes, **kwargs)
     except TypeError as exc:
         raise UnknownNameError(f"model {spec.name!r} does not take these options {sorted(kwargs)}: {exc}") from None
+
+
+def check_input_scales(scales: Iterable[float]) -> tuple[float, ...]:
+    """Validated test-time input scales; 1.0 must be one of them (its logits set the output grid)."""
+    scales = tuple(float(scale) for scale in scales)
+    if any(not scale > 0 for scale in scales):
+        raise ValueError(f"input_scales must be > 0, got {list(scales)}")
+    if 1.0 not in scales:
+        raise ValueError(f"input_scales must include 1.0 (the scale whose logits set the output grid), "
+                         f"got {list(scales)}")
+    return scales
