@@ -129,6 +129,6 @@ class CheckpointRecord:
             model_kwargs=tuple(sorted((data.get("model_kwargs") or {}).items())),
             metrics=tuple(sorted((data.get("metrics") or {}).items())),
             license=data.get("license", "unknown"), notes=data.get("notes", ""),
-            input_scales=tuple(data.get("input_scales") or (1.0,)),
+            input_scales=tuple(data.get("input_scales", (1.0,))),
             crf_defaults=tuple(sorted((data.get("crf_defaults") or {}).items())),
         )

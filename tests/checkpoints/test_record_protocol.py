@@ -45,6 +45,7 @@ def test_crf_defaults_fill_only_what_the_user_did_not_give() -> None:
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"input_scales": [0.5, 0.75]}, "input_scales must include 1.0"),
+    ({"input_scales": []}, "input_scales must include 1.0"),
     ({"input_scales": [1.0, -0.5]}, "input_scales must be > 0"),
     ({"crf_defaults": {"bilateral_sigma": 3}}, "bilateral_sigma"),
     ({"crf_defaults": {"iterations": 0}}, "iterations"),
