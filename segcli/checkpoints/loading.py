@@ -115,7 +115,28 @@ def detect_layout(obj: dict[str, Any]) -> str:
         return "pytorch-fcn"
     if any(key.startswith("aux_classifier.") for key in keys):
         return "torchvision"
+    for signature, layout in _DEEPLAB_SIGNATURES:
+        if any(key.removeprefix("module.").removeprefix("Scale.") == signature for key in keys):
+            return layout
     return "segcli"
+
+
+# a key only each DeepLab v1/v2 port has (after DataParallel's `module.` and isht7's `Scale.`)
+_DEEPLAB_SIGNATURES = (
+    ("base.aspp.c0.weight", "deeplab-pytorch"),
+    ("layer5.conv2d_list.0.weight", "pytorch-deeplab-resnet"),
+    ("features.38.weight", "deeplab-v1-pytorch"),
+)
+
+
+def _rename_to_zoo_keys(layout: str, state: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Published layouts whose key names a zoo module translates (the renaming lives beside the model)."""
+    if layout == "pytorch-deeplab-resnet":
+        from segcli.models.deeplab_v2 import from_pytorch_deeplab_resnet
+
+        notes.append("renamed isht7/speedinghzl DeepLab v2 keys to kazuto1011's (layer5.conv2d_list -> base.aspp, ...)")
+        return from_pytorch_deeplab_resnet(state)
+    return state
 
 
 def _unwrap(obj: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +149,8 @@ def _unwrap(obj: dict[str, Any]) -> dict[str, Any]:
 def adapt_layout(obj: dict[str, Any], layout: str, model_keys: set[str] | None = None) -> AdaptedStateDict:
     """Turn a file's object into a state dict with the zoo model's keys.
 
-    Unwraps `model_state` / `state_dict`, strips a `module.` (DataParallel) prefix and, when
+    Unwraps `model_state` / `state_dict`, strips a `module.` (DataParallel) prefix, renames
+    isht7/speedinghzl DeepLab v2 keys to the zoo's and, when
     `model_keys` is given, drops torchvision's training-only `aux_classifier.*` if the model has
     no aux head and renames DeepLabV3Plus-Pytorch's DeepLab v3 head (`classifier.classifier.*`)
     when the model names it `classifier.*`.
@@ -150,6 +172,7 @@ def adapt_layout(obj: dict[str, Any], layout: str, model_keys: set[str] | None =
     if state and all(key.startswith("module.") for key in state):
         state = {key.removeprefix("module."): value for key, value in state.items()}
         notes.append("stripped the 'module.' prefix (saved from DataParallel)")
+    state = _rename_to_zoo_keys(layout, state, notes)
     if model_keys is not None:
         aux = [key for key in state if key.startswith("aux_classifier.")]
         if aux and not any(key.startswith("aux_classifier.") for key in model_keys):
@@ -236,12 +259,14 @@ def load_checkpoint_model(resolved: "ResolvedCheckpoint", notes: list[str] | Non
     What the layout adaptation changed is appended to `notes` when a list is given.
     """
     from segcli.models import build_model
+    from segcli.models.base import set_input_scales
 
     record = resolved.record
     model = build_model(record.model, record.num_classes, **record.kwargs)
     adaptation = load_checkpoint(model, resolved.path, record.layout, model_name=record.model)
     if notes is not None:
         notes.extend(adaptation)
+    set_input_scales(model, record.input_scales)  # the authors' test protocol (DeepLab v2: MSC)
     return model.eval()
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segcli.crf import CRFParams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -15,6 +18,9 @@ LAYOUTS = (
     "torchvision",            # torchvision's segmentation checkpoints (may hold aux_classifier.*)
     "deeplabv3plus-pytorch",  # DeepLabV3Plus-Pytorch: {"model_state": ..., "optimizer_state": ...}
     "pytorch-fcn",            # Caffe-converted FCN-VGG16: conv1_1 ... score_fr, upscore*
+    "deeplab-pytorch",        # kazuto1011/deeplab-pytorch DeepLab v2: MSC's base.layer1..5, base.aspp.c0..3
+    "pytorch-deeplab-resnet",  # isht7 (Scale.*) / speedinghzl (no prefix) DeepLab v2: renamed to kazuto's keys
+    "deeplab-v1-pytorch",     # wangleihitcs DeepLab v1 LargeFOV: module.features.N
 )
 
 
@@ -70,6 +76,22 @@ class CheckpointRecord:
     metrics: tuple[tuple[str, Any], ...] = ()       # e.g. (("miou", 0.664), ("source", "torchvision docs"))
     license: str = "unknown"
     notes: str = ""
+    input_scales: tuple[float, ...] = (1.0,)         # test-time input scales, logits max-fused (kazuto's MSC)
+    crf_defaults: tuple[tuple[str, Any], ...] = ()  # CRFParams fields as the checkpoint's authors published them
+
+    def __post_init__(self) -> None:
+        from segcli.models import check_input_scales
+
+        object.__setattr__(self, "input_scales", check_input_scales(self.input_scales))
+        if self.crf_defaults:
+            self.crf_params()  # unknown names and out-of-range values fail here, with the record
+
+    def crf_params(self, **given: Any) -> "CRFParams":
+        """The dense CRF settings: what the user `given` (None: not given), else the authors', else segcli's."""
+        from segcli.crf import CRFParams
+
+        chosen = dict(self.crf_defaults) | {name: value for name, value in given.items() if value is not None}
+        return CRFParams(**chosen)
 
     @property
     def num_classes(self) -> int:
@@ -90,7 +112,7 @@ class CheckpointRecord:
             "palette": self.palette if isinstance(self.palette, str) else [list(c) for c in self.palette],
             "preprocessing": self.preprocessing.to_dict(), "url": self.url, "sha256": self.sha256,
             "model_kwargs": self.kwargs, "metrics": self.metric_dict, "license": self.license,
-            "notes": self.notes,
+            "notes": self.notes, "input_scales": list(self.input_scales), "crf_defaults": dict(self.crf_defaults),
         }
 
     @classmethod
@@ -107,4 +129,6 @@ class CheckpointRecord:
             model_kwargs=tuple(sorted((data.get("model_kwargs") or {}).items())),
             metrics=tuple(sorted((data.get("metrics") or {}).items())),
             license=data.get("license", "unknown"), notes=data.get("notes", ""),
+            input_scales=tuple(data.get("input_scales", (1.0,))),
+            crf_defaults=tuple(sorted((data.get("crf_defaults") or {}).items())),
         )

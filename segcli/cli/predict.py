@@ -38,14 +38,17 @@ from segcli.cli.options import (
 @click.option("--tile-overlap", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,
               help="Fraction of a tile shared with its neighbour (blended, no seams).")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: scales 0.75/1/1.25 + horizontal flip, averaged.")
+@click.option("--multiscale/--no-multiscale", default=True, show_default=True,
+              help="Fuse the input scales the checkpoint's authors tested with (kazuto1011's DeepLab v2: "
+                   "0.5/0.75/1, max of the logits); --no-multiscale runs one scale.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
               help="Same-size images per forward pass.")
 @click.option("--io-workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="Threads decoding ahead and writing behind the model (0: one image at a time).")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
 def predict(inputs, model, weights, out_dir, device, precision, alpha, save_probs, no_overlay, overwrite,
-            skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, batch_size, io_workers, quiet,
-            **crf_kwargs) -> None:
+            skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, multiscale, batch_size, io_workers,
+            quiet, **crf_kwargs) -> None:
     """Segment INPUTS (files, folders searched recursively, or globs) and write, per image,
     a label PNG (palettized, pixel value = class index), an overlay with a legend and a JSON summary.
 
@@ -64,6 +67,7 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
     from segcli.checkpoints.resolve import real_checkpoint_hint
     from segcli.engine import CRFShortcuts, SegmentationEngine
     from segcli.imageio import find_images
+    from segcli.models.base import set_input_scales
     from segcli.pipeline import OutputOptions
     from segcli.tiling import TilingPolicy, TTAParams
 
@@ -74,11 +78,15 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
                                      allow_download=download)
     engine.tiling = tiling
     engine.tta = TTAParams() if tta else None
+    if not multiscale:
+        set_input_scales(engine.model, (1.0,))
+    scales = "/".join(f"{scale:g}" for scale in sorted(engine.model.input_scales))
     # an explicit --crf-iters is honoured, not capped
     engine.crf_shortcuts = CRFShortcuts.full() if crf_full else CRFShortcuts(
         max_iterations=None if iterations_given else CRFShortcuts().max_iterations)
     console.print(f"[bold]{engine.record.model}[/] {engine.source} on {engine.plan.device} "
-                  f"({engine.plan.precision}){' + dense CRF' if crf else ''}", highlight=False)
+                  f"({engine.plan.precision}){' + dense CRF' if crf else ''}"
+                  f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
     engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
     hint = real_checkpoint_hint(engine.checkpoint) if engine.checkpoint is not None else None
     if hint:

@@ -1,15 +1,17 @@
 """The model zoo: one module per family, one readable table of names.
 
-Every zoo model is an ``nn.Module`` with
-- ``forward(x) -> logits`` of shape [N, num_classes, H, W] at the input size, and
+Every zoo model is a ``segcli.models.base.SegmentationModel`` with
+- ``forward(x) -> logits`` of shape [N, num_classes, H, W] at the input size (written once, in the base), and
 - ``low_res_logits(x) -> logits`` before the final upsampling (used by compare-upsampling).
 Builders are ``build(num_classes: int, **kwargs) -> nn.Module``; unknown kwargs are an error.
+This module does not import torch (the CLI reads the table for ``--help``).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from segcli.errors import UnknownNameError
@@ -33,8 +35,8 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("fcn8s", "fcn_vgg", "fcn8s", "FCN-8s, VGG16, pool4 + pool3 skips"),
     ModelSpec("fcn-resnet50", "fcn_resnet", "fcn_resnet50", "FCN head on ResNet-50, output stride 8 (torchvision)"),
     ModelSpec("fcn-resnet101", "fcn_resnet", "fcn_resnet101", "FCN head on ResNet-101, output stride 8 (torchvision)"),
-    ModelSpec("deeplabv1", "deeplab_v1", "deeplabv1", "DeepLab v1 LargeFOV, VGG16, dilated fc6 (rate 12)"),
-    ModelSpec("deeplabv2", "deeplab_v2", "deeplabv2", "DeepLab v2, ResNet-101, ASPP-L rates 6/12/18/24"),
+    ModelSpec("deeplabv1", "deeplab_v1", "deeplabv1", "DeepLab v1 LargeFOV, VGG16, dilated fc6 (rate 12), pool5 avg pool"),
+    ModelSpec("deeplabv2", "deeplab_v2", "deeplabv2", "DeepLab v2, Caffe ResNet-101, ASPP-L rates 6/12/18/24, multi-scale"),
     ModelSpec("deeplabv3-resnet50", "deeplab_v3", "deeplabv3_resnet50", "DeepLab v3, ResNet-50, ASPP, output stride 8 (torchvision) or 16"),
     ModelSpec("deeplabv3-resnet101", "deeplab_v3", "deeplabv3_resnet101", "DeepLab v3, ResNet-101, ASPP, output stride 8 (torchvision) or 16"),
     ModelSpec("deeplabv3-mobilenet", "deeplab_v3", "deeplabv3_mobilenet", "DeepLab v3, MobileNetV3-Large (torchvision) or MobileNetV2"),
@@ -87,3 +89,14 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> "nn.Module":
         return builder(num_classes=num_classes, **kwargs)
     except TypeError as exc:
         raise UnknownNameError(f"model {spec.name!r} does not take these options {sorted(kwargs)}: {exc}") from None
+
+
+def check_input_scales(scales: Iterable[float]) -> tuple[float, ...]:
+    """Validated test-time input scales; 1.0 must be one of them (its logits set the output grid)."""
+    scales = tuple(float(scale) for scale in scales)
+    if any(not scale > 0 for scale in scales):
+        raise ValueError(f"input_scales must be > 0, got {list(scales)}")
+    if 1.0 not in scales:
+        raise ValueError(f"input_scales must include 1.0 (the scale whose logits set the output grid), "
+                         f"got {list(scales)}")
+    return scales

@@ -15,6 +15,7 @@ from torchvision.models import mobilenet_v3_large, resnet50, resnet101
 from torchvision.models.resnet import Bottleneck
 
 from segcli.errors import UnknownNameError
+from segcli.models.base import SegmentationModel, upsample_logits
 
 # --------------------------------------------------------------------------- option checks
 
@@ -44,11 +45,6 @@ def scale_channels(channels: int, width: float) -> int:
 
 
 # --------------------------------------------------------------------------- generic helpers
-
-
-def upsample_logits(logits: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear upsampling of logits to ``size`` (align_corners=False, as every zoo model uses)."""
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class FeatureExtractor(nn.ModuleDict):
@@ -84,8 +80,8 @@ class FeatureExtractor(nn.ModuleDict):
         return outputs
 
 
-class TorchvisionOutputs:
-    """Mixin for torchvision's FCN / DeepLabV3: plain-tensor forward, low-res and aux logits."""
+class TorchvisionOutputs(SegmentationModel):
+    """Mixin for torchvision's FCN / DeepLabV3: the zoo's forward, low-res and aux logits."""
 
     backbone: nn.Module
     classifier: nn.Module
@@ -93,9 +89,6 @@ class TorchvisionOutputs:
 
     def low_res_logits(self, x: Tensor) -> Tensor:
         return self.classifier(self.backbone(x)["out"])
-
-    def forward(self, x: Tensor) -> Tensor:
-        return upsample_logits(self.low_res_logits(x), x.shape[-2:])
 
     def logits_and_aux(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Main and auxiliary logits at the input size (aux is None without an aux head)."""

@@ -25,6 +25,7 @@ from segcli.models.backbones import (
     scale_channels,
     upsample_logits,
 )
+from segcli.models.base import SegmentationModel
 
 ASPP_RATES = DEEPLAB_ASPP_RATES  # output stride -> ASPP rates, shared with DeepLab v3
 RESNET_DILATION = RESNET_DILATION_FOR_STRIDE
@@ -63,7 +64,7 @@ class DeepLabV3PlusHead(nn.Module):
         return self.classifier(torch.cat([low_level, context], dim=1))
 
 
-class DeepLabV3Plus(nn.Module):
+class DeepLabV3Plus(SegmentationModel):
     """Backbone returning ``low_level`` and ``out`` features, then the v3+ head; logits at stride 4."""
 
     def __init__(self, backbone: FeatureExtractor, classifier: DeepLabV3PlusHead) -> None:
@@ -73,9 +74,6 @@ class DeepLabV3Plus(nn.Module):
 
     def low_res_logits(self, x: Tensor) -> Tensor:
         return self.classifier(self.backbone(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return upsample_logits(self.low_res_logits(x), x.shape[-2:])
 
 
 def _deeplabv3plus_resnet(depth: int, num_classes: int, output_stride: int, width: float) -> DeepLabV3Plus:

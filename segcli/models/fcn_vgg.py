@@ -19,25 +19,17 @@ from segcli.models.backbones import (
     scale_channels,
     vgg16_conv_stages,
 )
+from segcli.models.base import SegmentationModel, bilinear_kernel
 
 
-def bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
-    """Weight [channels, channels, k, k] of a per-channel bilinear upsampling (zero off-diagonal)."""
-    factor = (kernel_size + 1) // 2
-    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
-    steps = torch.arange(kernel_size, dtype=torch.float64)
-    profile = 1 - (steps - center).abs() / factor
-    kernel = (profile[:, None] * profile[None, :]).float()
-    weight = torch.zeros(channels, channels, kernel_size, kernel_size)
-    weight[range(channels), range(channels)] = kernel
-    return weight
-
-
-def bilinear_upscore(channels: int, kernel_size: int, stride: int) -> nn.ConvTranspose2d:
-    """A learnable ``ConvTranspose2d(bias=False)`` initialised to bilinear upsampling."""
-    layer = nn.ConvTranspose2d(channels, channels, kernel_size, stride=stride, bias=False)
+def bilinear_upscore(channels: int, stride: int) -> nn.ConvTranspose2d:
+    """A learnable ``ConvTranspose2d(bias=False)`` (kernel 2 x stride) initialised to per-channel
+    bilinear upsampling: the shared bilinear kernel on the diagonal, zero between channels."""
+    kernel = bilinear_kernel(channels, stride)
+    layer = nn.ConvTranspose2d(channels, channels, kernel.shape[-1], stride=stride, bias=False)
     with torch.no_grad():
-        layer.weight.copy_(bilinear_kernel(channels, kernel_size))
+        layer.weight.zero_()
+        layer.weight[range(channels), range(channels)] = kernel[:, 0]
     return layer
 
 
@@ -47,8 +39,15 @@ def crop_like(scores: Tensor, offset: int, reference: Tensor) -> Tensor:
     return scores[:, :, offset:offset + height, offset:offset + width]
 
 
-class _FCNVGG16(nn.Module):
-    """VGG16 trunk with fc6/fc7 as convolutions and the ``score_fr`` classifier."""
+class _FCNVGG16(SegmentationModel):
+    """VGG16 trunk with fc6/fc7 as convolutions and the ``score_fr`` classifier.
+
+    The final upsampling is an unpadded transposed convolution by ``upsampling_factor`` whose
+    output is cropped at ``crop_offset`` (FACTS.md section 3): it undoes conv1_1's 100-pixel padding.
+    """
+
+    upsampling_factor: int
+    crop_offset: int
 
     def __init__(self, num_classes: int, width: float) -> None:
         super().__init__()
@@ -87,43 +86,58 @@ class _FCNVGG16(nn.Module):
         x = self.drop7(torch.relu(self.fc7(x)))
         return pooled[2], pooled[3], self.score_fr(x)
 
+    def final_upscore(self) -> nn.ConvTranspose2d:
+        raise NotImplementedError
+
+    def upsample(self, logits: Tensor, x: Tensor) -> Tensor:
+        return crop_like(self.final_upscore()(logits), self.crop_offset, x).contiguous()
+
+    def logit_geometry(self) -> tuple[int, int]:
+        return self.upsampling_factor, self.crop_offset
+
 
 class FCN32s(_FCNVGG16):
+    upsampling_factor, crop_offset = 32, 19
+
     def __init__(self, num_classes: int, width: float = 1.0) -> None:
         super().__init__(num_classes, width)
-        self.upscore = bilinear_upscore(num_classes, 64, 32)
+        self.upscore = bilinear_upscore(num_classes, self.upsampling_factor)
 
     def low_res_logits(self, x: Tensor) -> Tensor:
         return self._trunk(x)[2]
 
-    def forward(self, x: Tensor) -> Tensor:
-        return crop_like(self.upscore(self.low_res_logits(x)), 19, x).contiguous()
+    def final_upscore(self) -> nn.ConvTranspose2d:
+        return self.upscore
 
 
 class FCN16s(_FCNVGG16):
+    upsampling_factor, crop_offset = 16, 27
+
     def __init__(self, num_classes: int, width: float = 1.0) -> None:
         super().__init__(num_classes, width)
         self.score_pool4 = self._score_layer(self.conv4_3)
-        self.upscore2 = bilinear_upscore(num_classes, 4, 2)
-        self.upscore16 = bilinear_upscore(num_classes, 32, 16)
+        self.upscore2 = bilinear_upscore(num_classes, 2)
+        self.upscore16 = bilinear_upscore(num_classes, self.upsampling_factor)
 
     def low_res_logits(self, x: Tensor) -> Tensor:
         _, pool4, score = self._trunk(x)
         upscore2 = self.upscore2(score)
         return upscore2 + crop_like(self.score_pool4(pool4), 5, upscore2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return crop_like(self.upscore16(self.low_res_logits(x)), 27, x).contiguous()
+    def final_upscore(self) -> nn.ConvTranspose2d:
+        return self.upscore16
 
 
 class FCN8s(_FCNVGG16):
+    upsampling_factor, crop_offset = 8, 31
+
     def __init__(self, num_classes: int, width: float = 1.0) -> None:
         super().__init__(num_classes, width)
         self.score_pool4 = self._score_layer(self.conv4_3)
         self.score_pool3 = self._score_layer(self.conv3_3)
-        self.upscore2 = bilinear_upscore(num_classes, 4, 2)
-        self.upscore_pool4 = bilinear_upscore(num_classes, 4, 2)
-        self.upscore8 = bilinear_upscore(num_classes, 16, 8)
+        self.upscore2 = bilinear_upscore(num_classes, 2)
+        self.upscore_pool4 = bilinear_upscore(num_classes, 2)
+        self.upscore8 = bilinear_upscore(num_classes, self.upsampling_factor)
 
     def low_res_logits(self, x: Tensor) -> Tensor:
         pool3, pool4, score = self._trunk(x)
@@ -132,8 +146,8 @@ class FCN8s(_FCNVGG16):
         upscore_pool4 = self.upscore_pool4(fused_pool4)
         return upscore_pool4 + crop_like(self.score_pool3(pool3), 9, upscore_pool4)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return crop_like(self.upscore8(self.low_res_logits(x)), 31, x).contiguous()
+    def final_upscore(self) -> nn.ConvTranspose2d:
+        return self.upscore8
 
 
 def fcn32s(*, num_classes: int, width: float = 1.0) -> FCN32s:

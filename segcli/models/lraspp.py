@@ -13,18 +13,15 @@ from segcli.models.backbones import (
     FeatureExtractor,
     check_num_classes,
     mobilenet_v3_large_features,
-    upsample_logits,
 )
+from segcli.models.base import SegmentationModel
 
 
-class LRASPPModel(LRASPP):
-    """torchvision's LRASPP whose ``forward`` returns the logits as a plain tensor."""
+class LRASPPModel(SegmentationModel, LRASPP):
+    """torchvision's LRASPP with the zoo's forward (a plain tensor at the input size)."""
 
     def low_res_logits(self, x: Tensor) -> Tensor:
         return self.classifier(self.backbone(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return upsample_logits(self.low_res_logits(x), x.shape[-2:])
 
 
 def lraspp_mobilenet(*, num_classes: int, width_mult: float = 1.0) -> LRASPPModel:

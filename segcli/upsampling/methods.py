@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from segcli.errors import UnknownNameError
+from segcli.models.base import bilinear_kernel
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,6 @@ def parse_methods(text: str | None, allowed: tuple[str, ...]) -> tuple[str, ...]
 
 # --------------------------------------------------------------------------- operators
 
-def bilinear_kernel(channels: int, factor: int) -> torch.Tensor:
-    """FCN's bilinear filter for a stride-`factor` transposed convolution, shape [channels, 1, k, k].
-
-    k = 2 * factor - factor % 2, weights 1 - |t - centre| / factor with centre (k - 1) / 2.
-    """
-    if factor < 1 or channels < 1:
-        raise ValueError(f"factor and channels must be >= 1, got factor={factor}, channels={channels}")
-    size = 2 * factor - factor % 2
-    centre = (size - 1) / 2
-    taps = 1.0 - (torch.arange(size, dtype=torch.float32) - centre).abs() / factor
-    kernel = taps[:, None] * taps[None, :]
-    return kernel.expand(channels, 1, size, size).contiguous()
-
-
 def transposed_bilinear_upsample(logits: torch.Tensor, factor: int) -> torch.Tensor:
     """[N, C, h, w] -> [N, C, h * factor, w * factor] by a depthwise transposed convolution with
     `bilinear_kernel`, stride `factor`, padding `factor // 2` (i.e. the full output cropped by
@@ -97,11 +84,6 @@ def max_unpool(values: torch.Tensor, indices: torch.Tensor, output_size: tuple[i
     return flat.view(batch, channels, height, width)
 
 
-# Zoo models whose low-resolution logits are not aligned with the image: (factor, crop offset) of
-# their final transposed convolution, applied without padding (FACTS.md section 3: conv1_1 pads 100).
-OFFSET_GEOMETRY: dict[str, tuple[int, int]] = {"fcn32s": (32, 19), "fcn16s": (16, 27), "fcn8s": (8, 31)}
-
-
 def upsample_logits_with(method: str, logits: torch.Tensor, size: tuple[int, int],
                          geometry: tuple[int, int] | None = None) -> torch.Tensor:
     """A training-free method applied to low-resolution logits, giving exactly `size`.
@@ -109,8 +91,9 @@ def upsample_logits_with(method: str, logits: torch.Tensor, size: tuple[int, int
     Without `geometry` the logits are taken to span the image (as F.interpolate(size=...) does);
     transposed-fixed then upsamples by the integer factor ceil(max(H / h, W / w)) and, when that
     does not land on `size`, resizes the result to `size` bilinearly (align_corners=False).
-    With `geometry=(factor, offset)` every method upsamples by `factor` and the result is cropped
-    where the model's own unpadded transposed convolution would crop it (FCN-VGG16).
+    With `geometry=(factor, offset)` (a zoo model's `logit_geometry()`) every method upsamples by
+    `factor` and the result is cropped where the model's own unpadded transposed convolution would
+    crop it (FCN-VGG16: conv1_1 pads 100, FACTS.md section 3).
     """
     if geometry is not None:
         return _upsample_and_crop(method, logits, size, *geometry)

@@ -15,7 +15,8 @@ import torch
 
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.engine import labels_dtype, preprocess
-from segcli.upsampling.methods import METHOD_NAMES, OFFSET_GEOMETRY, upsample_logits_with
+from segcli.models.base import SegmentationModel
+from segcli.upsampling.methods import METHOD_NAMES, upsample_logits_with
 from segcli.upsampling.network import UpsampleMeter, UpsamplingNet
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ class ZooLogitsRunner:
         self.categories = engine.record.categories
         self.palette = engine.record.palette
         self.precision = engine.plan.precision
-        self.geometry = OFFSET_GEOMETRY.get(engine.record.model)  # FCN-VGG16: logits not aligned with the image
+        # FCN-VGG16's logits are not aligned with the image: the model says by how much
+        self.geometry = engine.model.logit_geometry() if isinstance(engine.model, SegmentationModel) else None
 
     @property
     def memory_kind(self) -> str:

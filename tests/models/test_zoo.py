@@ -43,16 +43,18 @@ def test_non_square_input_keeps_its_size(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name",
-    ["deeplabv1", "deeplabv2", "deeplabv3-mobilenet", "deeplabv3p-mobilenet", "lraspp", "fcn-resnet50"],
+    ("name", "align_corners"),
+    [("deeplabv1", True), ("deeplabv2", False), ("deeplabv3-mobilenet", False), ("deeplabv3p-mobilenet", False),
+     ("lraspp", False), ("fcn-resnet50", False)],
 )
-def test_forward_is_bilinear_upsampling_of_low_res_logits(name: str) -> None:
+def test_forward_is_bilinear_upsampling_of_low_res_logits(name: str, align_corners: bool) -> None:
+    # DeepLab v1 resizes as its published port does (align_corners=True), the others as torchvision
     torch.manual_seed(0)
     model = build_model(name, NUM_CLASSES, **SMALL_OPTIONS[name]).eval()
     image = random_image(48, seed=1)
     with torch.no_grad():
         expected = torch.nn.functional.interpolate(
-            model.low_res_logits(image), size=(48, 48), mode="bilinear", align_corners=False
+            model.low_res_logits(image), size=(48, 48), mode="bilinear", align_corners=align_corners
         )
         torch.testing.assert_close(model(image), expected)
 
@@ -120,6 +122,9 @@ def test_upsample_logits_matches_interpolate() -> None:
 @pytest.mark.parametrize(("width", "expected"), [(0.125, 8), (0.25, 16), (1.0, 64)])
 def test_resnet_width_scales_the_stem(width: float, expected: int) -> None:
     with torch.device("meta"):  # shapes only: no memory, no init time
-        model = build_model("deeplabv2", 2, width=width, depth=50)
+        model = build_model("fcn-resnet50", 2, width=width)
+        caffe = build_model("deeplabv2", 2, width=width, depth=50)
     assert model.backbone.conv1.out_channels == expected
     assert model.backbone.layer4[-1].conv3.out_channels == 32 * expected
+    assert caffe.base.layer1.conv1.conv.out_channels == expected
+    assert caffe.base.layer5.block3.increase.conv.out_channels == 32 * expected
