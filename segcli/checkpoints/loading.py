@@ -7,6 +7,7 @@ CheckpointError listing missing keys, unexpected keys and shape mismatches.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -175,13 +176,37 @@ def read_state_dict(path: str | os.PathLike[str], layout: str | None = None) -> 
     return adapt_layout(obj, layout or detect_layout(obj)).state_dict
 
 
-def classifier_num_classes(state_dict: dict[str, "Tensor"]) -> int | None:
-    """The class count a state dict predicts: output channels of its last 4-D weight (the classifier)."""
-    last = None
-    for key, value in state_dict.items():
-        if key.endswith("weight") and value.ndim == 4 and not key.startswith("aux_classifier."):
-            last = value
-    return int(last.shape[0]) if last is not None else None
+@functools.lru_cache(maxsize=32)
+def model_class_keys(model: str, model_kwargs: tuple[tuple[str, Any], ...] = ()) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The zoo model's state-dict keys whose first dimension is the class count, and all its keys.
+
+    Found by building the model for 1 and for 2 classes on the meta device (no memory, no
+    initialisation cost), so every model and layout is covered without a table of names.
+    """
+    import torch
+
+    from segcli.models import build_model
+
+    with torch.device("meta"):
+        one = build_model(model, 1, **dict(model_kwargs)).state_dict()
+        two = build_model(model, 2, **dict(model_kwargs)).state_dict()
+    class_keys = tuple(key for key, value in one.items()
+                       if value.ndim and value.shape[0] == 1 and two[key].shape[0] == 2)
+    return class_keys, frozenset(one)
+
+
+def checkpoint_num_classes(obj: dict[str, Any], layout: str, model: str,
+                           model_kwargs: tuple[tuple[str, Any], ...] = ()) -> int | None:
+    """How many classes a checkpoint's object predicts for `model`, or None when it holds no classifier.
+
+    Read from the model's classifier keys by name, never from tensor order (safetensors sorts keys).
+    """
+    class_keys, model_keys = model_class_keys(model, tuple(model_kwargs))
+    state = adapt_layout(obj, layout, set(model_keys)).state_dict
+    for key in class_keys:
+        if key in state and state[key].ndim:
+            return int(state[key].shape[0])
+    return None
 
 
 def _shape(values: Any) -> str:

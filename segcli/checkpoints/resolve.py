@@ -92,13 +92,12 @@ def _fallback_categories(num_classes: int) -> tuple[tuple[str, ...], str]:
     return tuple(f"class_{index}" for index in range(num_classes)), "voc"
 
 
-def _inspect_file(path: Path) -> tuple[dict, str, int | None]:
-    """A checkpoint file's object, detected layout and class count (tensors memory-mapped)."""
-    from segcli.checkpoints.loading import adapt_layout, classifier_num_classes, detect_layout, read_checkpoint_file
+def _inspect_file(path: Path) -> tuple[dict, str]:
+    """A checkpoint file's object and detected layout (tensors memory-mapped)."""
+    from segcli.checkpoints.loading import detect_layout, read_checkpoint_file
 
     obj = read_checkpoint_file(path, mmap=True)
-    layout = detect_layout(obj)
-    return obj, layout, classifier_num_classes(adapt_layout(obj, layout).state_dict)
+    return obj, detect_layout(obj)
 
 
 def record_from_file(model: str, path: Path) -> CheckpointRecord:
@@ -107,13 +106,13 @@ def record_from_file(model: str, path: Path) -> CheckpointRecord:
     segcli files carry their record; other files borrow the model's default record (same layout
     preferred) for preprocessing and class names, with the class count read from the classifier.
     """
-    from segcli.checkpoints.loading import TRAINING_RECORD_KEY, read_segcli_metadata
+    from segcli.checkpoints.loading import TRAINING_RECORD_KEY, checkpoint_num_classes, read_segcli_metadata
 
     model = _canonical(model)
     metadata = read_segcli_metadata(path)
     stored = metadata.record if metadata is not None else None
     if stored is None:
-        obj, layout, num_classes = _inspect_file(path)
+        obj, layout = _inspect_file(path)
         if isinstance(obj.get(TRAINING_RECORD_KEY), dict):
             stored = CheckpointRecord.from_dict(obj[TRAINING_RECORD_KEY])
     if stored is not None:
@@ -126,6 +125,7 @@ def record_from_file(model: str, path: Path) -> CheckpointRecord:
         if record.filename == path.name:
             return record
     default = next((record for record in known if record.layout == layout), known[0] if known else None)
+    num_classes = checkpoint_num_classes(obj, layout, model, default.model_kwargs if default is not None else ())
     if default is not None and num_classes in (None, default.num_classes):
         categories, palette = default.categories, default.palette
         preprocessing, model_kwargs = default.preprocessing, default.model_kwargs
@@ -266,6 +266,7 @@ def add_checkpoint_file(path: str | Path, name: str, model: str, *, dataset: str
     import tempfile
 
     from segcli.checkpoints.download import sha256_of
+    from segcli.checkpoints.loading import checkpoint_num_classes
     from segcli.checkpoints.manifest import add_user_record, validate_record
 
     path = Path(path).expanduser()
@@ -276,7 +277,8 @@ def add_checkpoint_file(path: str | Path, name: str, model: str, *, dataset: str
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist")
     base = record_from_file(model, path)
-    _, _, num_classes = _inspect_file(path)
+    obj, detected = _inspect_file(path)
+    num_classes = checkpoint_num_classes(obj, layout or detected, _canonical(model), base.model_kwargs)
     if categories is not None and num_classes is not None and len(categories) != num_classes:
         raise CheckpointError(f"{path.name} predicts {num_classes} classes but {len(categories)} class names "
                               f"were given")
