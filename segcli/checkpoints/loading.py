@@ -11,18 +11,16 @@ import functools
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from segcli.checkpoints.record import LAYOUTS, CheckpointRecord
-from segcli.errors import CheckpointError
+from segcli.atomic import atomic_write
+from segcli.checkpoints.record import LAYOUTS, CheckpointRecord, ResolvedCheckpoint
+from segcli.errors import CheckpointError, OutputError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
-
-    from segcli.checkpoints.resolve import ResolvedCheckpoint
 
 SAFETENSORS_SUFFIX = ".safetensors"
 RECORD_METADATA_KEY = "segcli.record"
@@ -255,7 +253,7 @@ def load_checkpoint(model: "nn.Module", path: str | os.PathLike[str], layout: st
     return adapted.notes
 
 
-def load_checkpoint_model(resolved: "ResolvedCheckpoint", notes: list[str] | None = None) -> "nn.Module":
+def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None = None) -> "nn.Module":
     """Build the record's zoo model and load the resolved file into it strictly (eval mode).
 
     What the layout adaptation changed is appended to `notes` when a list is given.
@@ -270,12 +268,11 @@ def load_checkpoint_model(resolved: "ResolvedCheckpoint", notes: list[str] | Non
     return model.eval()
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    os.chmod(temporary, 0o644)  # mkstemp's 0600 would survive the rename
-    return Path(temporary)
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
 
 
 def save_segcli_checkpoint(path: str | os.PathLike[str], model: "nn.Module | dict[str, Tensor]",
@@ -288,7 +285,7 @@ def save_segcli_checkpoint(path: str | os.PathLike[str], model: "nn.Module | dic
     import dataclasses
 
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save as safetensors_bytes
 
     path = Path(path)
     if path.suffix != SAFETENSORS_SUFFIX:
@@ -303,14 +300,8 @@ def save_segcli_checkpoint(path: str | os.PathLike[str], model: "nn.Module | dic
     stored = dataclasses.replace(record, layout="segcli", filename=path.name)
     metadata = {"format": "pt", RECORD_METADATA_KEY: json.dumps(stored.to_dict()),
                 EXTRA_METADATA_KEY: json.dumps(extra or {})}
-    temporary = _atomic_target(path)
-    try:
-        save_file(tensors, str(temporary), metadata=metadata)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    _make_parent(path)
+    atomic_write(path, lambda handle: handle.write(safetensors_bytes(tensors, metadata=metadata)))
     return path
 
 
@@ -345,11 +336,6 @@ def save_training_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]
     import torch
 
     path = Path(path)
-    temporary = _atomic_target(path)
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    _make_parent(path)
+    atomic_write(path, lambda handle: torch.save(state, handle))
     return path

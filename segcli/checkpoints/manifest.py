@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from segcli.atomic import atomic_write_json
 from segcli.checkpoints.record import LAYOUTS, CheckpointRecord
 from segcli.errors import CheckpointError, UnknownNameError
 
@@ -139,16 +139,7 @@ def write_manifest_file(path: Path, records: list[CheckpointRecord]) -> None:
         "checkpoints": [record.to_dict() for record in records],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(temporary, 0o644)  # mkstemp's 0600 would survive the rename
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, document)
 
 
 def add_user_record(record: CheckpointRecord) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,3 +109,27 @@ class CheckpointRecord:
             metrics=tuple(sorted((data.get("metrics") or {}).items())),
             license=data.get("license", "unknown"), notes=data.get("notes", ""),
         )
+
+
+SOURCE_PATH = "path"
+SOURCE_TORCH_HUB = "torch-hub-cache"
+SOURCE_SEGCLI_CACHE = "segcli-cache"
+SOURCE_SHIPPED = "shipped"
+SOURCE_DOWNLOAD = "download"
+SOURCE_LABELS = {
+    SOURCE_PATH: "file given", SOURCE_TORCH_HUB: "torch hub cache", SOURCE_SEGCLI_CACHE: "segcli cache",
+    SOURCE_SHIPPED: "shipped with segcli", SOURCE_DOWNLOAD: "downloaded",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A record and the file on disk that holds its weights (what lookup returns and loading takes)."""
+
+    record: CheckpointRecord  # what the file predicts and how to feed it
+    path: Path                # the file to load
+    source: str               # one of the SOURCE_* names: where the file was found
+
+    def describe(self) -> str:
+        """One line for the CLI, e.g. `weights: lraspp-coco (torch hub cache: /root/.cache/...)`."""
+        return f"weights: {self.record.name} ({SOURCE_LABELS[self.source]}: {self.path})"

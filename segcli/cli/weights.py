@@ -49,7 +49,8 @@ def list_weights(model: str | None) -> None:
 @click.option("--force", is_flag=True, help="Download again even if a copy is on disk.")
 def pull(name: str, force: bool) -> None:
     """Download checkpoint NAME into segcli's cache."""
-    from segcli.checkpoints.resolve import SOURCE_DOWNLOAD, pull_checkpoint
+    from segcli.checkpoints.record import SOURCE_DOWNLOAD
+    from segcli.checkpoints.store import pull_checkpoint
 
     resolved = pull_checkpoint(name, force=force)
     if resolved.source != SOURCE_DOWNLOAD:
@@ -73,7 +74,7 @@ def pull(name: str, force: bool) -> None:
 def add(path: str, name: str, model: str, dataset: str | None, classes: str | None, classes_from: str | None,
         layout: str | None) -> None:
     """Copy the checkpoint at PATH into segcli's cache and record it."""
-    from segcli.checkpoints.resolve import add_checkpoint_file
+    from segcli.checkpoints.store import add_checkpoint_file
     from segcli.palettes import CITYSCAPES_CLASSES, VOC_CLASSES
 
     if classes and classes_from:
@@ -98,7 +99,7 @@ def add(path: str, name: str, model: str, dataset: str | None, classes: str | No
 @click.argument("names", nargs=-1)
 def verify(names: tuple[str, ...]) -> None:
     """Hash every checkpoint file on disk against its record (all records, or NAMES)."""
-    from segcli.checkpoints.resolve import verify_checkpoints
+    from segcli.checkpoints.store import verify_checkpoints
     from segcli.errors import ChecksumMismatchError
 
     checks = verify_checkpoints(list(names))
