@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from segcli.atomic import atomic_write
-from segcli.checkpoints.record import LAYOUTS, CheckpointRecord, ResolvedCheckpoint
-from segcli.errors import CheckpointError, OutputError
+from segcli.checkpoints.record import LAYOUTS, CheckpointRecord, ResolvedCheckpoint, parse_record
+from segcli.errors import CheckpointError, OutputError, UnknownNameError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -261,7 +261,10 @@ def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None 
     from segcli.models import build_model
 
     record = resolved.record
-    model = build_model(record.model, record.num_classes, **record.kwargs)
+    try:
+        model = build_model(record.model, record.num_classes, **record.kwargs)
+    except UnknownNameError as exc:  # options from a record, possibly one stored in the file itself
+        raise CheckpointError(f"{resolved.path.name} cannot be loaded: {exc}") from None
     adaptation = load_checkpoint(model, resolved.path, record.layout, model_name=record.model)
     if notes is not None:
         notes.extend(adaptation)
@@ -319,12 +322,14 @@ def read_segcli_metadata(path: str | os.PathLike[str]) -> SegcliFileMetadata | N
         raise CheckpointError(f"cannot read {path}: not a valid safetensors file, or truncated ({exc})") from None
     if RECORD_METADATA_KEY not in metadata:
         return None
+    origin = f"{path}: the segcli record in its metadata"
     try:
-        record = CheckpointRecord.from_dict(json.loads(metadata[RECORD_METADATA_KEY]))
-        extra = json.loads(metadata.get(EXTRA_METADATA_KEY, "{}"))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: the segcli record in its metadata is malformed ({exc!r})") from None
-    return SegcliFileMetadata(record, extra)
+        stored, extra = json.loads(metadata[RECORD_METADATA_KEY]), json.loads(metadata.get(EXTRA_METADATA_KEY, "{}"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{origin} is not JSON ({exc})") from None
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: the segcli.extra metadata must be a JSON object")
+    return SegcliFileMetadata(parse_record(stored, origin), extra)
 
 
 def save_training_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from segcli.atomic import atomic_write_json
-from segcli.checkpoints.record import LAYOUTS, CheckpointRecord
+from segcli.checkpoints.record import CheckpointRecord, parse_record
 from segcli.errors import CheckpointError, UnknownNameError
 
 MANIFEST_FORMAT = "segcli-manifest"
 MANIFEST_VERSION = 1
-_SHA256_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
 
 
 def segcli_home() -> Path:
@@ -56,20 +54,14 @@ def shipped_manifest_path() -> Path:
 
 
 def validate_record(record: CheckpointRecord, origin: str) -> None:
-    """Raise CheckpointError when a record cannot be used (bad layout, model, hash or classes)."""
+    """Raise CheckpointError when a record cannot be used: a field `CheckpointRecord.from_dict` refuses,
+    or a model that is not in the zoo."""
     from segcli.models import MODEL_NAMES
 
     where = f"checkpoint {record.name!r} in {origin}"
-    if record.layout not in LAYOUTS:
-        raise CheckpointError(f"{where}: unknown layout {record.layout!r}; use one of {', '.join(LAYOUTS)}")
+    parse_record(record.to_dict(), where)
     if record.model not in MODEL_NAMES:
         raise CheckpointError(f"{where}: unknown model {record.model!r}; use one of {', '.join(MODEL_NAMES)}")
-    if record.sha256 is not None and not _SHA256_PATTERN.match(record.sha256):
-        raise CheckpointError(f"{where}: sha256 must be 8 to 64 lowercase hex digits, got {record.sha256!r}")
-    if not record.categories:
-        raise CheckpointError(f"{where}: no categories")
-    if "/" in record.filename or "\\" in record.filename or record.filename in ("", ".", ".."):
-        raise CheckpointError(f"{where}: filename must be a bare file name, got {record.filename!r}")
 
 
 def read_manifest_file(path: Path) -> list[CheckpointRecord]:
@@ -87,10 +79,7 @@ def read_manifest_file(path: Path) -> list[CheckpointRecord]:
                               f"(this segcli reads version {MANIFEST_VERSION})")
     records = []
     for index, entry in enumerate(document.get("checkpoints", [])):
-        try:
-            record = CheckpointRecord.from_dict(entry)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: checkpoint entry {index} is malformed ({exc!r})") from None
+        record = parse_record(entry, f"{path}: checkpoint entry {index}")
         validate_record(record, str(path))
         records.append(record)
     return records

@@ -18,8 +18,9 @@ from segcli.checkpoints.manifest import (find_record, records_for_model, segcli_
                                          torch_hub_checkpoint_dir)
 from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, SOURCE_DOWNLOAD,  # noqa: F401
                                        SOURCE_LABELS, SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED,
-                                       SOURCE_TORCH_HUB, CheckpointRecord, ResolvedCheckpoint)
+                                       SOURCE_TORCH_HUB, CheckpointRecord, ResolvedCheckpoint, parse_record)
 from segcli.errors import CheckpointError, ChecksumMismatchError
+from segcli.models import MODEL_NAMES
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin", ".tar")
 
@@ -94,8 +95,11 @@ def record_from_file(model: str, path: Path) -> CheckpointRecord:
     if stored is None:
         obj, layout = _inspect_file(path)
         if isinstance(obj.get(TRAINING_RECORD_KEY), dict):
-            stored = CheckpointRecord.from_dict(obj[TRAINING_RECORD_KEY])
+            stored = parse_record(obj[TRAINING_RECORD_KEY], f"{path}: the segcli record in the file")
     if stored is not None:
+        if stored.model not in MODEL_NAMES:
+            raise CheckpointError(f"{path}: the segcli record in the file names model {stored.model!r}, which is "
+                                  f"not in segcli's zoo (see `segcli models`)")
         if stored.model != model:
             raise CheckpointError(f"{path.name} was trained for model {stored.model}, not {model}; "
                                   f"pass --model {stored.model}")
