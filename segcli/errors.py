@@ -41,3 +41,7 @@ class DeviceError(SegcliError):
 
 class DatasetError(SegcliError):
     """A dataset folder that does not have the expected layout."""
+
+
+class ConfigurationError(SegcliError):
+    """An environment variable or folder segcli is told to use that cannot be used (e.g. SEGCLI_HOME)."""

@@ -8,21 +8,59 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from segcli.atomic import atomic_write_json
 from segcli.checkpoints.record import CheckpointRecord, parse_record
-from segcli.errors import CheckpointError, UnknownNameError
+from segcli.errors import CheckpointError, ConfigurationError, UnknownNameError
 
 MANIFEST_FORMAT = "segcli-manifest"
 MANIFEST_VERSION = 1
+LOCK_NAME = "manifest.json.lock"
 
 
 def segcli_home() -> Path:
-    """segcli's own folder: `$SEGCLI_HOME`, default `~/.cache/segcli`."""
+    """segcli's own folder: `$SEGCLI_HOME` (absolute, `~` allowed), default `~/.cache/segcli`.
+
+    A relative SEGCLI_HOME is refused, as the XDG base-directory spec does for its variables:
+    it would name a different cache in every working directory.
+    """
     configured = os.environ.get("SEGCLI_HOME")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "segcli"
+    if not configured:
+        return Path.home() / ".cache" / "segcli"
+    home = Path(configured).expanduser()
+    if not home.is_absolute():
+        raise ConfigurationError(f"SEGCLI_HOME must be an absolute path, got {configured!r} (here it would mean "
+                                 f"{Path.cwd() / home}, and another folder elsewhere); set it to a full path")
+    return home
+
+
+def writable_folder(path: Path) -> Path:
+    """`path` (segcli's home or a folder in it), created if needed; one clear line when it cannot be written."""
+    advice = f"set SEGCLI_HOME to a folder you can write (now {segcli_home()})"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(parent for parent in (path, *path.parents) if parent.exists() and not parent.is_dir())
+        raise ConfigurationError(f"{blocker} is a file, so segcli cannot keep checkpoints in {path}; "
+                                 f"{advice}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create {path}: {exc.strerror or exc}; {advice}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"cannot write in {path}: permission denied; {advice}")
+    return path
+
+
+def file_exists(path: Path) -> bool:
+    """`path.is_file()`, except that a folder segcli may not read is an error, not a missing file."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot look in {path.parent}: {exc.strerror or exc}; fix its permissions "
+                                 f"or set {'SEGCLI_HOME' if segcli_home() in (path, *path.parents) else 'TORCH_HOME'} "
+                                 f"to another folder") from None
 
 
 def segcli_checkpoint_dir() -> Path:
@@ -66,7 +104,7 @@ def validate_record(record: CheckpointRecord, origin: str) -> None:
 
 def read_manifest_file(path: Path) -> list[CheckpointRecord]:
     """The records of one manifest file (an absent file has none)."""
-    if not path.exists():
+    if not file_exists(path):
         return []
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -131,11 +169,47 @@ def write_manifest_file(path: Path, records: list[CheckpointRecord]) -> None:
     atomic_write_json(path, document)
 
 
-def add_user_record(record: CheckpointRecord) -> Path:
-    """Append `record` to the user's manifest; a name already known (shipped or user) is an error."""
+@contextmanager
+def user_manifest_lock() -> Iterator[None]:
+    """Hold the user manifest's lock (`manifest.json.lock` beside it) for a read-modify-write.
+
+    An advisory lock the OS drops when the process ends, so a killed `weights add` never leaves a
+    stale lock behind. Not re-entrant: take it once per operation.
+    """
+    path = writable_folder(segcli_home()) / LOCK_NAME
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
+    try:
+        _lock(descriptor)
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
+
+
+def _lock(descriptor: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(descriptor, msvcrt.LK_LOCK, 1)
+        return
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+
+
+def append_user_record(record: CheckpointRecord) -> Path:
+    """Append `record` to the user's manifest; the caller holds `user_manifest_lock()`."""
     validate_record(record, "the new record")
     if record.name in load_manifest():
         raise CheckpointError(f"a checkpoint called {record.name!r} already exists; choose another --name")
     path = user_manifest_path()
     write_manifest_file(path, read_manifest_file(path) + [record])
     return path
+
+
+def add_user_record(record: CheckpointRecord) -> Path:
+    """Append `record` to the user's manifest under its lock; a name already known is an error."""
+    with user_manifest_lock():
+        return append_user_record(record)

@@ -14,8 +14,8 @@ from segcli.checkpoints import manifest
 from segcli.checkpoints.download import digest_matches, download_file, sha256_of
 from segcli.checkpoints.loading import (TRAINING_RECORD_KEY, checkpoint_num_classes, detect_layout,
                                         read_checkpoint_file, read_segcli_metadata)
-from segcli.checkpoints.manifest import (find_record, records_for_model, segcli_checkpoint_dir,
-                                         torch_hub_checkpoint_dir)
+from segcli.checkpoints.manifest import (file_exists, find_record, records_for_model, segcli_checkpoint_dir,
+                                         torch_hub_checkpoint_dir, writable_folder)
 from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, SOURCE_DOWNLOAD,  # noqa: F401
                                        SOURCE_LABELS, SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED,
                                        SOURCE_TORCH_HUB, CheckpointRecord, ResolvedCheckpoint, parse_record)
@@ -36,7 +36,7 @@ def checkpoint_locations(record: CheckpointRecord) -> list[tuple[Path, str]]:
 
 def files_on_disk(record: CheckpointRecord) -> list[tuple[Path, str]]:
     """Every copy of a record's file that exists, in lookup order."""
-    return [(path, source) for path, source in checkpoint_locations(record) if path.is_file()]
+    return [(path, source) for path, source in checkpoint_locations(record) if file_exists(path)]
 
 
 def find_on_disk(record: CheckpointRecord) -> tuple[Path, str] | None:
@@ -132,7 +132,7 @@ def record_from_file(model: str, path: Path) -> CheckpointRecord:
 
 def fetch(record: CheckpointRecord, progress: bool) -> ResolvedCheckpoint:
     """Download a record's file into segcli's cache (checked against its SHA-256)."""
-    destination = download_file(record.url, segcli_checkpoint_dir() / record.filename, record.sha256,
+    destination = download_file(record.url, writable_folder(segcli_checkpoint_dir()) / record.filename, record.sha256,
                                 progress=progress)
     return ResolvedCheckpoint(record, destination, SOURCE_DOWNLOAD)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from segcli.atomic import atomic_write
 from segcli.checkpoints.download import digest_matches, sha256_of
 from segcli.checkpoints.loading import checkpoint_num_classes, detect_layout, read_checkpoint_file
-from segcli.checkpoints.manifest import (add_user_record, find_record, load_manifest, segcli_checkpoint_dir,
-                                         validate_record)
+from segcli.checkpoints.manifest import (append_user_record, find_record, load_manifest, segcli_checkpoint_dir,
+                                         user_manifest_lock, validate_record, writable_folder)
 from segcli.checkpoints.record import SOURCE_SEGCLI_CACHE, CheckpointRecord, ResolvedCheckpoint
 from segcli.checkpoints.resolve import (canonical_model, fetch, files_on_disk, find_on_disk, missing_checkpoint_hint,
                                         record_from_file)
@@ -71,18 +71,18 @@ def add_checkpoint_file(path: str | Path, name: str, model: str, *, dataset: str
                         layout: str | None = None) -> ResolvedCheckpoint:
     """Copy a checkpoint into segcli's cache and record it (with its SHA-256) in the user manifest."""
     path = Path(path).expanduser()
-    record = _new_record(path, name, model, dataset, categories, palette, layout)
-    destination = segcli_checkpoint_dir() / record.filename
-    if destination.exists():
-        raise CheckpointError(f"{destination} already exists; remove it or choose another --name")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "rb") as source:
-        atomic_write(destination, lambda sink: shutil.copyfileobj(source, sink, 1 << 20))
-    try:
-        add_user_record(record)
-    except BaseException:
-        destination.unlink(missing_ok=True)
-        raise
+    with user_manifest_lock():  # name checks, copy and record as one step against concurrent adds
+        record = _new_record(path, name, model, dataset, categories, palette, layout)
+        destination = writable_folder(segcli_checkpoint_dir()) / record.filename
+        if destination.exists():
+            raise CheckpointError(f"{destination} already exists; remove it or choose another --name")
+        with open(path, "rb") as source:
+            atomic_write(destination, lambda sink: shutil.copyfileobj(source, sink, 1 << 20))
+        try:
+            append_user_record(record)
+        except BaseException:
+            destination.unlink(missing_ok=True)
+            raise
     return ResolvedCheckpoint(record, destination, SOURCE_SEGCLI_CACHE)
 
 
