@@ -125,9 +125,13 @@ def read_manifest_file(path: Path) -> list[CheckpointRecord]:
 
 def load_manifest() -> dict[str, CheckpointRecord]:
     """Every known checkpoint by name: the shipped manifest, then the user's; duplicate names are an error."""
+    shipped = shipped_manifest_path()
+    if not file_exists(shipped):
+        raise CheckpointError(f"segcli's installation is broken: its checkpoint manifest {shipped} is missing; "
+                              f"reinstall segcli (pip install --force-reinstall segcli)")
     table: dict[str, CheckpointRecord] = {}
     origins: dict[str, Path] = {}
-    for path in (shipped_manifest_path(), user_manifest_path()):
+    for path in (shipped, user_manifest_path()):
         for record in read_manifest_file(path):
             if record.name in table:
                 raise CheckpointError(

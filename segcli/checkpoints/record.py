@@ -29,6 +29,16 @@ LAYOUTS = (
     "pytorch-fcn",            # Caffe-converted FCN-VGG16: conv1_1 ... score_fr, upscore*
 )
 
+SYNTHETIC_DATASET = "segcli-synth"  # the procedural scenes of `segcli data synth`: not photographs
+# the data a record's mIoU was measured on, by the record's dataset tag (a metric "miou_on" overrides)
+MIOU_MEASURED_ON = {
+    SYNTHETIC_DATASET: "synthetic scenes",
+    "COCO-VOC21": "COCO val2017",
+    "VOC2012-aug": "VOC 2012 val",
+    "VOC-SBD": "VOC 2011 val",
+    "Cityscapes": "Cityscapes val",
+}
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -118,6 +128,11 @@ class CheckpointRecord:
     @property
     def metric_dict(self) -> dict[str, Any]:
         return dict(self.metrics)
+
+    @property
+    def miou_measured_on(self) -> str:
+        """Where the recorded mIoU comes from, e.g. "COCO val2017" or "synthetic scenes"."""
+        return str(self.metric_dict.get("miou_on") or MIOU_MEASURED_ON.get(self.dataset, self.dataset))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,8 @@ from segcli.checkpoints.manifest import (file_exists, find_record, records_for_m
                                          torch_hub_checkpoint_dir, writable_folder)
 from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, SOURCE_DOWNLOAD,  # noqa: F401
                                        SOURCE_LABELS, SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED,
-                                       SOURCE_TORCH_HUB, CheckpointRecord, ResolvedCheckpoint, parse_record)
+                                       SOURCE_TORCH_HUB, SYNTHETIC_DATASET, CheckpointRecord, ResolvedCheckpoint,
+                                       parse_record)
 from segcli.errors import CheckpointError, ChecksumMismatchError
 from segcli.models import MODEL_NAMES
 
@@ -157,18 +158,28 @@ def _resolve_record(record: CheckpointRecord, allow_download: bool, progress: bo
     raise CheckpointError(f"checkpoint {record.name} is not on disk: {missing_checkpoint_hint(record)}")
 
 
-def _resolve_default(model: str, allow_download: bool, progress: bool) -> ResolvedCheckpoint:
+def default_on_disk(model: str) -> tuple[CheckpointRecord, Path, str] | None:
+    """The checkpoint `--model MODEL` would use now without downloading (not hashed): a published one
+    on disk first, else one of segcli's own; None when the model has none on disk."""
     records = records_for_model(model)
-    if not records:
-        raise CheckpointError(f"segcli knows no checkpoint for {model}: pass --weights FILE or train one "
-                              f"with `segcli train --model {model}`")
     published = [record for record in records if record.layout != "segcli"]
     own = [record for record in records if record.layout == "segcli"]
     for record in published + own:
         found = find_on_disk(record)
         if found is not None:
-            return _verified(record, *found)
-    downloadable = [record for record in published if record.url]
+            return (record, *found)
+    return None
+
+
+def _resolve_default(model: str, allow_download: bool, progress: bool) -> ResolvedCheckpoint:
+    records = records_for_model(model)
+    if not records:
+        raise CheckpointError(f"segcli knows no checkpoint for {model}: pass --weights FILE or train one "
+                              f"with `segcli train --model {model}`")
+    on_disk = default_on_disk(model)
+    if on_disk is not None:
+        return _verified(*on_disk)
+    downloadable = [record for record in records if record.layout != "segcli" and record.url]
     if allow_download and downloadable:
         return fetch(downloadable[0], progress)
     suggestion = (downloadable or records)[0]
@@ -176,18 +187,24 @@ def _resolve_default(model: str, allow_download: bool, progress: bool) -> Resolv
                           f"or pass --weights FILE (known: {', '.join(record.name for record in records)})")
 
 
-def real_checkpoint_hint(resolved: ResolvedCheckpoint) -> str | None:
-    """When a segcli-trained checkpoint stands in for a published one: how to get the real one."""
-    if resolved.record.layout != "segcli" or resolved.source != SOURCE_SHIPPED:
+def synthetic_scenes_warning(record: CheckpointRecord) -> str | None:
+    """The warning every user of a checkpoint trained on segcli's synthetic scenes gets, or None.
+
+    The one decision behind the CLI's `Warning:` line, the per-image JSON `note` and the Python
+    API's SyntheticScenesWarning; it names the published checkpoint to use for photographs.
+    """
+    if record.dataset != SYNTHETIC_DATASET:
         return None
-    published = [record for record in records_for_model(resolved.record.model) if record.layout != "segcli"]
+    text = (f"{record.name} was trained only on segcli's synthetic scenes (procedural shapes), "
+            f"not photographs: do not expect meaningful masks of real images")
+    published = [other for other in records_for_model(record.model) if other.dataset != SYNTHETIC_DATASET] \
+        if record.model in MODEL_NAMES else []
     if not published:
-        return (f"{resolved.record.name} was trained by segcli on procedural scenes only; "
-                f"for real images pass --weights FILE")
-    best = next((record for record in published if record.url), published[0])
-    how = f"segcli weights pull {best.name}" if best.url else missing_checkpoint_hint(best)
-    return (f"{resolved.record.name} was trained by segcli on procedural scenes only; "
-            f"for real images get a published checkpoint: {how}")
+        return f"{text}; for real images pass --weights FILE"
+    best = next((other for other in published if other.url), published[0])
+    how = (f"segcli weights pull {best.name}" if best.url
+           else f"{best.name} (put {best.filename} in {segcli_checkpoint_dir()})")
+    return f"{text}; for real images use a published checkpoint: {how}"
 
 
 def resolve_checkpoint(model: str | None, weights: str | None = None, *, allow_download: bool = False,
