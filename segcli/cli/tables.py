@@ -60,14 +60,15 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[s
         _print_blocks(title, columns, rows, terminal_width)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, caption=caption)
+    table = Table(title=escape(title), caption=escape(caption) if caption else None)
     for width, column in zip(widths, columns):
         table.add_column(column.header, justify="right" if column.numeric else "left", overflow="fold",
                          min_width=width if column.keep_whole else None)
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(escape(str(cell)) for cell in row))  # "[val]" is text, not rich markup
     Console().print(table)
 
 
