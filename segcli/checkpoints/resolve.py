@@ -47,13 +47,14 @@ def find_on_disk(record: CheckpointRecord) -> tuple[Path, str] | None:
 
 
 def missing_checkpoint_hint(record: CheckpointRecord) -> str:
-    """What the user should do to get a record's file."""
+    """What the user should do to get a record's file: one clause, no final period, naming --weights FILE."""
     if record.url:
-        return f"run `segcli weights pull {record.name}`"
+        return f"run `segcli weights pull {record.name}` or pass --weights FILE"
     if record.layout == "segcli":
-        return (f"the shipped file {manifest.shipped_weights_dir() / record.filename} is missing; reinstall segcli "
-                f"from its repository or train one with `segcli train --model {record.model}`")
-    return f"put {record.filename} in {segcli_checkpoint_dir()} ({record.notes or 'no public download'})"
+        return (f"the shipped file {manifest.shipped_weights_dir() / record.filename} is missing; reinstall segcli, "
+                f"train one with `segcli train --model {record.model}` or pass --weights FILE")
+    where = record.notes.strip().rstrip(".") if record.notes else "it has no public download"
+    return f"put {record.filename} in {segcli_checkpoint_dir()} or pass it with --weights FILE; {where}"
 
 
 def _looks_like_path(weights: str) -> bool:
@@ -183,8 +184,8 @@ def _resolve_default(model: str, allow_download: bool, progress: bool) -> Resolv
     if allow_download and downloadable:
         return fetch(downloadable[0], progress)
     suggestion = (downloadable or records)[0]
-    raise CheckpointError(f"no checkpoint for {model} on disk: {missing_checkpoint_hint(suggestion)}, "
-                          f"or pass --weights FILE (known: {', '.join(record.name for record in records)})")
+    raise CheckpointError(f"no checkpoint for {model} on disk: {missing_checkpoint_hint(suggestion)} "
+                          f"(known: {', '.join(record.name for record in records)})")
 
 
 def synthetic_scenes_warning(record: CheckpointRecord) -> str | None:

@@ -24,6 +24,11 @@ from segcli.errors import CheckpointError
 _NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
+def is_valid_name(name: str) -> bool:
+    """Checkpoint names become file names: letters, digits, '.', '_' and '-' only, not '.' or '..'."""
+    return bool(name) and not set(name) - _NAME_CHARACTERS and name not in (".", "..")
+
+
 @dataclass(frozen=True)
 class FileCheck:
     record: CheckpointRecord
@@ -44,7 +49,7 @@ def pull_checkpoint(name: str, force: bool = False, progress: bool = True) -> Re
 def _new_record(path: Path, name: str, model: str, dataset: str | None, categories: tuple[str, ...] | None,
                 palette: str | None, layout: str | None) -> CheckpointRecord:
     """The record `weights add` stores for `path` (class names checked against the file's classifier)."""
-    if not name or set(name) - _NAME_CHARACTERS:
+    if not is_valid_name(name):
         raise CheckpointError(f"checkpoint name {name!r} may only use letters, digits, '.', '_' and '-'")
     if name in load_manifest():
         raise CheckpointError(f"a checkpoint called {name!r} already exists; choose another --name")

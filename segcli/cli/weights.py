@@ -84,11 +84,14 @@ def pull(name: str, force: bool) -> None:
 def add(path: str, name: str, model: str, dataset: str | None, classes: str | None, classes_from: str | None,
         layout: str | None) -> None:
     """Copy the checkpoint at PATH into segcli's cache and record it."""
-    from segcli.checkpoints.store import add_checkpoint_file
+    from segcli.checkpoints.store import add_checkpoint_file, is_valid_name
     from segcli.palettes import CITYSCAPES_CLASSES, VOC_CLASSES
 
     if classes and classes_from:
         raise click.UsageError("give --classes or --classes-from, not both")
+    if not is_valid_name(name):
+        raise click.BadParameter(f"{name!r}: a checkpoint name may only use letters, digits, '.', '_' and '-'",
+                                 param_hint="--name")
     categories, palette = None, None
     if classes:
         categories = tuple(part.strip() for part in classes.split(","))

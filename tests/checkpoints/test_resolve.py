@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -214,3 +215,20 @@ def test_plain_safetensors_with_sorted_keys_gets_the_class_count_of_the_classifi
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(model(x), original(x))
+
+
+@pytest.mark.parametrize("call", ["default", "named", "pull"])
+def test_no_public_download_message_reads_as_one_sentence(dirs, call):
+    """Issue 12 item 8: the fcn16s error ended "...`segcli weights add`.), or pass --weights FILE"."""
+    from segcli.checkpoints.store import pull_checkpoint
+
+    run = {"default": lambda: resolve_checkpoint("fcn16s", None),
+           "named": lambda: resolve_checkpoint("fcn16s", "fcn16s-voc-caffe"),
+           "pull": lambda: pull_checkpoint("fcn16s-voc-caffe")}[call]
+    with pytest.raises(CheckpointError) as caught:
+        run()
+    message = str(caught.value)
+    assert f"put fcn16s_from_caffe.pth in {dirs['cache']}" in message and "--weights FILE" in message
+    assert not re.search(r"[.;:,]\s*[.;:,)]", message), message  # no ".)", ".,", "; ." ...
+    assert message.count("(") == message.count(")") and not message.endswith(".")
+    assert message.count("--weights FILE") == 1

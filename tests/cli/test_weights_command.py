@@ -156,6 +156,9 @@ def test_add_refuses_wrong_class_count_duplicates_and_conflicting_flags(home, lr
     result = _run("weights", "add", str(lraspp_file), "--name", "x", "--model", "lraspp",
                   "--classes", "a", "--classes-from", "voc")
     assert result.exit_code == 2 and "not both" in result.output
+    result = _run("weights", "add", str(lraspp_file), "--name", "../escape", "--model", "lraspp")
+    assert result.exit_code == 2 and "Invalid value for --name" in result.output and "may only use" in result.output
+    assert not (home / "manifest.json").exists()
 
 
 def test_pull_without_url_says_where_to_put_the_file(home):
