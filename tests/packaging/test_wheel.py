@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def test_missing_shipped_manifest_says_the_install_is_broken(tmp_path, monkeypat
         assert len(errors) == 1 and "installation is broken" in errors[0], result.output
         assert str(tmp_path / "no-weights" / "manifest.json") in errors[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_licence_is_an_spdx_expression_with_its_file():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"  # a string, not the deprecated {text = ...} table
+    assert project["project"]["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    assert "setuptools>=77" in project["build-system"]["requires"][0]  # the first to read license-files
 
 
 def _shipped_files() -> set[str]:
