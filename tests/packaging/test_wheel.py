@@ -57,6 +57,8 @@ def _build(hook: str, source: Path, out: Path) -> Path:
     code = f"from setuptools import build_meta; print(build_meta.{hook}({str(out)!r}))"
     done = subprocess.run([sys.executable, "-c", code], cwd=source, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    licence_warnings = [line for line in done.stderr.splitlines() if "deprecat" in line.lower() and "licen" in line.lower()]
+    assert licence_warnings == []
     return out / done.stdout.strip().splitlines()[-1]
 
 
@@ -124,9 +126,11 @@ def test_wheel_built_from_the_sdist_installs_and_runs_from_an_empty_folder(tmp_p
     labels = np.asarray(Image.open(empty / "plain" / "img.png"))
 
     from segcli.engine import SegmentationEngine
+    from segcli.errors import SyntheticScenesWarning
     from segcli.imageio import load_image
 
-    engine = SegmentationEngine.load("deeplabv3p", "deeplabv3p-mobilenet-synth", device="cpu", precision="fp32")
+    with pytest.warns(SyntheticScenesWarning):
+        engine = SegmentationEngine.load("deeplabv3p", "deeplabv3p-mobilenet-synth", device="cpu", precision="fp32")
     expected = engine.predict(load_image(SAMPLE).rgb).labels
     assert labels.shape == expected.shape == (128, 128)
     assert np.array_equal(labels, expected)
