@@ -1,4 +1,7 @@
-"""Read checkpoint files safely, adapt published layouts, load strictly, save segcli checkpoints.
+"""Read checkpoint files safely, detect and adapt published layouts, load strictly.
+
+Writing segcli's own files lives in `saving.py`; `save_segcli_checkpoint` and
+`save_training_checkpoint` stay importable from here.
 
 Only `torch.load(..., weights_only=True)` and safetensors are used: a file that would run code
 when unpickled is refused. Loading is strict: a checkpoint that does not fit the model raises a
@@ -15,17 +18,15 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from segcli.atomic import atomic_write
 from segcli.checkpoints.record import LAYOUTS, CheckpointRecord, ResolvedCheckpoint, parse_record
-from segcli.errors import CheckpointError, OutputError, UnknownNameError
+from segcli.checkpoints.saving import (EXTRA_METADATA_KEY, RECORD_METADATA_KEY, SAFETENSORS_SUFFIX,
+                                       TRAINING_RECORD_KEY)
+from segcli.checkpoints.saving import save_segcli_checkpoint, save_training_checkpoint  # noqa: F401 (public here too)
+from segcli.errors import CheckpointError, UnknownNameError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-SAFETENSORS_SUFFIX = ".safetensors"
-RECORD_METADATA_KEY = "segcli.record"
-EXTRA_METADATA_KEY = "segcli.extra"
-TRAINING_RECORD_KEY = "segcli_record"  # record dict stored in segcli training checkpoints
 WRAPPER_KEYS = ("model_state", "state_dict")  # DeepLabV3Plus-Pytorch, Lightning-style and segcli training files
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError,
                 zipfile.BadZipFile, AttributeError, TypeError, IndexError)
@@ -271,43 +272,6 @@ def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None 
     return model.eval()
 
 
-def _make_parent(path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
-
-
-def save_segcli_checkpoint(path: str | os.PathLike[str], model: "nn.Module | dict[str, Tensor]",
-                           record: CheckpointRecord, extra: dict[str, Any] | None = None,
-                           half: bool = False) -> Path:
-    """Write a segcli safetensors file with `record` (layout "segcli") in its metadata, atomically.
-
-    `half=True` stores floating tensors as float16 (shipped files); they load back as float32.
-    """
-    import dataclasses
-
-    import torch
-    from safetensors.torch import save as safetensors_bytes
-
-    path = Path(path)
-    if path.suffix != SAFETENSORS_SUFFIX:
-        raise CheckpointError(f"segcli checkpoints are {SAFETENSORS_SUFFIX} files, got {path.name}")
-    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
-    tensors = {}
-    for key, value in state.items():
-        value = value.detach().to("cpu")
-        if half and value.is_floating_point():
-            value = value.to(torch.float16)
-        tensors[key] = value.contiguous().clone()  # safetensors refuses shared storage
-    stored = dataclasses.replace(record, layout="segcli", filename=path.name)
-    metadata = {"format": "pt", RECORD_METADATA_KEY: json.dumps(stored.to_dict()),
-                EXTRA_METADATA_KEY: json.dumps(extra or {})}
-    _make_parent(path)
-    atomic_write(path, lambda handle: handle.write(safetensors_bytes(tensors, metadata=metadata)))
-    return path
-
-
 def read_segcli_metadata(path: str | os.PathLike[str]) -> SegcliFileMetadata | None:
     """The record and extra data stored in a segcli safetensors file; None for other files."""
     from safetensors import SafetensorError, safe_open
@@ -330,17 +294,3 @@ def read_segcli_metadata(path: str | os.PathLike[str]) -> SegcliFileMetadata | N
     if not isinstance(extra, dict):
         raise CheckpointError(f"{path}: the segcli.extra metadata must be a JSON object")
     return SegcliFileMetadata(parse_record(stored, origin), extra)
-
-
-def save_training_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Save a resumable training state (tensors, numbers, strings, nested dicts/lists) atomically.
-
-    The file loads back with `read_checkpoint_file` (weights_only=True); put the model's weights
-    under "model_state" and `record.to_dict()` under "segcli_record" so `--weights FILE` can use it.
-    """
-    import torch
-
-    path = Path(path)
-    _make_parent(path)
-    atomic_write(path, lambda handle: torch.save(state, handle))
-    return path

@@ -97,7 +97,11 @@ def write_json(obj: Any, json_path: str) -> None:
         return
     from segcli.atomic import atomic_write_json
 
+    from segcli.errors import OutputError
+
     path = Path(json_path)
-    if path.parent != Path(""):
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
     atomic_write_json(path, obj)

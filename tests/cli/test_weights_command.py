@@ -174,3 +174,11 @@ def test_pull_of_a_file_already_on_disk_does_not_download(home, tmp_path):
     (hub / "lraspp_mobilenet_v3_large-d234d4ea.pth").write_bytes(b"x")
     result = _run("weights", "pull", "lraspp-coco")
     assert result.exit_code == 0 and "already on disk" in result.output
+
+
+def test_list_json_into_an_impossible_path_is_one_error_line(home, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(cli, ["weights", "list", "--json", str(blocker / "sub" / "w.json")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == [f"Error: cannot create folder {blocker / 'sub'}: Not a directory"]
