@@ -1,14 +1,26 @@
-PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
+# Everything runs in a virtual environment, $(VENV) (made on first use). It sees the system's
+# site-packages, so a torch/torchvision already installed system-wide is reused, not downloaded
+# again; segcli and its test dependencies are installed into the environment, never system-wide
+# (which PEP 668 distributions refuse anyway).
+SYSTEM_PYTHON ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip
 DEMO_OUT ?= demo-out
 
-.PHONY: install install-crf test test-fast demo clean
+.PHONY: venv install install-crf test test-fast demo clean
 
-install:  ## segcli, torch/torchvision (from PyPI if missing) and the test dependencies, editable
+venv: $(PYTHON)
+
+$(PYTHON):  ## the virtual environment (without ensurepip, e.g. Debian lacking python3-venv: the system's pip is used)
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV) || \
+		$(SYSTEM_PYTHON) -m venv --system-site-packages --without-pip $(VENV)
+
+install: venv  ## segcli (editable) and the test dependencies; torch/torchvision from PyPI only if missing
 	@$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q torch torchvision
 	$(PIP) install -q -e ".[dev]"
 
-install-crf:  ## the dense CRF: pydensecrf2 builds the `pydensecrf` module from source (~35 s)
+install-crf: venv  ## the dense CRF: pydensecrf2 builds the `pydensecrf` module from source (~35 s)
 	@$(PYTHON) -c "import pydensecrf.densecrf" 2>/dev/null || $(PIP) install -q pydensecrf2
 
 test: install install-crf  ## the whole test suite, offline
@@ -20,7 +32,7 @@ test-fast: install install-crf  ## without the tests marked slow
 demo: install install-crf  ## segment the samples with the shipped DeepLab v3+ and the dense CRF, offline, then score them
 	$(PYTHON) -m segcli predict samples/synth/JPEGImages --model deeplabv3p --crf --out $(DEMO_OUT) --overwrite
 	$(PYTHON) -m segcli evaluate --model deeplabv3p --crf --data samples/synth --split val
-	@echo "Masks, overlays and JSON summaries are in $(DEMO_OUT)/"
+	@echo "Masks, overlays and JSON summaries are in $(DEMO_OUT)/; segcli itself: $(VENV)/bin/segcli"
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

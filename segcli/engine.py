@@ -7,6 +7,7 @@ Every CLI command that runs a model goes through `SegmentationEngine`, so `predi
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
@@ -17,8 +18,9 @@ from torch import nn
 from torchvision.transforms.functional import resize as resize_image
 
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing
+from segcli.checkpoints.resolve import synthetic_scenes_warning
 from segcli.device import ExecutionPlan, plan_execution
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, SyntheticScenesWarning
 from segcli.memory_retry import OutOfDeviceMemoryError, halving_sizes, run_with_oom_retry
 from segcli.tiling import (MIN_TILE_SIZE, TilingPolicy, TTAParams, tiled_logit_bands, tiled_logits,
                            tta_probabilities)
@@ -132,6 +134,7 @@ class SegmentationEngine:
     ) -> None:
         self.record = record
         self.checkpoint = None  # the ResolvedCheckpoint when loaded through `load`
+        self.checkpoint_warning = synthetic_scenes_warning(record)  # goes into every per-image note
         self.on_memory_retry: Callable[[str], None] | None = None  # told (one line) when an OOM shrinks a batch or tile
         self.plan = plan or plan_execution("cpu", "fp32", channels_last=False)
         self.source = source
@@ -164,6 +167,8 @@ class SegmentationEngine:
         network = load_checkpoint_model(resolved)
         engine = cls(network, resolved.record, plan, source=resolved.describe())
         engine.checkpoint = resolved
+        if engine.checkpoint_warning:  # the CLI prints it as `Warning: ...` (segcli.cli.main)
+            warnings.warn(engine.checkpoint_warning, SyntheticScenesWarning, stacklevel=2)
         return engine
 
     @property

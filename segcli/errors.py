@@ -41,3 +41,15 @@ class DeviceError(SegcliError):
 
 class DatasetError(SegcliError):
     """A dataset folder that does not have the expected layout."""
+
+
+class ConfigurationError(SegcliError):
+    """An environment variable or folder segcli is told to use that cannot be used (e.g. SEGCLI_HOME)."""
+
+
+class SegcliWarning(UserWarning):
+    """Something a user should know that does not stop the run; the CLI prints it as `Warning: <line>`."""
+
+
+class SyntheticScenesWarning(SegcliWarning):
+    """A checkpoint trained only on segcli's synthetic scenes is in use (it does not segment photographs)."""

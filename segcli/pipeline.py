@@ -300,7 +300,7 @@ def _image_summary(engine, source, loaded, prediction, crf) -> dict:
         "device": str(engine.plan.device),
         "precision": engine.plan.precision,
         "crf": None if crf is None else asdict(crf),
-        "note": loaded.note,
+        "note": "; ".join(note for note in (loaded.note, engine.checkpoint_warning) if note) or None,
         "timings_ms": {k: round(v, 3) for k, v in prediction.timings_ms.items()},
         "categories": list(engine.record.categories),
     }

@@ -114,6 +114,35 @@ def segcli_subprocess(args: list[str], env: dict[str, str] | None = None, **kwar
                             stderr=subprocess.PIPE, text=True, env=child_env, **kwargs)
 
 
+def run_in_terminal(args: list[str], columns: int = 80, env: dict[str, str] | None = None) -> str:
+    """`python -m segcli ARGS` with stdout on a pseudo-terminal `columns` wide; the text it showed."""
+    import fcntl
+    import pty
+    import re
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    child_env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    child_env.update(env or {}, TERM="xterm")
+    child = subprocess.Popen([sys.executable, "-m", "segcli", *args], stdout=terminal, stderr=subprocess.PIPE,
+                             env=child_env)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    child.wait(timeout=120)
+    os.close(controller)
+    text = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colours and cursor codes
+
+
 # --- a local HTTP server for downloads --------------------------------------------------------
 
 @dataclass

@@ -84,7 +84,7 @@ class BenchmarkRow:
     memory_method: str
     warmup: int
     iters: int
-    ratio_vs_baseline: float | None = None  # baseline mean_ms / this row's mean_ms (> 1: faster)
+    time_vs_baseline: float | None = None   # this row's mean_ms / the bare fp32 model's (< 1: faster)
     e2e_mean_ms: float | None = None        # decode JPEG .. encode label PNG, per batch
     e2e_p50_ms: float | None = None
     e2e_p95_ms: float | None = None
@@ -127,7 +127,8 @@ class BenchmarkReport:
                 "model_only": "engine.forward on a preprocessed batch already on the device (autocast, memory format)",
                 "end_to_end": "decode JPEG, preprocess, forward, upsample, softmax, CRF (if on), argmax, encode label PNG",
                 "baseline": "bare nn.Module, fp32, contiguous, under torch.inference_mode(), no engine",
-                "ratio_vs_baseline": "baseline mean_ms / row mean_ms at the same model, size and batch (> 1: faster)",
+                "time_vs_baseline": "row mean_ms / baseline mean_ms at the same model, size and batch "
+                                    "(< 1: faster; 0.41 = 0.41x the bare model's time)",
                 "size": "network input size; checkpoints that resize the shorter side are benchmarked without that resize",
                 "peak_memory": "see memory_method per row",
             },
@@ -174,7 +175,7 @@ def run_benchmark(
             for plan in plans:
                 row = runner.engine_row(plan, accuracy_cache)
                 if baseline is not None:
-                    row.ratio_vs_baseline = baseline.mean_ms / row.mean_ms
+                    row.time_vs_baseline = row.mean_ms / baseline.mean_ms
                 report.rows.append(row)
                 if on_row:
                     on_row(row)

@@ -1,9 +1,9 @@
 """Download a checkpoint: stream to a temporary file, check its SHA-256, rename it into place.
 
-The temporary file has a unique name in the destination folder and only a complete, verified
-file is renamed (atomically) to the destination. Two processes pulling the same file at once
-therefore each write their own temporary file; whichever renames last wins, and a reader never
-sees a partial file.
+The file is written with `segcli.atomic.atomic_write` (a unique temporary name in the destination
+folder, the same mode as every file segcli writes); only a complete, verified file is renamed to
+the destination. Two processes pulling the same file at once therefore each write their own
+temporary file; whichever renames last wins, and a reader never sees a partial file.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import hashlib
 import http.client
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
-from segcli.errors import CheckpointError, ChecksumMismatchError, DownloadError
+from segcli.atomic import atomic_write
+from segcli.errors import CheckpointError, ChecksumMismatchError, DownloadError, OutputError
 
 CHUNK_BYTES = 1 << 20
 MIN_HASH_PREFIX = 8
@@ -79,6 +79,18 @@ def _copy_stream(response: BinaryIO, sink: BinaryIO, expected_bytes: int | None,
     return received, digest.hexdigest()
 
 
+def _open(url: str, destination: Path, timeout: float):
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"cannot reach {url}: {reason}; check the network or put the file "
+                            f"at {destination} yourself") from None
+
+
 def download_file(url: str, destination: str | os.PathLike[str], sha256: str | None = None,
                   progress: bool = True, timeout: float = 60.0) -> Path:
     """Download `url` to `destination`, checking `sha256` (full or >= 8-digit prefix) when given.
@@ -89,28 +101,17 @@ def download_file(url: str, destination: str | os.PathLike[str], sha256: str | N
     destination = Path(destination)
     if sha256 is not None:
         digest_matches("0" * 64, sha256)  # validates the recorded digest before any traffic
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
-                                              suffix=".part")
-    temporary = Path(temporary_name)
     try:
-        with os.fdopen(handle, "wb") as sink:
-            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-            try:
-                response = urllib.request.urlopen(request, timeout=timeout)
-            except urllib.error.HTTPError as exc:
-                raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise DownloadError(f"cannot reach {url}: {reason}; check the network or put the file "
-                                    f"at {destination} yourself") from None
-            with response:
-                length_header = response.headers.get("Content-Length")
-                expected_bytes = int(length_header) if length_header and length_header.isdigit() else None
-                received, actual = _copy_stream(response, sink, expected_bytes, url, progress,
-                                                destination.name)
-            sink.flush()
-            os.fsync(sink.fileno())
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {destination.parent}: {exc.strerror or exc}") from None
+
+    def fetch_and_check(sink: BinaryIO) -> None:
+        # raising here makes atomic_write discard the temporary file: only a verified file is renamed
+        with _open(url, destination, timeout) as response:
+            length_header = response.headers.get("Content-Length")
+            expected_bytes = int(length_header) if length_header and length_header.isdigit() else None
+            received, actual = _copy_stream(response, sink, expected_bytes, url, progress, destination.name)
         if expected_bytes is not None and received != expected_bytes:
             raise DownloadError(f"download of {url} was cut short: got {received} of {expected_bytes} bytes; "
                                 f"run the command again")
@@ -118,8 +119,6 @@ def download_file(url: str, destination: str | os.PathLike[str], sha256: str | N
             shown = sha256 if len(sha256) == 64 else f"{sha256}..."
             raise ChecksumMismatchError(f"{url} has SHA-256 {actual}, expected {shown}; the file was "
                                         f"discarded (a corrupted transfer or a changed file on the server)")
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+
+    atomic_write(destination, fetch_and_check)
     return destination

@@ -1,4 +1,7 @@
-"""Read checkpoint files safely, adapt published layouts, load strictly, save segcli checkpoints.
+"""Read checkpoint files safely, detect and adapt published layouts, load strictly.
+
+Writing segcli's own files lives in `saving.py`; `save_segcli_checkpoint` and
+`save_training_checkpoint` stay importable from here.
 
 Only `torch.load(..., weights_only=True)` and safetensors are used: a file that would run code
 when unpickled is refused. Loading is strict: a checkpoint that does not fit the model raises a
@@ -7,26 +10,23 @@ CheckpointError listing missing keys, unexpected keys and shape mismatches.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from segcli.checkpoints.record import LAYOUTS, CheckpointRecord
-from segcli.errors import CheckpointError
+from segcli.checkpoints.record import LAYOUTS, CheckpointRecord, ResolvedCheckpoint, parse_record
+from segcli.checkpoints.saving import (EXTRA_METADATA_KEY, RECORD_METADATA_KEY, SAFETENSORS_SUFFIX,
+                                       TRAINING_RECORD_KEY)
+from segcli.checkpoints.saving import save_segcli_checkpoint, save_training_checkpoint  # noqa: F401 (public here too)
+from segcli.errors import CheckpointError, UnknownNameError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from segcli.checkpoints.resolve import ResolvedCheckpoint
-
-SAFETENSORS_SUFFIX = ".safetensors"
-RECORD_METADATA_KEY = "segcli.record"
-EXTRA_METADATA_KEY = "segcli.extra"
-TRAINING_RECORD_KEY = "segcli_record"  # record dict stored in segcli training checkpoints
 WRAPPER_KEYS = ("model_state", "state_dict")  # DeepLabV3Plus-Pytorch, Lightning-style and segcli training files
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError,
                 zipfile.BadZipFile, AttributeError, TypeError, IndexError)
@@ -198,13 +198,37 @@ def read_state_dict(path: str | os.PathLike[str], layout: str | None = None) -> 
     return adapt_layout(obj, layout or detect_layout(obj)).state_dict
 
 
-def classifier_num_classes(state_dict: dict[str, "Tensor"]) -> int | None:
-    """The class count a state dict predicts: output channels of its last 4-D weight (the classifier)."""
-    last = None
-    for key, value in state_dict.items():
-        if key.endswith("weight") and value.ndim == 4 and not key.startswith("aux_classifier."):
-            last = value
-    return int(last.shape[0]) if last is not None else None
+@functools.lru_cache(maxsize=32)
+def model_class_keys(model: str, model_kwargs: tuple[tuple[str, Any], ...] = ()) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The zoo model's state-dict keys whose first dimension is the class count, and all its keys.
+
+    Found by building the model for 1 and for 2 classes on the meta device (no memory, no
+    initialisation cost), so every model and layout is covered without a table of names.
+    """
+    import torch
+
+    from segcli.models import build_model
+
+    with torch.device("meta"):
+        one = build_model(model, 1, **dict(model_kwargs)).state_dict()
+        two = build_model(model, 2, **dict(model_kwargs)).state_dict()
+    class_keys = tuple(key for key, value in one.items()
+                       if value.ndim and value.shape[0] == 1 and two[key].shape[0] == 2)
+    return class_keys, frozenset(one)
+
+
+def checkpoint_num_classes(obj: dict[str, Any], layout: str, model: str,
+                           model_kwargs: tuple[tuple[str, Any], ...] = ()) -> int | None:
+    """How many classes a checkpoint's object predicts for `model`, or None when it holds no classifier.
+
+    Read from the model's classifier keys by name, never from tensor order (safetensors sorts keys).
+    """
+    class_keys, model_keys = model_class_keys(model, tuple(model_kwargs))
+    state = adapt_layout(obj, layout, set(model_keys)).state_dict
+    for key in class_keys:
+        if key in state and state[key].ndim:
+            return int(state[key].shape[0])
+    return None
 
 
 def _shape(values: Any) -> str:
@@ -253,7 +277,7 @@ def load_checkpoint(model: "nn.Module", path: str | os.PathLike[str], layout: st
     return adapted.notes
 
 
-def load_checkpoint_model(resolved: "ResolvedCheckpoint", notes: list[str] | None = None) -> "nn.Module":
+def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None = None) -> "nn.Module":
     """Build the record's zoo model and load the resolved file into it strictly (eval mode).
 
     What the layout adaptation changed is appended to `notes` when a list is given.
@@ -262,56 +286,15 @@ def load_checkpoint_model(resolved: "ResolvedCheckpoint", notes: list[str] | Non
     from segcli.models.base import set_input_scales
 
     record = resolved.record
-    model = build_model(record.model, record.num_classes, **record.kwargs)
+    try:
+        model = build_model(record.model, record.num_classes, **record.kwargs)
+    except UnknownNameError as exc:  # options from a record, possibly one stored in the file itself
+        raise CheckpointError(f"{resolved.path.name} cannot be loaded: {exc}") from None
     adaptation = load_checkpoint(model, resolved.path, record.layout, model_name=record.model)
     if notes is not None:
         notes.extend(adaptation)
     set_input_scales(model, record.input_scales)  # the authors' test protocol (DeepLab v2: MSC)
     return model.eval()
-
-
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    os.chmod(temporary, 0o644)  # mkstemp's 0600 would survive the rename
-    return Path(temporary)
-
-
-def save_segcli_checkpoint(path: str | os.PathLike[str], model: "nn.Module | dict[str, Tensor]",
-                           record: CheckpointRecord, extra: dict[str, Any] | None = None,
-                           half: bool = False) -> Path:
-    """Write a segcli safetensors file with `record` (layout "segcli") in its metadata, atomically.
-
-    `half=True` stores floating tensors as float16 (shipped files); they load back as float32.
-    """
-    import dataclasses
-
-    import torch
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if path.suffix != SAFETENSORS_SUFFIX:
-        raise CheckpointError(f"segcli checkpoints are {SAFETENSORS_SUFFIX} files, got {path.name}")
-    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
-    tensors = {}
-    for key, value in state.items():
-        value = value.detach().to("cpu")
-        if half and value.is_floating_point():
-            value = value.to(torch.float16)
-        tensors[key] = value.contiguous().clone()  # safetensors refuses shared storage
-    stored = dataclasses.replace(record, layout="segcli", filename=path.name)
-    metadata = {"format": "pt", RECORD_METADATA_KEY: json.dumps(stored.to_dict()),
-                EXTRA_METADATA_KEY: json.dumps(extra or {})}
-    temporary = _atomic_target(path)
-    try:
-        save_file(tensors, str(temporary), metadata=metadata)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_segcli_metadata(path: str | os.PathLike[str]) -> SegcliFileMetadata | None:
@@ -328,28 +311,11 @@ def read_segcli_metadata(path: str | os.PathLike[str]) -> SegcliFileMetadata | N
         raise CheckpointError(f"cannot read {path}: not a valid safetensors file, or truncated ({exc})") from None
     if RECORD_METADATA_KEY not in metadata:
         return None
+    origin = f"{path}: the segcli record in its metadata"
     try:
-        record = CheckpointRecord.from_dict(json.loads(metadata[RECORD_METADATA_KEY]))
-        extra = json.loads(metadata.get(EXTRA_METADATA_KEY, "{}"))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: the segcli record in its metadata is malformed ({exc!r})") from None
-    return SegcliFileMetadata(record, extra)
-
-
-def save_training_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Save a resumable training state (tensors, numbers, strings, nested dicts/lists) atomically.
-
-    The file loads back with `read_checkpoint_file` (weights_only=True); put the model's weights
-    under "model_state" and `record.to_dict()` under "segcli_record" so `--weights FILE` can use it.
-    """
-    import torch
-
-    path = Path(path)
-    temporary = _atomic_target(path)
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+        stored, extra = json.loads(metadata[RECORD_METADATA_KEY]), json.loads(metadata.get(EXTRA_METADATA_KEY, "{}"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{origin} is not JSON ({exc})") from None
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: the segcli.extra metadata must be a JSON object")
+    return SegcliFileMetadata(parse_record(stored, origin), extra)

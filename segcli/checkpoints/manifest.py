@@ -8,23 +8,59 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from segcli.checkpoints.record import LAYOUTS, CheckpointRecord
-from segcli.errors import CheckpointError, UnknownNameError
+from segcli.atomic import atomic_write_json
+from segcli.checkpoints.record import CheckpointRecord, parse_record
+from segcli.errors import CheckpointError, ConfigurationError, UnknownNameError
 
 MANIFEST_FORMAT = "segcli-manifest"
 MANIFEST_VERSION = 1
-_SHA256_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
+LOCK_NAME = "manifest.json.lock"
 
 
 def segcli_home() -> Path:
-    """segcli's own folder: `$SEGCLI_HOME`, default `~/.cache/segcli`."""
+    """segcli's own folder: `$SEGCLI_HOME` (absolute, `~` allowed), default `~/.cache/segcli`.
+
+    A relative SEGCLI_HOME is refused, as the XDG base-directory spec does for its variables:
+    it would name a different cache in every working directory.
+    """
     configured = os.environ.get("SEGCLI_HOME")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "segcli"
+    if not configured:
+        return Path.home() / ".cache" / "segcli"
+    home = Path(configured).expanduser()
+    if not home.is_absolute():
+        raise ConfigurationError(f"SEGCLI_HOME must be an absolute path, got {configured!r} (here it would mean "
+                                 f"{Path.cwd() / home}, and another folder elsewhere); set it to a full path")
+    return home
+
+
+def writable_folder(path: Path) -> Path:
+    """`path` (segcli's home or a folder in it), created if needed; one clear line when it cannot be written."""
+    advice = f"set SEGCLI_HOME to a folder you can write (now {segcli_home()})"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(parent for parent in (path, *path.parents) if parent.exists() and not parent.is_dir())
+        raise ConfigurationError(f"{blocker} is a file, so segcli cannot keep checkpoints in {path}; "
+                                 f"{advice}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create {path}: {exc.strerror or exc}; {advice}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"cannot write in {path}: permission denied; {advice}")
+    return path
+
+
+def file_exists(path: Path) -> bool:
+    """`path.is_file()`, except that a folder segcli may not read is an error, not a missing file."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot look in {path.parent}: {exc.strerror or exc}; fix its permissions "
+                                 f"or set {'SEGCLI_HOME' if segcli_home() in (path, *path.parents) else 'TORCH_HOME'} "
+                                 f"to another folder") from None
 
 
 def segcli_checkpoint_dir() -> Path:
@@ -56,25 +92,19 @@ def shipped_manifest_path() -> Path:
 
 
 def validate_record(record: CheckpointRecord, origin: str) -> None:
-    """Raise CheckpointError when a record cannot be used (bad layout, model, hash or classes)."""
+    """Raise CheckpointError when a record cannot be used: a field `CheckpointRecord.from_dict` refuses,
+    or a model that is not in the zoo."""
     from segcli.models import MODEL_NAMES
 
     where = f"checkpoint {record.name!r} in {origin}"
-    if record.layout not in LAYOUTS:
-        raise CheckpointError(f"{where}: unknown layout {record.layout!r}; use one of {', '.join(LAYOUTS)}")
+    parse_record(record.to_dict(), where)
     if record.model not in MODEL_NAMES:
         raise CheckpointError(f"{where}: unknown model {record.model!r}; use one of {', '.join(MODEL_NAMES)}")
-    if record.sha256 is not None and not _SHA256_PATTERN.match(record.sha256):
-        raise CheckpointError(f"{where}: sha256 must be 8 to 64 lowercase hex digits, got {record.sha256!r}")
-    if not record.categories:
-        raise CheckpointError(f"{where}: no categories")
-    if "/" in record.filename or "\\" in record.filename or record.filename in ("", ".", ".."):
-        raise CheckpointError(f"{where}: filename must be a bare file name, got {record.filename!r}")
 
 
 def read_manifest_file(path: Path) -> list[CheckpointRecord]:
     """The records of one manifest file (an absent file has none)."""
-    if not path.exists():
+    if not file_exists(path):
         return []
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -87,10 +117,7 @@ def read_manifest_file(path: Path) -> list[CheckpointRecord]:
                               f"(this segcli reads version {MANIFEST_VERSION})")
     records = []
     for index, entry in enumerate(document.get("checkpoints", [])):
-        try:
-            record = CheckpointRecord.from_dict(entry)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: checkpoint entry {index} is malformed ({exc!r})") from None
+        record = parse_record(entry, f"{path}: checkpoint entry {index}")
         validate_record(record, str(path))
         records.append(record)
     return records
@@ -98,9 +125,13 @@ def read_manifest_file(path: Path) -> list[CheckpointRecord]:
 
 def load_manifest() -> dict[str, CheckpointRecord]:
     """Every known checkpoint by name: the shipped manifest, then the user's; duplicate names are an error."""
+    shipped = shipped_manifest_path()
+    if not file_exists(shipped):
+        raise CheckpointError(f"segcli's installation is broken: its checkpoint manifest {shipped} is missing; "
+                              f"reinstall segcli (pip install --force-reinstall segcli)")
     table: dict[str, CheckpointRecord] = {}
     origins: dict[str, Path] = {}
-    for path in (shipped_manifest_path(), user_manifest_path()):
+    for path in (shipped, user_manifest_path()):
         for record in read_manifest_file(path):
             if record.name in table:
                 raise CheckpointError(
@@ -139,23 +170,50 @@ def write_manifest_file(path: Path, records: list[CheckpointRecord]) -> None:
         "checkpoints": [record.to_dict() for record in records],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(temporary, 0o644)  # mkstemp's 0600 would survive the rename
+    atomic_write_json(path, document)
+
+
+@contextmanager
+def user_manifest_lock() -> Iterator[None]:
+    """Hold the user manifest's lock (`manifest.json.lock` beside it) for a read-modify-write.
+
+    An advisory lock the OS drops when the process ends, so a killed `weights add` never leaves a
+    stale lock behind. Not re-entrant: take it once per operation.
+    """
+    path = writable_folder(segcli_home()) / LOCK_NAME
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the lock file {path}: {exc.strerror or exc}") from None
+    try:
+        _lock(descriptor)
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
 
 
-def add_user_record(record: CheckpointRecord) -> Path:
-    """Append `record` to the user's manifest; a name already known (shipped or user) is an error."""
+def _lock(descriptor: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(descriptor, msvcrt.LK_LOCK, 1)
+        return
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+
+
+def append_user_record(record: CheckpointRecord) -> Path:
+    """Append `record` to the user's manifest; the caller holds `user_manifest_lock()`."""
     validate_record(record, "the new record")
     if record.name in load_manifest():
         raise CheckpointError(f"a checkpoint called {record.name!r} already exists; choose another --name")
     path = user_manifest_path()
     write_manifest_file(path, read_manifest_file(path) + [record])
     return path
+
+
+def add_user_record(record: CheckpointRecord) -> Path:
+    """Append `record` to the user's manifest under its lock; a name already known is an error."""
+    with user_manifest_lock():
+        return append_user_record(record)

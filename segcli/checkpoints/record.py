@@ -1,9 +1,18 @@
-"""A checkpoint is a small frozen record: where it comes from, what it predicts, how to feed it."""
+"""A checkpoint is a small frozen record: where it comes from, what it predicts, how to feed it.
+
+Records come from JSON that segcli does not control (a manifest someone edited, the metadata of a
+downloaded safetensors file), so `from_dict` checks every field and raises ValueError naming it.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from segcli.errors import CheckpointError, SegcliError
 
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
@@ -11,6 +20,9 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (104.00699, 116.66877, 122.67891)
+MAX_CLASSES = 255  # label PNGs hold the class index in one byte, and 255 is the ignore label
+MAX_RESIZE = 16384
+CHANNEL_ORDERS = ("RGB", "BGR")
 
 # State-dict layouts segcli reads unchanged.
 LAYOUTS = (
@@ -22,6 +34,16 @@ LAYOUTS = (
     "pytorch-deeplab-resnet",  # isht7 (Scale.*) / speedinghzl (no prefix) DeepLab v2: renamed to kazuto's keys
     "deeplab-v1-pytorch",     # wangleihitcs DeepLab v1 LargeFOV: module.features.N
 )
+
+SYNTHETIC_DATASET = "segcli-synth"  # the procedural scenes of `segcli data synth`: not photographs
+# the data a record's mIoU was measured on, by the record's dataset tag (a metric "miou_on" overrides)
+MIOU_MEASURED_ON = {
+    SYNTHETIC_DATASET: "synthetic scenes",
+    "COCO-VOC21": "COCO val2017",
+    "VOC2012-aug": "VOC 2012 val",
+    "VOC-SBD": "VOC 2011 val",
+    "Cityscapes": "Cityscapes val",
+}
 
 
 @dataclass(frozen=True)
@@ -42,13 +64,40 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
-        return cls(
-            mean=tuple(data.get("mean", IMAGENET_MEAN)),
-            std=tuple(data.get("std", IMAGENET_STD)),
-            input_scale=float(data.get("input_scale", 1.0)),
-            channel_order=data.get("channel_order", "RGB"),
-            resize_shorter=data.get("resize_shorter"),
-        )
+        """Checked: three finite means, three positive finite stds, a positive scale, RGB or BGR."""
+        data = _mapping(data, "preprocessing")
+        std = _numbers(data.get("std", IMAGENET_STD), "preprocessing.std", 3)
+        if any(value <= 0 for value in std):
+            raise ValueError(f"preprocessing.std must be positive (it divides the pixels), got {list(std)}")
+        scale = _numbers([data.get("input_scale", 1.0)], "preprocessing.input_scale", 1)[0]
+        if scale <= 0:
+            raise ValueError(f"preprocessing.input_scale must be positive, got {scale}")
+        order = data.get("channel_order", "RGB")
+        if order not in CHANNEL_ORDERS:
+            raise ValueError(f"preprocessing.channel_order must be RGB or BGR, got {order!r}")
+        resize = data.get("resize_shorter")
+        if resize is not None and (type(resize) is not int or not 1 <= resize <= MAX_RESIZE):
+            raise ValueError(f"preprocessing.resize_shorter must be empty or a whole number of pixels in "
+                             f"1..{MAX_RESIZE}, got {resize!r}")
+        return cls(mean=_numbers(data.get("mean", IMAGENET_MEAN), "preprocessing.mean", 3), std=std,
+                   input_scale=scale, channel_order=order, resize_shorter=resize)
+
+
+def _mapping(value: Any, field_name: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"{field_name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _numbers(value: Any, field_name: str, count: int | None) -> tuple[float, ...]:
+    """`count` finite numbers (None: any number of them)."""
+    numbers_given = isinstance(value, (list, tuple)) and all(
+        isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
+    right_count = numbers_given and (count is None or len(value) == count)
+    if not numbers_given or not right_count or not all(math.isfinite(item) for item in value):
+        wanted = f"{count} finite number{'s' * (count > 1)}" if count is not None else "a list of finite numbers"
+        raise ValueError(f"{field_name} must be {wanted}, got {str(value)[:80]}")
+    return tuple(float(item) for item in value)
 
 
 TORCHVISION_PREPROCESSING = Preprocessing(resize_shorter=520)
@@ -90,7 +139,12 @@ class CheckpointRecord:
         """The dense CRF settings: what the user `given` (None: not given), else the authors', else segcli's."""
         from segcli.crf import CRFParams
 
+        from dataclasses import fields
+
         chosen = dict(self.crf_defaults) | {name: value for name, value in given.items() if value is not None}
+        unknown = sorted(set(chosen) - {field.name for field in fields(CRFParams)})
+        if unknown:
+            raise ValueError(f"crf_defaults: unknown CRF setting {', '.join(unknown)}")
         return CRFParams(**chosen)
 
     @property
@@ -105,6 +159,11 @@ class CheckpointRecord:
     def metric_dict(self) -> dict[str, Any]:
         return dict(self.metrics)
 
+    @property
+    def miou_measured_on(self) -> str:
+        """Where the recorded mIoU comes from, e.g. "COCO val2017" or "synthetic scenes"."""
+        return str(self.metric_dict.get("miou_on") or MIOU_MEASURED_ON.get(self.dataset, self.dataset))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "model": self.model, "dataset": self.dataset,
@@ -117,18 +176,118 @@ class CheckpointRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CheckpointRecord":
-        palette = data.get("palette", "voc")
-        if not isinstance(palette, str):
-            palette = tuple(tuple(int(v) for v in c) for c in palette)
+        """A record from its JSON form; any field of the wrong type or out of range raises ValueError."""
+        data = _mapping(data, "the record")
+        categories = _categories(data.get("categories"))
+        layout = data.get("layout", "segcli")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        sha256 = _text(data, "sha256", required=False)
+        if sha256 is not None and not _SHA256_PATTERN.match(sha256):
+            raise ValueError(f"sha256 must be 8 to 64 lowercase hex digits, got {sha256!r}")
+        filename = _text(data, "filename")
+        if "/" in filename or "\\" in filename or filename in (".", ".."):
+            raise ValueError(f"filename must be a bare file name, got {filename!r}")
         return cls(
-            name=data["name"], model=data["model"], dataset=data.get("dataset", "unknown"),
-            categories=tuple(data["categories"]), filename=data["filename"],
-            layout=data.get("layout", "segcli"), palette=palette,
+            name=_text(data, "name"), model=_text(data, "model"),
+            dataset=_text(data, "dataset", "unknown"), categories=categories, filename=filename,
+            layout=layout, palette=_palette(data.get("palette", "voc"), len(categories)),
             preprocessing=Preprocessing.from_dict(data.get("preprocessing", {})),
-            url=data.get("url"), sha256=data.get("sha256"),
-            model_kwargs=tuple(sorted((data.get("model_kwargs") or {}).items())),
-            metrics=tuple(sorted((data.get("metrics") or {}).items())),
-            license=data.get("license", "unknown"), notes=data.get("notes", ""),
-            input_scales=tuple(data.get("input_scales", (1.0,))),
-            crf_defaults=tuple(sorted((data.get("crf_defaults") or {}).items())),
+            url=_text(data, "url", required=False), sha256=sha256,
+            model_kwargs=_scalars(data.get("model_kwargs") or {}, "model_kwargs"),
+            metrics=tuple(sorted(_mapping(data.get("metrics") or {}, "metrics").items())),
+            license=_text(data, "license", "unknown"), notes=_text(data, "notes", ""),
+            input_scales=_numbers(data.get("input_scales", [1.0]), "input_scales", None),
+            crf_defaults=_scalars(data.get("crf_defaults") or {}, "crf_defaults"),
         )
+
+
+_SHA256_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def _text(data: dict[str, Any], key: str, default: str | None = None, required: bool = True) -> Any:
+    value = data.get(key, default)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value and default is None:
+        raise ValueError(f"{key} must be a{' non-empty' if default is None else ''} string, got {value!r}")
+    return value
+
+
+def _categories(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise ValueError(f"categories must be a list of class names, got {str(value)[:80]}")
+    if not 1 <= len(value) <= MAX_CLASSES:
+        raise ValueError(f"categories lists {len(value)} classes; segcli handles 1 to {MAX_CLASSES} classes "
+                         f"(label PNGs hold one byte per pixel, 255 is the ignore label)")
+    if len(set(value)) != len(value):
+        raise ValueError(f"categories repeats a class name: {sorted({n for n in value if value.count(n) > 1})}")
+    return tuple(value)
+
+
+def _palette(value: Any, num_classes: int) -> str | tuple[tuple[int, int, int], ...]:
+    if isinstance(value, str):
+        from segcli.palettes import palette_colors
+
+        try:
+            palette_colors(value, num_classes)
+        except SegcliError as exc:
+            raise ValueError(f"palette: {exc}") from None
+        return value
+    colours_given = isinstance(value, list) and all(
+        isinstance(colour, list) and len(colour) == 3
+        and all(type(channel) is int and 0 <= channel <= 255 for channel in colour) for colour in value)
+    if not colours_given or not num_classes <= len(value) <= 256:
+        raise ValueError(f"palette must be a palette name or one [r, g, b] (0..255 each) per class "
+                         f"({num_classes}), got {str(value)[:80]}")
+    return tuple(tuple(colour) for colour in value)
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float))
+
+
+def _scalars(value: Any, field_name: str) -> tuple[tuple[str, Any], ...]:
+    """Builder keywords: numbers, strings, true/false or flat lists of them (kept as tuples: hashable)."""
+    items = _mapping(value, field_name)
+    checked = {}
+    for key, item in items.items():
+        if isinstance(item, (list, tuple)) and all(_is_scalar(element) for element in item):
+            item = tuple(item)
+        elif not _is_scalar(item):
+            raise ValueError(f"{field_name}.{key} must be a number, a string, true/false or a list of them, "
+                             f"got {item!r}")
+        checked[key] = item
+    return tuple(sorted(checked.items()))
+
+
+def parse_record(data: Any, origin: str) -> CheckpointRecord:
+    """`CheckpointRecord.from_dict`, any problem raised as one CheckpointError line naming `origin`."""
+    try:
+        return CheckpointRecord.from_dict(data)
+    except ValueError as exc:
+        raise CheckpointError(f"{origin}: {exc}") from None
+
+
+SOURCE_PATH = "path"
+SOURCE_TORCH_HUB = "torch-hub-cache"
+SOURCE_SEGCLI_CACHE = "segcli-cache"
+SOURCE_SHIPPED = "shipped"
+SOURCE_DOWNLOAD = "download"
+SOURCE_LABELS = {
+    SOURCE_PATH: "file given", SOURCE_TORCH_HUB: "torch hub cache", SOURCE_SEGCLI_CACHE: "segcli cache",
+    SOURCE_SHIPPED: "shipped with segcli", SOURCE_DOWNLOAD: "downloaded",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A record and the file on disk that holds its weights (what lookup returns and loading takes)."""
+
+    record: CheckpointRecord  # what the file predicts and how to feed it
+    path: Path                # the file to load
+    source: str               # one of the SOURCE_* names: where the file was found
+
+    def describe(self) -> str:
+        """One line for the CLI, e.g. `weights: lraspp-coco (torch hub cache: /root/.cache/...)`."""
+        return f"weights: {self.record.name} ({SOURCE_LABELS[self.source]}: {self.path})"

@@ -90,7 +90,7 @@ def _invocation() -> str | None:
 @click.option("--e2e/--no-e2e", "end_to_end", default=True, show_default=True,
               help="Also time decode JPEG -> preprocess -> forward -> upsample -> CRF -> encode PNG.")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
-              help="Also time the bare model (fp32, contiguous, no engine) for the 'x base' ratio.")
+              help="Also time the bare model (fp32, contiguous, no engine) for the 'time vs base' ratio.")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="VOC-format folder: adds mIoU and pixel accuracy (evaluated at the images' own size).")
 @click.option("--split", default="val", show_default=True, help="Split of --data to evaluate.")

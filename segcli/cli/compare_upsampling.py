@@ -59,10 +59,14 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
 
     from rich.console import Console
 
+    from segcli.errors import UnknownNameError
     from segcli.upsampling.methods import METHOD_NAMES, TRAINING_FREE_METHODS, parse_methods
     from segcli.upsampling.samples import find_samples
 
-    chosen = parse_methods(methods, TRAINING_FREE_METHODS if model else METHOD_NAMES)
+    try:
+        chosen = parse_methods(methods, TRAINING_FREE_METHODS if model else METHOD_NAMES)
+    except UnknownNameError as exc:  # a bad flag value: a usage error (exit 2)
+        raise click.BadParameter(str(exc), param_hint="--methods") from None
     console = Console(stderr=True, quiet=quiet)
     samples = find_samples(folder, split=split, limit=limit)
     runner = _zoo_runner(model, weights, device, precision, download, chosen) if model else \

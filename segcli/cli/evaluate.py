@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from segcli.cli.options import crf_options, crf_params_from_options, device_option, model_option, \
     precision_option, weights_option
+from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_json
 
 
 @click.command("evaluate")
@@ -16,7 +15,7 @@ from segcli.cli.options import crf_options, crf_params_from_options, device_opti
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="VOC-format folder with JPEGImages/, SegmentationClass/, ImageSets/Segmentation/.")
 @click.option("--split", default="val", show_default=True, help="Split file under ImageSets/Segmentation/.")
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Also write the metrics here.")
+@json_option
 @click.option("--tta", is_flag=True, help="Test-time augmentation, as in predict: scales 0.75/1/1.25 + flip.")
 @crf_options
 @device_option
@@ -31,7 +30,7 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
     from segcli.evaluation import evaluate_folder
 
     crf = crf_params_from_options(crf_kwargs)
-    console = Console()
+    console = Console(stderr=True)  # progress and notes; stdout holds only the table or the JSON
     engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision)
     if tta:
         from segcli.tiling import TTAParams
@@ -41,39 +40,43 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
         task = progress.add_task("evaluating", total=None)
         metrics = evaluate_folder(engine, data_dir, split, crf=crf,
                                   on_image=lambda done, total: progress.update(task, completed=done, total=total))
-    metrics["weights"] = engine.source
-    metrics["device"] = engine.plan.device.type
-    metrics["precision"] = engine.plan.precision
-    metrics["tta"] = tta
-    console.print(metrics_table(metrics))
-    if metrics["excluded_classes"]:
-        console.print(f"excluded from mIoU (absent from both prediction and ground truth): "
-                      f"{', '.join(metrics['excluded_classes'])}")
-    else:
-        console.print("excluded from mIoU: none (every class appears in the prediction or the ground truth)")
-    if json_path:
-        from segcli.outputs import atomic_write_json
-
-        path = Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, metrics)
-        console.print(f"wrote {path}")
+    metrics.update(weights=engine.source, device=engine.plan.device.type, precision=engine.plan.precision, tta=tta,
+                   **_measured_on(data_dir))
+    if json_path is not None:
+        write_json(metrics, json_path)
+    if json_path == STDOUT:
+        return
+    print_table(_title(metrics), METRICS_COLUMNS, metrics_rows(metrics))
+    excluded = ", ".join(metrics["excluded_classes"]) or \
+        "none (every class appears in the prediction or the ground truth)"
+    console.print(f"excluded from mIoU (absent from both prediction and ground truth): {excluded}", highlight=False)
+    if json_path is not None:
+        console.print(f"wrote {json_path}", highlight=False)
 
 
-def metrics_table(metrics: dict):
-    """A rich table: per-class IoU, then the summary figures."""
-    from rich.table import Table
+METRICS_COLUMNS = (Column("class or measure", keep_whole=True), Column("value", numeric=True))
+SUMMARY_ROWS = (("mIoU", "miou"), ("pixel acc", "pixel_acc"), ("mean class acc", "mean_class_acc"), ("fwIoU", "fw_iou"))
 
-    title = (f"{metrics['checkpoint']} on {metrics['data']} [{metrics['split']}], {metrics['images']} images"
-             + (", CRF" if metrics["crf"] else "") + (", TTA" if metrics.get("tta") else ""))
-    table = Table(title=title)
-    table.add_column("class")
-    table.add_column("IoU", justify="right")
-    for name, iou in metrics["per_class"].items():
-        table.add_row(name, "absent" if iou is None else f"{iou:.4f}")
-    table.add_section()
-    for label, key in (("mIoU", "miou"), ("pixel acc", "pixel_acc"), ("mean class acc", "mean_class_acc"),
-                       ("fwIoU", "fw_iou")):
+
+def _measured_on(data_dir: str) -> dict[str, str]:
+    """The data's name (from its dataset.json) and how the mIoU row describes it."""
+    from segcli.checkpoints.record import MIOU_MEASURED_ON
+    from segcli.data.voc import read_dataset_name
+
+    name = read_dataset_name(data_dir)
+    return {"dataset": name, "miou_on": MIOU_MEASURED_ON.get(name, f"{name} data")}
+
+
+def _title(metrics: dict) -> str:
+    return (f"{metrics['checkpoint']} on {metrics['data']} [{metrics['split']}], {metrics['images']} images"
+            + (", CRF" if metrics["crf"] else "") + (", TTA" if metrics.get("tta") else ""))
+
+
+def metrics_rows(metrics: dict) -> list[list[str]]:
+    """Per-class IoU, then the summary figures (the mIoU row says what data it was measured on)."""
+    rows = [[name, "absent" if iou is None else f"{iou:.4f}"] for name, iou in metrics["per_class"].items()]
+    for label, key in SUMMARY_ROWS:
         value = metrics[key]
-        table.add_row(f"[bold]{label}[/bold]", "n/a" if value is None else f"[bold]{value:.4f}[/bold]")
-    return table
+        shown = f"mIoU on {metrics['miou_on']}" if key == "miou" and metrics.get("miou_on") else label
+        rows.append([shown, "n/a" if value is None else f"{value:.4f}"])
+    return rows

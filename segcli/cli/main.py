@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
+
 import click
 
 from segcli import __version__
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, SegcliWarning
 
 # command name -> (module under segcli.cli, attribute, one-line help shown by `segcli --help`)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -29,6 +33,26 @@ class SegcliClickError(click.ClickException):
         self.exit_code = exit_code
 
 
+@contextmanager
+def segcli_warnings_as_lines() -> Iterator[None]:
+    """Show each SegcliWarning raised while a command runs as one bold `Warning: ...` line on stderr
+    (whatever --quiet says: a warning is not progress), once per message; other warnings as usual."""
+    shown: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SegcliWarning)
+        default_show = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if not issubclass(category, SegcliWarning):
+                default_show(message, category, filename, lineno, file, line)
+            elif str(message) not in shown:
+                shown.add(str(message))
+                click.secho(f"Warning: {message}", fg="yellow", bold=True, err=True)
+
+        warnings.showwarning = show
+        yield
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands live in their own modules and load on first use."""
 
@@ -44,7 +68,8 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with segcli_warnings_as_lines():
+                return super().invoke(ctx)
         except SegcliError as exc:
             # one clear line and a non-zero exit, also under CliRunner
             raise SegcliClickError(str(exc), exc.exit_code) from None

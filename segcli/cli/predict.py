@@ -64,7 +64,6 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
 
     from rich.console import Console
 
-    from segcli.checkpoints.resolve import real_checkpoint_hint
     from segcli.engine import CRFShortcuts, SegmentationEngine
     from segcli.imageio import find_images
     from segcli.models.base import set_input_scales
@@ -88,9 +87,6 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
                   f"({engine.plan.precision}){' + dense CRF' if crf else ''}"
                   f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
     engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
-    hint = real_checkpoint_hint(engine.checkpoint) if engine.checkpoint is not None else None
-    if hint:
-        console.print(f"[dim]{hint}[/]", highlight=False)
     options = OutputOptions(out_dir=out_dir, alpha=alpha, save_probabilities=save_probs,
                             write_overlay=not no_overlay, overwrite=overwrite, skip_existing=skip_existing)
     summary = _run_with_progress(engine, sources, options, crf, max_pixels, console, batch_size, io_workers)

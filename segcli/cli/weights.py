@@ -5,15 +5,10 @@ from __future__ import annotations
 import click
 
 from segcli.checkpoints.record import LAYOUTS
+from segcli.cli.tables import Column, json_option, print_table, write_json
 from segcli.models import CHOICES
 
 CLASS_SETS = ("voc", "cityscapes")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
 
 
 @click.group("weights")
@@ -23,25 +18,40 @@ def weights() -> None:
 
 @weights.command("list")
 @click.option("--model", "model", type=click.Choice(CHOICES), default=None, help="Only this model's checkpoints.")
-def list_weights(model: str | None) -> None:
-    """Every known checkpoint and where it is on disk."""
-    from rich.table import Table
-
+@json_option
+def list_weights(model: str | None, json_path: str | None) -> None:
+    """Every known checkpoint, its mIoU (and the data it was measured on), and where it is on disk."""
     from segcli.checkpoints.manifest import load_manifest, records_for_model
+    from segcli.checkpoints.record import SOURCE_LABELS
     from segcli.checkpoints.resolve import find_on_disk
 
     records = records_for_model(model) if model else list(load_manifest().values())
-    table = Table(title="segcli checkpoints")
-    for column in ("name", "model", "dataset", "classes", "mIoU"):
-        table.add_column(column, no_wrap=True, justify="right" if column in ("classes", "mIoU") else "left")
-    table.add_column("on disk", overflow="fold")
+    entries = []
     for record in records:
-        miou = record.metric_dict.get("miou")
         found = find_on_disk(record)
-        where = str(found[0]) if found else ("not downloaded" if record.url else "not on disk (no public download)")
-        table.add_row(record.name, record.model, record.dataset, str(record.num_classes),
-                      f"{100 * miou:.1f}" if isinstance(miou, (int, float)) else "-", where)
-    _console().print(table)
+        entries.append({
+            "name": record.name, "model": record.model, "dataset": record.dataset, "classes": record.num_classes,
+            "miou": record.metric_dict.get("miou"), "miou_on": record.miou_measured_on,
+            "on_disk": str(found[0]) if found else None, "source": SOURCE_LABELS[found[1]] if found else None,
+            "url": record.url, "sha256": record.sha256, "license": record.license,
+            "categories": list(record.categories),
+        })
+    if json_path is not None:
+        write_json(entries, json_path)
+        return
+    print_table("segcli checkpoints", LIST_COLUMNS, [_list_row(entry) for entry in entries])
+
+
+LIST_COLUMNS = (Column("name", keep_whole=True), Column("model"), Column("dataset"), Column("classes", numeric=True),
+                Column("mIoU", numeric=True), Column("mIoU on"), Column("on disk"))
+
+
+def _list_row(entry: dict) -> list[str]:
+    miou = entry["miou"]
+    where = entry["on_disk"] or ("not downloaded" if entry["url"] else "not on disk (no public download)")
+    return [entry["name"], entry["model"], entry["dataset"], str(entry["classes"]),
+            f"{100 * miou:.1f}" if isinstance(miou, (int, float)) else "-",
+            entry["miou_on"] if isinstance(miou, (int, float)) else "-", where]
 
 
 @weights.command("pull")
@@ -49,7 +59,8 @@ def list_weights(model: str | None) -> None:
 @click.option("--force", is_flag=True, help="Download again even if a copy is on disk.")
 def pull(name: str, force: bool) -> None:
     """Download checkpoint NAME into segcli's cache."""
-    from segcli.checkpoints.resolve import SOURCE_DOWNLOAD, pull_checkpoint
+    from segcli.checkpoints.record import SOURCE_DOWNLOAD
+    from segcli.checkpoints.store import pull_checkpoint
 
     resolved = pull_checkpoint(name, force=force)
     if resolved.source != SOURCE_DOWNLOAD:
@@ -73,11 +84,14 @@ def pull(name: str, force: bool) -> None:
 def add(path: str, name: str, model: str, dataset: str | None, classes: str | None, classes_from: str | None,
         layout: str | None) -> None:
     """Copy the checkpoint at PATH into segcli's cache and record it."""
-    from segcli.checkpoints.resolve import add_checkpoint_file
+    from segcli.checkpoints.store import add_checkpoint_file, is_valid_name
     from segcli.palettes import CITYSCAPES_CLASSES, VOC_CLASSES
 
     if classes and classes_from:
         raise click.UsageError("give --classes or --classes-from, not both")
+    if not is_valid_name(name):
+        raise click.BadParameter(f"{name!r}: a checkpoint name may only use letters, digits, '.', '_' and '-'",
+                                 param_hint="--name")
     categories, palette = None, None
     if classes:
         categories = tuple(part.strip() for part in classes.split(","))
@@ -98,7 +112,7 @@ def add(path: str, name: str, model: str, dataset: str | None, classes: str | No
 @click.argument("names", nargs=-1)
 def verify(names: tuple[str, ...]) -> None:
     """Hash every checkpoint file on disk against its record (all records, or NAMES)."""
-    from segcli.checkpoints.resolve import verify_checkpoints
+    from segcli.checkpoints.store import verify_checkpoints
     from segcli.errors import ChecksumMismatchError
 
     checks = verify_checkpoints(list(names))

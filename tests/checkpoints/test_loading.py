@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from segcli.checkpoints.loading import (adapt_layout, classifier_num_classes, detect_layout, load_checkpoint,
+from segcli.checkpoints.loading import (adapt_layout, checkpoint_num_classes, detect_layout, load_checkpoint,
                                         load_weights, read_checkpoint_file, read_segcli_metadata, read_state_dict,
                                         save_segcli_checkpoint, save_training_checkpoint)
 from segcli.checkpoints.record import CheckpointRecord
@@ -155,9 +155,16 @@ def test_old_checkpoints_without_num_batches_tracked_load():
     assert torch.equal(model.backbone[1].running_mean, source["backbone.1.running_mean"])
 
 
-def test_classifier_num_classes_reads_the_last_conv():
-    assert classifier_num_classes(TinySegmenter(num_classes=7, aux=True).state_dict()) == 7
-    assert classifier_num_classes({"fc.weight": torch.zeros(3, 4)}) is None
+def test_class_count_comes_from_the_classifier_key_whatever_the_key_order():
+    from segcli.models import build_model
+
+    state = build_model("deeplabv3p-mobilenet", 7).state_dict()
+    for order in (sorted(state), sorted(state, reverse=True)):
+        wrapped = {"model_state": {f"module.{key}": state[key] for key in order}}
+        assert checkpoint_num_classes(wrapped, "deeplabv3plus-pytorch", "deeplabv3p-mobilenet") == 7
+    torchvision_like = {"aux_classifier.4.weight": torch.zeros(21, 10, 1, 1), "classifier.4.weight": torch.zeros(5, 256, 1, 1)}
+    assert checkpoint_num_classes(torchvision_like, "torchvision", "deeplabv3-mobilenet") == 5
+    assert checkpoint_num_classes({"fc.weight": torch.zeros(3, 4)}, "segcli", "lraspp") is None
 
 
 def test_segcli_safetensors_roundtrip_in_half_precision(tmp_path):

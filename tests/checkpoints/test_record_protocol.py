@@ -54,5 +54,5 @@ def test_manifest_with_a_bad_protocol_is_refused_with_the_entry(tmp_path, change
     path = tmp_path / "manifest.json"
     entry = _record().to_dict() | changes
     path.write_text(json.dumps({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "checkpoints": [entry]}))
-    with pytest.raises(CheckpointError, match=f"checkpoint entry 0 is malformed.*{message}"):
+    with pytest.raises(CheckpointError, match=f"checkpoint entry 0: .*{message}"):
         read_manifest_file(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -196,3 +197,42 @@ def test_resolved_segcli_file_loads_into_a_tiny_zoo_model(dirs, tmp_path):
     wrong = save_segcli_checkpoint(tmp_path / "wrong.safetensors", build_model("lraspp", 5, width_mult=0.25), other)
     with pytest.raises(CheckpointError, match=r"wrong\.safetensors does not fit lraspp: .*shape mismatch"):
         load_checkpoint_model(resolve_checkpoint("lraspp", str(wrong)))
+
+
+def test_plain_safetensors_with_sorted_keys_gets_the_class_count_of_the_classifier(tmp_path):
+    """Issue 11 item 9: safetensors sorts keys, so the last 4-D tensor is `classifier.scale.1.weight`
+    (128 channels); the class count must come from the classifier's own key."""
+    from safetensors.torch import load_file, save_file
+
+    from segcli.checkpoints.loading import load_checkpoint_model
+
+    shipped = manifest.shipped_weights_dir() / "lraspp-mobilenet-synth.safetensors"
+    tensors = load_file(str(shipped))
+    assert list(tensors)[-1] == "classifier.scale.1.weight"  # what made the old rule fail
+    plain = tmp_path / "resaved.safetensors"
+    save_file(tensors, str(plain))  # no segcli record in the metadata
+    resolved = resolve_checkpoint("lraspp", str(plain))
+    assert resolved.record.num_classes == 9
+    assert resolved.record.categories == find_record("lraspp-mobilenet-synth").categories
+    model = load_checkpoint_model(resolved)
+    original = load_checkpoint_model(resolve_checkpoint("lraspp", str(shipped)))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(x), original(x))
+
+
+@pytest.mark.parametrize("call", ["default", "named", "pull"])
+def test_no_public_download_message_reads_as_one_sentence(dirs, call):
+    """Issue 12 item 8: the fcn16s error ended "...`segcli weights add`.), or pass --weights FILE"."""
+    from segcli.checkpoints.store import pull_checkpoint
+
+    run = {"default": lambda: resolve_checkpoint("fcn16s", None),
+           "named": lambda: resolve_checkpoint("fcn16s", "fcn16s-voc-caffe"),
+           "pull": lambda: pull_checkpoint("fcn16s-voc-caffe")}[call]
+    with pytest.raises(CheckpointError) as caught:
+        run()
+    message = str(caught.value)
+    assert f"put fcn16s_from_caffe.pth in {dirs['cache']}" in message and "--weights FILE" in message
+    assert not re.search(r"[.;:,]\s*[.;:,)]", message), message  # no ".)", ".,", "; ." ...
+    assert message.count("(") == message.count(")") and not message.endswith(".")
+    assert message.count("--weights FILE") == 1

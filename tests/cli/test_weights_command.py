@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from robustness_support import run_in_terminal
 from segcli.checkpoints.download import sha256_of
 from segcli.cli.main import cli
 from segcli.palettes import VOC_CLASSES
@@ -36,18 +37,84 @@ def _run(*args: str):
     return CliRunner().invoke(cli, list(args), env=ENV)
 
 
+def _plain_rows(output: str) -> dict[str, dict[str, str]]:
+    """`weights list` piped: a header line, then one tab-separated row per checkpoint."""
+    header, *lines = output.splitlines()
+    columns = header.split("\t")
+    rows = [dict(zip(columns, line.split("\t"), strict=True)) for line in lines]
+    return {row["name"]: row for row in rows}
+
+
 def test_list_shows_torchvision_records_and_where_they_are(home, tmp_path):
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     (hub / "lraspp_mobilenet_v3_large-d234d4ea.pth").write_bytes(b"x")
     result = _run("weights", "list")
     assert result.exit_code == 0, result.output
+    rows = _plain_rows(result.output)
     for name in ("fcn-resnet50-coco", "deeplabv3-resnet101-coco", "lraspp-coco", "deeplabv3plus-resnet101-voc-os16"):
-        assert name in result.output
-    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
-    assert "66.4" in lines["deeplabv3-resnet50-coco"] and "not downloaded" in lines["deeplabv3-resnet50-coco"]
-    assert str(hub) in lines["lraspp-coco"]
-    assert "no public download" in lines["fcn8s-voc-caffe"]
+        assert name in rows
+    assert rows["deeplabv3-resnet50-coco"]["mIoU"] == "66.4" and rows["deeplabv3-resnet50-coco"]["on disk"] == "not downloaded"
+    assert rows["lraspp-coco"]["on disk"] == str(hub / "lraspp_mobilenet_v3_large-d234d4ea.pth")
+    assert "no public download" in rows["fcn8s-voc-caffe"]["on disk"]
+
+
+def test_list_says_which_data_each_miou_was_measured_on(home):
+    rows = _plain_rows(_run("weights", "list").output)
+    assert rows["deeplabv3-resnet50-coco"]["mIoU on"] == "COCO val2017"
+    assert rows["deeplabv3plus-resnet101-voc-os16"]["mIoU on"] == "VOC 2012 val"
+    assert rows["deeplabv3plus-mobilenet-cityscapes-os16"]["mIoU on"] == "Cityscapes val"
+    assert rows["deeplabv3p-mobilenet-synth"]["mIoU on"] == "synthetic scenes"
+    assert rows["deeplabv3p-mobilenet-synth"]["mIoU"] == "78.9"
+
+
+def test_list_piped_into_a_narrow_pipe_prints_whole_rows(home):
+    """Not a terminal (CliRunner, like `| cat`), COLUMNS=80: nothing is cut, wrapped or boxed."""
+    from segcli.checkpoints.manifest import load_manifest
+
+    result = CliRunner().invoke(cli, ["weights", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert "…" not in result.output and "│" not in result.output and "─" not in result.output
+    rows = _plain_rows(result.output)
+    assert set(rows) == set(load_manifest())
+    cityscapes = rows["deeplabv3plus-mobilenet-cityscapes-os16"]
+    assert cityscapes["model"] == "deeplabv3p-mobilenet" and cityscapes["classes"] == "19"
+    assert max(len(line) for line in result.output.splitlines()) > 80  # long rows stay on one line
+
+
+def test_list_json_has_every_record_with_its_file(home):
+    from segcli.checkpoints.manifest import load_manifest, shipped_weights_dir
+
+    result = CliRunner().invoke(cli, ["weights", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    entries = {entry["name"]: entry for entry in json.loads(result.output)}
+    assert set(entries) == set(load_manifest())
+    synth = entries["lraspp-mobilenet-synth"]
+    assert synth["on_disk"] == str(shipped_weights_dir() / "lraspp-mobilenet-synth.safetensors")
+    assert synth["source"] == "shipped with segcli" and synth["miou_on"] == "synthetic scenes"
+    assert synth["miou"] == pytest.approx(0.5016) and synth["classes"] == 9 and synth["model"] == "lraspp"
+    coco = entries["lraspp-coco"]
+    assert coco["on_disk"] is None and coco["url"].endswith(".pth") and coco["miou_on"] == "COCO val2017"
+    assert coco["categories"] == list(VOC_CLASSES)
+
+
+def test_list_on_terminals_cuts_nothing(home):
+    """Real terminals (pseudo-terminals): 80 columns get one block per checkpoint, 250 a table; no
+    value is cut with an ellipsis or cropped at the edge."""
+    from segcli.checkpoints.manifest import load_manifest, shipped_weights_dir
+
+    names = set(load_manifest())
+    narrow = run_in_terminal(["weights", "list"], columns=80)
+    assert "…" not in narrow
+    assert names <= {line.strip() for line in narrow.splitlines()}  # each name whole, on its own line
+    shipped = str(shipped_weights_dir() / "fcn8s-synth.safetensors")
+    assert f"  on disk: {shipped}" in narrow.splitlines()
+    assert all(len(line) <= 80 or line.startswith("  on disk: /") for line in narrow.splitlines())
+    wide = run_in_terminal(["weights", "list"], columns=250)
+    assert "…" not in wide and "┃ name" in wide
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in wide.splitlines() if line.startswith("│")]
+    assert {row[0] for row in cells} == names
+    assert ["fcn8s-synth", "fcn8s", "segcli-synth", "9", "42.2", "synthetic scenes", shipped] in cells
 
 
 def test_list_filters_by_model(home):
@@ -89,6 +156,9 @@ def test_add_refuses_wrong_class_count_duplicates_and_conflicting_flags(home, lr
     result = _run("weights", "add", str(lraspp_file), "--name", "x", "--model", "lraspp",
                   "--classes", "a", "--classes-from", "voc")
     assert result.exit_code == 2 and "not both" in result.output
+    result = _run("weights", "add", str(lraspp_file), "--name", "../escape", "--model", "lraspp")
+    assert result.exit_code == 2 and "Invalid value for --name" in result.output and "may only use" in result.output
+    assert not (home / "manifest.json").exists()
 
 
 def test_pull_without_url_says_where_to_put_the_file(home):
@@ -104,3 +174,11 @@ def test_pull_of_a_file_already_on_disk_does_not_download(home, tmp_path):
     (hub / "lraspp_mobilenet_v3_large-d234d4ea.pth").write_bytes(b"x")
     result = _run("weights", "pull", "lraspp-coco")
     assert result.exit_code == 0 and "already on disk" in result.output
+
+
+def test_list_json_into_an_impossible_path_is_one_error_line(home, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(cli, ["weights", "list", "--json", str(blocker / "sub" / "w.json")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == [f"Error: cannot create folder {blocker / 'sub'}: Not a directory"]

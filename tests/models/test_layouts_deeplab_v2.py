@@ -345,3 +345,18 @@ def test_readme_model_table_lists_every_deeplab_v1_v2_checkpoint_with_its_miou()
             row = next(line for line in table.splitlines() if f"`{record.name}`" in line)
             miou = record.metric_dict["miou"] * 100
             assert f"{miou:.2f}" in row or f"{miou:.1f}" in row, (record.name, row)
+
+
+def test_renamed_kazuto_file_keeps_the_authors_multiscale_protocol(tmp_path) -> None:
+    """A published file saved under another name gets its layout's record: multi-scale and CRF settings too."""
+    from segcli.checkpoints.resolve import record_from_file
+
+    torch.manual_seed(0)
+    state = {key: torch.randn(shape) * 0.01 for key, shape in kazuto_layout(width=0.0625).items()}
+    path = tmp_path / "my renamed deeplab.pth"
+    torch.save(state, path)
+    record = record_from_file("deeplabv2", path)
+    published = next(r for r in _records().values() if r.layout == "deeplab-pytorch" and r.num_classes == 21)
+    assert record.layout == "deeplab-pytorch" and record.num_classes == 21
+    assert record.input_scales == published.input_scales == (0.5, 0.75, 1.0)
+    assert record.crf_defaults == published.crf_defaults and record.crf_defaults

@@ -180,8 +180,10 @@ def test_zoo_logits_runner_bilinear_matches_the_engine(tmp_path):
 def test_cli_errors(tmp_path, decoders):
     _scenes(tmp_path / "set", with_masks=False, count=1)
     folder = str(tmp_path / "set")
-    result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--decoders", str(decoders), "--methods", "bicubic"])
-    assert result.exit_code == 1 and "unknown upsampling method 'bicubic'" in result.output
+    for methods, message in (("bicubic", "unknown upsampling method 'bicubic'"), (",", "--methods is empty")):
+        result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--decoders", str(decoders), "--methods", methods])
+        assert result.exit_code == 2 and message in result.output  # a usage error
+        assert "Invalid value for --methods" in result.output
     result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--weights", "x.pth"])
     assert result.exit_code == 2 and "--weights needs --model" in result.output
     empty = tmp_path / "empty"
@@ -189,7 +191,7 @@ def test_cli_errors(tmp_path, decoders):
     result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--decoders", str(empty)])
     assert result.exit_code == 1 and "no decoder checkpoint" in result.output
     result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--model", "fcn8s", "--methods", "unpool"])
-    assert result.exit_code == 1 and "does not apply to a zoo model" in result.output
+    assert result.exit_code == 2 and "does not apply to a zoo model" in result.output
 
 
 def test_fcn8s_geometry_fixed_transposed_reproduces_the_models_own_upsampling():
