@@ -144,6 +144,7 @@ class DeviceBatches:
         xs = torch.where(tensor(drawn["flip"])[:, None], crop_w - 1 - xs, xs) + tensor(drawn["left"])[:, None]
         new_h, new_w = tensor(drawn["new_h"])[:, None], tensor(drawn["new_w"])[:, None]
         valid = (ys < new_h)[:, :, None] & (xs < new_w)[:, None, :]
-        rows = (ys + 0.5) * (height / new_h) - 0.5
-        columns = (xs + 0.5) * (width / new_w) - 0.5
-        return rows.double(), columns.double(), valid
+        # (2y + 1) * h / (2 h'): exact at the ties (target centres that land on a source edge), as PIL
+        rows = (2 * ys + 1) * height / (2 * new_h).double() - 0.5
+        columns = (2 * xs + 1) * width / (2 * new_w).double() - 0.5
+        return rows, columns, valid

@@ -24,6 +24,7 @@ from segcli.errors import SegcliError
 from segcli.training.schedule import PolySchedule
 
 PACING_WARMUP = 5           # iterations left out of the speed measurement (cuDNN autotuning, allocator growth)
+PACING_AIM = 0.97          # share of the time left that the fitted iterations are planned to fill
 PACING_FIRST = 20           # timed iterations behind the first estimate
 PACING_EVERY_SECONDS = 5.0  # then how often a deadline re-fits the iteration count to the measured speed
 
@@ -64,7 +65,7 @@ def fit(model: nn.Module, batches, optimizer: torch.optim.Optimizer, schedule: P
     model.train()
     with _stop_requests() as stop, plan.numerics():
         if pacer is not None:
-            schedule.total = outcome.total = pacer.refit(settings.start) or outcome.total
+            schedule.total = outcome.total = pacer.refit(settings.start, outcome.total)
         source: Iterator = batches.batches(settings.start)
         done = saved = settings.start
         while done < outcome.total and not stop.requested:
@@ -74,7 +75,7 @@ def fit(model: nn.Module, batches, optimizer: torch.optim.Optimizer, schedule: P
             losses.add(_step(model, inputs, targets, optimizer, scaler, plan, loss_fn))
             done += 1
             if pacer is not None:
-                schedule.total = outcome.total = pacer.refit(done) or outcome.total
+                schedule.total = outcome.total = pacer.refit(done, outcome.total)
             mean = losses.flush() if done % settings.log_every == 0 or done == outcome.total else None
             if on_progress is not None:
                 on_progress(done, outcome.total, lr, mean)
@@ -146,28 +147,31 @@ class _Pacer:
 
     def __init__(self, deadline: float, cap: int, start: int, plan: ExecutionPlan) -> None:
         self.deadline, self.cap, self.start, self.plan = deadline, cap, start, plan
+        # re-measure often enough for short budgets too (a tenth of the time left at the start)
+        self.every = min(PACING_EVERY_SECONDS, max(0.05, 0.1 * (deadline - time.monotonic())))
         self.mark: tuple[int, float] | None = None  # (iterations done, time) where the current window began
         self.calibrated = False
 
-    def refit(self, done: int) -> int | None:
-        """The new total, when it is time to decide one; None otherwise."""
+    def refit(self, done: int, total: int) -> int:
+        """The total iteration count, re-decided when a measuring window closes (else `total` unchanged)."""
         now = time.monotonic()
         if now >= self.deadline:
             return done  # out of time: this iteration is the last
         if done < self.start + PACING_WARMUP:
-            return None
+            return total
         if self.mark is None or done == self.mark[0]:
             self.plan.synchronize()
             self.mark = (done, time.monotonic())
-            return None
-        if now - self.mark[1] < PACING_EVERY_SECONDS and (self.calibrated or done - self.mark[0] < PACING_FIRST):
-            return None
+            return total
+        if now - self.mark[1] < self.every and (self.calibrated or done - self.mark[0] < PACING_FIRST):
+            return total
         self.calibrated = True
         self.plan.synchronize()
         now = time.monotonic()
         seconds_each = (now - self.mark[1]) / (done - self.mark[0])
         self.mark = (done, now)
-        return max(done, min(self.cap, done + int((self.deadline - now) / seconds_each)))
+        # aim a little early: a slower stretch near the end would otherwise cut the poly tail off
+        return max(done, min(self.cap, done + int(PACING_AIM * (self.deadline - now) / seconds_each)))
 
 
 class _StopFlag:

@@ -121,7 +121,7 @@ def test_ctrl_c_or_sigterm_saves_the_state_exits_130_and_resume_continues(tiny_d
     state = Path(f"{out}.state.pt")
     args = [sys.executable, "-m", "segcli", "train", "--model", "deeplabv1", "--data", str(tiny_data),
             "--out", str(out), "--save-every", "1", *TINY]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
     process = subprocess.Popen(args + ["--iters", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=env, text=True)
     deadline = time.monotonic() + 120
