@@ -99,7 +99,7 @@ def choose(options: list[dict]) -> dict:
 def install(stem: str, chosen: dict, root: Path, session: dict) -> None:
     shutil.copy2(chosen["checkpoint"], root / "segcli" / "weights" / f"{stem}.safetensors")
     shutil.copy2(chosen["eval"], root / "training" / "results" / f"{stem}.eval.json")
-    facts = {"lane": chosen["lane"], "gpu": session.get("machine", {}).get("gpu"),
+    facts = {"lane": chosen["lane"], "gpu": session.get("machine", {}).get("gpu") or "a CPU (a rehearsal)",
              "validation_miou": chosen["val"], "held_out_miou": chosen["held_out"],
              "session_log": "training/logs/gpu-session/"}
     (root / "training" / "results" / f"{stem}.training.json").write_text(json.dumps(facts, indent=2) + "\n")

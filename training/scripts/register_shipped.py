@@ -128,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     manifest = root / "segcli" / "weights" / "manifest.json"
     records = read_manifest_file(manifest)
     by_name = {record.name: index for index, record in enumerate(records)}
-    shipped = []
     for stem, model in SHIPPED.items():
         record = shipped_record(root, stem, model)
         if record is None:
@@ -138,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             records[by_name[record.name]] = record
         else:
             records.append(record)
-        shipped.append(record)
         print(f"{stem}: mIoU {record.metric_dict['miou']:.4f}, {record.metric_dict['size_mb']} MB")
     write_manifest_file(manifest, records)
-    if not rewrite_readme(root / "README.md", readme_table(shipped)):
+    listed = [record for record in records if record.name in SHIPPED and record.metric_dict.get("miou") is not None]
+    if not rewrite_readme(root / "README.md", readme_table(listed)):
         print("README.md has no shipped-checkpoints table markers: table not written")
     return 0
 
