@@ -55,10 +55,28 @@ def source_model(weights: str, model: str) -> str:
 
 
 def copy_matching_weights(model: nn.Module, source: nn.Module, weights: str) -> list[str]:
-    """Copy every tensor of the same name and shape; returns the keys left as built (e.g. a new head)."""
+    """Copy every tensor of the same name and shape; returns the keys left as built (e.g. a new head).
+
+    When no name is shared (two layouts of one backbone: FCN's `conv1_1 ... conv5_3` against DeepLab
+    v1's `features.0 ... features.28`), the leading tensors that agree in order and shape are copied
+    instead: the backbone both start with, up to the first layer where they differ.
+    """
     own = model.state_dict()
-    copied = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+    theirs = source.state_dict()
+    copied = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    if not copied:
+        copied = _leading_tensors_in_order(own, theirs)
     if not copied:
         raise CheckpointError(f"--weights {weights}: no tensor fits this model; is it a checkpoint of it?")
     model.load_state_dict(copied, strict=False)
     return sorted(set(own) - set(copied))
+
+
+def _leading_tensors_in_order(own: dict, theirs: dict) -> dict:
+    """Target key -> source tensor for the longest run of same-shaped tensors from the start of both."""
+    copied = {}
+    for (key, mine), other in zip(own.items(), theirs.values()):
+        if mine.shape != other.shape or mine.dtype != other.dtype:
+            break
+        copied[key] = other
+    return copied

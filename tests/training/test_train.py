@@ -205,3 +205,17 @@ def test_start_message_never_prints_an_empty_options_dict(tiny_data, tmp_path):
     train(config(tiny_data, tmp_path, iters=1), model_factory=TinySegmenter, console=Console(file=log, width=300))
     assert "training deeplabv1 on 8 images, 1 iterations" in log.getvalue()
     assert "{}" not in log.getvalue()
+
+
+def test_weights_of_another_layout_copy_the_leading_tensors_both_share_in_order():
+    """FCN's conv1_1 ... against DeepLab v1's features.N: no shared name, the same backbone first."""
+    from segcli.training.starting import copy_matching_weights
+
+    torch.manual_seed(0)
+    source = nn.ModuleDict({"conv1_1": nn.Conv2d(3, 4, 3), "conv1_2": nn.Conv2d(4, 4, 3), "fc6": nn.Conv2d(4, 16, 7)})
+    target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Conv2d(4, 8, 3))
+    kept = copy_matching_weights(target, source, "source.safetensors")
+    assert torch.equal(target[0].weight, source["conv1_1"].weight) and torch.equal(target[2].bias, source["conv1_2"].bias)
+    assert kept == ["3.bias", "3.weight"]  # the first layer that differs and everything after it start fresh
+    with pytest.raises(CheckpointError, match="no tensor fits"):
+        copy_matching_weights(nn.Sequential(nn.Conv2d(1, 2, 1)), source, "source.safetensors")
