@@ -76,6 +76,36 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
+@contextlib.contextmanager
+def strict_fp32() -> Iterator[None]:
+    """No TF32 in cuDNN convolutions or cuBLAS matmuls inside; the previous settings come back after.
+
+    torch >= 2.9 refuses to mix its legacy flags (`allow_tf32`) with the new `fp32_precision` ones,
+    so this keeps to whichever the process already uses (the legacy ones unless the new were set).
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    try:
+        saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    except RuntimeError:  # the new API is in use: reading the legacy flags raises
+        saved = None
+    if saved is not None:
+        cudnn.allow_tf32 = matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            cudnn.allow_tf32, matmul.allow_tf32 = saved
+        return
+    knobs = (cudnn.conv, cudnn.rnn, matmul)
+    previous = [knob.fp32_precision for knob in knobs]
+    for knob in knobs:
+        knob.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for knob, value in zip(knobs, previous):
+            knob.fp32_precision = value
+
+
 @dataclass(frozen=True)
 class ExecutionPlan:
     """Device, precision and memory format, decided once per engine."""
@@ -89,10 +119,21 @@ class ExecutionPlan:
         return None if self.precision == "fp32" else _DTYPES[self.precision]
 
     @contextlib.contextmanager
+    def numerics(self) -> Iterator[None]:
+        """fp32 on CUDA means fp32: cuDNN's TF32 convolutions (on by default) and TF32 matmuls off inside."""
+        if self.precision == "fp32" and self.device.type == "cuda":
+            with strict_fp32():
+                yield
+        else:
+            yield
+
+    @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
+        """The forward pass in the plan's precision (autocast for bf16/fp16; true fp32 otherwise)."""
         dtype = self.autocast_dtype
         if dtype is None:
-            yield
+            with self.numerics():
+                yield
             return
         with torch.autocast(device_type=self.device.type, dtype=dtype):
             yield

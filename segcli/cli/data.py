@@ -36,12 +36,16 @@ def data() -> None:
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0), default=0.2, show_default=True,
               help="Share of scenes in the val split (the last ones); 1.0 for a held-out test draw.")
 @click.option("--overwrite", is_flag=True, help="Write into a folder that already holds a dataset.")
-def synth(out_dir: str, count: int, seed: int, size: tuple[int, int], val_fraction: float, overwrite: bool) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes writing scenes (the same bytes as one).")
+def synth(out_dir: str, count: int, seed: int, size: tuple[int, int], val_fraction: float, overwrite: bool,
+          workers: int) -> None:
     """Procedural scenes: shapes told apart by outline and texture, VOC layout and palette."""
     from rich.console import Console
 
     from segcli.data.synth import write_synth_dataset
 
-    summary = write_synth_dataset(out_dir, count, seed, size=size, val_fraction=val_fraction, overwrite=overwrite)
+    summary = write_synth_dataset(out_dir, count, seed, size=size, val_fraction=val_fraction, overwrite=overwrite,
+                                  workers=workers)
     Console().print(f"wrote {len(summary.train_ids)} train + {len(summary.val_ids)} val scenes "
                     f"({size[0]}x{size[1]}, {len(summary.classes)} classes) to {summary.out_dir}")

@@ -44,11 +44,17 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
               help="Final checkpoint (.safetensors, fp16, carries its record).")
 @click.option("--weights", "-w", default=None, metavar="NAME|PATH", help="Start from this checkpoint: fine-tune; a checkpoint of another model "
                    "(e.g. fcn8s for fcn32s) initialises the tensors both share.")
-@click.option("--iters", type=click.IntRange(min=1), default=None, help="Total iterations.")
+@click.option("--iters", type=click.IntRange(min=1), default=None,
+              help="Total iterations (with --time-budget: the most there may be).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Or: passes over the training split.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Seconds from start to the last iteration: the iteration count is fixed from the measured "
+                   "speed (re-measured as it goes), so the poly schedule still ends on time.")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
               help="Peak learning rate (poly decay, power 0.9).")
+@click.option("--warmup", "warmup_iters", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Iterations of linear warm-up before the poly decay.")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
 @click.option("--loss", type=click.Choice(["ce", "ohem"]), default="ce", show_default=True,
               help="ce: cross-entropy over all pixels; ohem: over the hard pixels only (p(true) < 0.7, "
@@ -63,19 +69,41 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False),
               help="Resumable state file [default: OUT.state.pt].")
 @click.option("--save-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--bn-batches", "bn_recalibration_batches", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Batches of whole training images over which BatchNorm statistics are recomputed at the end "
+                   "(0: keep the running averages).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data loader processes.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Data loader processes (augmentation on the CPU).")
+@click.option("--augment-on", type=click.Choice(["auto", "cpu", "device"]), default="auto", show_default=True,
+              help="Where crops are augmented; auto: on the GPU when training there on same-size images.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out (and an earlier run's state file).")
 @device_option
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
               help="auto: bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 autocast gave some models "
                    "gradients far from fp32's: see README).")
 def train(**options) -> None:
-    """Train or fine-tune a zoo model on a VOC-format folder."""
+    """Train or fine-tune a zoo model on a VOC-format folder.
+
+    The checkpoint is written at the end; a resumable state file (OUT.state.pt) every --save-every
+    iterations and on Ctrl-C or SIGTERM, after which the same command plus --resume continues.
+    """
     from rich.console import Console
 
-    from segcli.training import TrainConfig, train as run_training
+    from segcli.training import BatchTooSmallError, TrainConfig, TrainingInterrupted, train as run_training
 
-    if (options["iters"] is None) == (options["epochs"] is None):
+    if options["iters"] is not None and options["epochs"] is not None:
         raise click.UsageError("give exactly one of --iters and --epochs")
+    if options["iters"] is None and options["epochs"] is None and options["time_budget"] is None:
+        raise click.UsageError("give exactly one of --iters and --epochs (or --time-budget)")
     config = TrainConfig(**options)
-    run_training(config, console=Console(soft_wrap=True))  # soft wrap: whole lines in log files
+    try:
+        run_training(config, console=Console(soft_wrap=True))  # soft wrap: whole lines in log files
+    except BatchTooSmallError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--batch'") from None
+    except TrainingInterrupted as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        click.echo("Interrupted before the first iteration: nothing was saved", err=True)
+        raise SystemExit(130) from None

@@ -221,9 +221,35 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def scene_id(seed: int, index: int) -> str:
+    return f"synth_{seed}_{index:05d}"
+
+
+def _write_scenes(out: Path, seed: int, indices: range, size: tuple[int, int]) -> None:
+    for index in indices:
+        scene = make_scene(seed, index, size)
+        quality = int(_scene_rng(seed, index).integers(70, 96))
+        (out / "JPEGImages" / f"{scene_id(seed, index)}.jpg").write_bytes(encode_jpeg(scene.image, quality))
+        (out / "SegmentationClass" / f"{scene_id(seed, index)}.png").write_bytes(encode_mask_png(scene.mask))
+
+
+def _write_scenes_in_parallel(out: Path, seed: int, n: int, size: tuple[int, int], workers: int) -> None:
+    """Scenes depend only on (seed, index, size): worker processes write disjoint index ranges."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(1, -(-n // (workers * 4)))  # a few chunks per worker, so they finish together
+    ranges = [range(start, min(n, start + chunk)) for start in range(0, n, chunk)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(_write_scenes, [out] * len(ranges), [seed] * len(ranges), ranges, [size] * len(ranges)):
+            pass
+
+
 def write_synth_dataset(out_dir: str | Path, n: int, seed: int, size: tuple[int, int] = (128, 128),
-                        val_fraction: float = 0.2, overwrite: bool = False) -> SynthSummary:
-    """Write `n` scenes as a VOC-format folder; the last round(n * val_fraction) are the val split."""
+                        val_fraction: float = 0.2, overwrite: bool = False, workers: int = 1) -> SynthSummary:
+    """Write `n` scenes as a VOC-format folder; the last round(n * val_fraction) are the val split.
+
+    `workers` processes write the scenes (same bytes as one); `dataset.json` is written last.
+    """
     if n < 1:
         raise ValueError("n must be at least 1")
     if not 0.0 <= val_fraction <= 1.0:
@@ -233,13 +259,12 @@ def write_synth_dataset(out_dir: str | Path, n: int, seed: int, size: tuple[int,
         raise OutputError(f"{out} already holds a dataset; pass --overwrite or choose another --out")
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    ids = [f"synth_{seed}_{index:05d}" for index in range(n)]
+    ids = [scene_id(seed, index) for index in range(n)]
     n_val = int(round(n * val_fraction))
-    for index, image_id in enumerate(ids):
-        scene = make_scene(seed, index, size)
-        quality = int(_scene_rng(seed, index).integers(70, 96))
-        (out / "JPEGImages" / f"{image_id}.jpg").write_bytes(encode_jpeg(scene.image, quality))
-        (out / "SegmentationClass" / f"{image_id}.png").write_bytes(encode_mask_png(scene.mask))
+    if workers > 1 and n > 1:
+        _write_scenes_in_parallel(out, seed, n, size, workers)
+    else:
+        _write_scenes(out, seed, range(n), size)
     train_ids, val_ids = ids[: n - n_val], ids[n - n_val:]
     splits = out / "ImageSets" / "Segmentation"
     (splits / "train.txt").write_text("".join(f"{i}\n" for i in train_ids))

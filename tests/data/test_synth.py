@@ -104,3 +104,16 @@ def test_augment_pads_with_ignore_and_keeps_labels():
     assert out_image.shape == (64, 64, 3) and out_mask.shape == (64, 64)
     assert set(np.unique(out_mask).tolist()) == {0, 3, 255}
     assert (out_mask == 3).sum() == 100 and (out_mask == 255).sum() == 64 * 64 - 600
+
+
+def test_worker_processes_write_the_same_bytes(tmp_path):
+    result = CliRunner().invoke(cli, ["data", "synth", "--out", str(tmp_path / "parallel"), "--n", "7", "--seed", "3",
+                                      "--size", "32x40", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    serial = write_synth_dataset(tmp_path / "serial", 7, seed=3, size=(32, 40))
+    for image_id in serial.train_ids + serial.val_ids:
+        for sub, suffix in (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")):
+            assert (tmp_path / "parallel" / sub / f"{image_id}{suffix}").read_bytes() == \
+                (tmp_path / "serial" / sub / f"{image_id}{suffix}").read_bytes()
+    for name in ("ImageSets/Segmentation/train.txt", "ImageSets/Segmentation/val.txt", "dataset.json"):
+        assert (tmp_path / "parallel" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()

@@ -20,7 +20,7 @@ from segcli.metrics import ConfusionMatrix
 
 pytestmark = pytest.mark.slow
 
-HELD_OUT_SEED = 2   # training/train_shipped.sh: held-out test draw
+HELD_OUT_SEED = 2   # training/scripts/train_shipped.sh: held-out test draw
 SCENES = 120        # a subset of the 300 the manifest figure was measured on
 TOLERANCE = 0.06    # mIoU of 120 scenes against 300: spread measured at <= 0.024 (the first 40 alone: up to 0.062)
 # Undertrained on 2 CPU cores (README, "Shipped checkpoints"): at or barely above an all-background

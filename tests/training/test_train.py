@@ -62,8 +62,10 @@ def test_loss_falls_and_checkpoint_carries_record(tiny_data, tmp_path):
 
 
 def test_resume_continues_exactly(tiny_data, tmp_path, monkeypatch):
+    import segcli.training.state as state_module
+
     saved = {}
-    original_save = training.save_training_checkpoint
+    original_save = state_module.save_training_checkpoint
 
     def keep_iteration_4(path, state):
         original_save(path, state)
@@ -71,7 +73,7 @@ def test_resume_continues_exactly(tiny_data, tmp_path, monkeypatch):
             original_save(tmp_path / "at4.state.pt", state)
             saved["done"] = True
 
-    monkeypatch.setattr(training, "save_training_checkpoint", keep_iteration_4)
+    monkeypatch.setattr(state_module, "save_training_checkpoint", keep_iteration_4)
     full = train(config(tiny_data, tmp_path, iters=8, save_every=4, out=str(tmp_path / "full.safetensors")),
                  model_factory=TinySegmenter)
     assert saved
@@ -85,13 +87,11 @@ def test_resume_continues_exactly(tiny_data, tmp_path, monkeypatch):
         torch.testing.assert_close(resumed_state[key], value, rtol=1e-4, atol=1e-5)
 
 
-def test_resume_refuses_other_model_or_finished_state(tiny_data, tmp_path):
+def test_resume_refuses_another_model(tiny_data, tmp_path):
     first = train(config(tiny_data, tmp_path, iters=2), model_factory=TinySegmenter)
-    with pytest.raises(CheckpointError, match="already at iteration 2"):
-        train(config(tiny_data, tmp_path, iters=2, resume=str(first.state_file)), model_factory=TinySegmenter)
     with pytest.raises(CheckpointError, match="not deeplabv2"):
-        train(config(tiny_data, tmp_path, model="deeplabv2", iters=4, resume=str(first.state_file)),
-              model_factory=TinySegmenter)
+        train(config(tiny_data, tmp_path, model="deeplabv2", iters=4, resume=str(first.state_file),
+                     out=str(tmp_path / "other.safetensors")), model_factory=TinySegmenter)
 
 
 def test_cli_train_records_model_kwargs(tiny_data, tmp_path):
@@ -194,3 +194,28 @@ def test_training_auto_precision_is_fp32_on_the_cpu_and_bf16_stays_available():
     assert training.training_plan("cpu", "fp32").precision == "fp32"
     # inference keeps its own auto (bf16 where the CPU has it)
     assert plan_execution("cpu", "auto").precision in ("bf16", "fp32")
+
+
+def test_start_message_never_prints_an_empty_options_dict(tiny_data, tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    log = StringIO()
+    train(config(tiny_data, tmp_path, iters=1), model_factory=TinySegmenter, console=Console(file=log, width=300))
+    assert "training deeplabv1 on 8 images, 1 iterations" in log.getvalue()
+    assert "{}" not in log.getvalue()
+
+
+def test_weights_of_another_layout_copy_the_leading_tensors_both_share_in_order():
+    """FCN's conv1_1 ... against DeepLab v1's features.N: no shared name, the same backbone first."""
+    from segcli.training.starting import copy_matching_weights
+
+    torch.manual_seed(0)
+    source = nn.ModuleDict({"conv1_1": nn.Conv2d(3, 4, 3), "conv1_2": nn.Conv2d(4, 4, 3), "fc6": nn.Conv2d(4, 16, 7)})
+    target = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Conv2d(4, 8, 3))
+    kept = copy_matching_weights(target, source, "source.safetensors")
+    assert torch.equal(target[0].weight, source["conv1_1"].weight) and torch.equal(target[2].bias, source["conv1_2"].bias)
+    assert kept == ["3.bias", "3.weight"]  # the first layer that differs and everything after it start fresh
+    with pytest.raises(CheckpointError, match="no tensor fits"):
+        copy_matching_weights(nn.Sequential(nn.Conv2d(1, 2, 1)), source, "source.safetensors")

@@ -4,18 +4,21 @@
 #   training data : `segcli data synth --seed 1 --n 2000` (1600 train + 400 val scenes, 128x128)
 #   held-out test : `segcli data synth --seed 2 --n 300 --val-fraction 1.0` (never seen in training)
 #
-# Usage: training/train_shipped.sh [MODEL ...]   (default: all shipped models, two at a time)
-# Each run logs to training/logs/<model>.log; evaluation JSON goes to training/logs/<model>.eval.json.
+# Usage: training/scripts/train_shipped.sh [MODEL ...]   (default: all shipped models, two at a time)
+# Each run logs to training/logs/<model>.log; evaluation JSON goes to training/results/<checkpoint>.eval.json
+# (then `python training/scripts/register_shipped.py` records them in the manifest and the README table).
+# On a GPU, training/gpu_session.sh continues from these weights.
 # Batch 8, random 96x96 crops of 128x128 scenes, one thread per run, two lanes. Safe to re-run after an
 # interruption: a run resumes from its last state file. Weights already in weights/ that this script did
 # not train here (a fresh clone's shipped ones) are only evaluated: delete them to retrain.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 DATA=${DATA:-/tmp/segcli-synth-train-s1}
 TEST=${TEST:-/tmp/segcli-synth-test-s2}
 LOGS=training/logs
-mkdir -p "$LOGS" weights
+RESULTS=training/results
+mkdir -p "$LOGS" "$RESULTS" weights
 
 [ -f "$DATA/dataset.json" ] || python -m segcli data synth --out "$DATA" --n 2000 --seed 1 --size 128x128 --val-fraction 0.2
 [ -f "$TEST/dataset.json" ] || python -m segcli data synth --out "$TEST" --n 300 --seed 2 --size 128x128 --val-fraction 1.0
@@ -65,7 +68,7 @@ train_one() {
       [ -f "$state" ] && resume=(--resume "$state")
       # one thread each: two runs share the 2 cores
       OMP_NUM_THREADS=${THREADS:-1} python -m segcli train --model "$model" --data "$DATA" \
-        --out "weights/$stem.safetensors" --state "$state" "${resume[@]}" \
+        --out "weights/$stem.safetensors" --overwrite --state "$state" "${resume[@]}" \
         --iters "${ITERS[$model]}" --batch 8 --crop 96x96 --lr 2e-3 --optimizer adamw --scale-range 0.75,1.5 \
         --seed 0 --device cpu --precision ${PREC[$model]} --save-every 200 ${KWARGS[$model]}
       cp "weights/$stem.safetensors" "training/state/$stem-stage1.safetensors"
@@ -83,14 +86,14 @@ train_one() {
       resume=(--weights "$init")
       [ -f "training/state/$stem-stage$number.state.pt" ] && resume=(--resume "training/state/$stem-stage$number.state.pt")
       OMP_NUM_THREADS=$threads python -m segcli train --model "$model" --data "$DATA" "${resume[@]}" \
-        --out "weights/$stem.safetensors" --state "training/state/$stem-stage$number.state.pt" --iters "$iters" \
+        --out "weights/$stem.safetensors" --overwrite --state "training/state/$stem-stage$number.state.pt" --iters "$iters" \
         --batch 8 --crop 96x96 --lr "$lr" --optimizer adamw --scale-range 0.75,1.5 --seed "$seed" --device cpu \
         --precision ${PREC[$model]} --save-every 500 ${KWARGS[$model]}
       touch "training/state/$stem-stage$number.done"
     done
   fi
   python -m segcli evaluate --model "$model" --weights "weights/$stem.safetensors" --data "$TEST" \
-      --split val --device cpu --precision fp32 --json "$LOGS/$model.eval.json"
+      --split val --device cpu --precision fp32 --json "$RESULTS/$stem.eval.json"
 }
 
 # Two lanes, one per core: the long deeplabv3p run alone, the others one after another.
