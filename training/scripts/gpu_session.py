@@ -50,7 +50,7 @@ class Lane:
 # Fine-tuning lanes start at a lower rate with a warm-up (a fresh optimizer on trained weights).
 # Small models on 128-pixel scenes are launch-bound on a GPU: bigger batches do more per launch.
 LANES: tuple[Lane, ...] = (
-    Lane("deeplabv3p", "deeplabv3p", "deeplabv3p-mobilenet-synth", init="deeplabv3p-mobilenet-synth",
+    Lane("deeplabv3p", "deeplabv3p", "deeplabv3p-mobilenet-synth", init=os.environ.get("DEEPLABV3P_INIT", "deeplabv3p-mobilenet-synth"),
          lr=1e-3, warmup=200, batch=64),
     Lane("deeplabv1", "deeplabv1", "deeplabv1-synth", kwargs={"width": 0.25}, lr=1e-3, warmup=100),
     Lane("deeplabv2", "deeplabv2", "deeplabv2-synth", kwargs={"width": 0.25, "depth": 50}, lr=2e-3, warmup=100),

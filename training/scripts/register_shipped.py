@@ -62,7 +62,9 @@ def training_notes(stem: str, model: str, extra: dict, session: dict | None) -> 
                 "shared with another run)")
     lane = session.get("lane", {})
     start = lane.get("init")
-    if start == stem:
+    if session.get("history"):  # written by hand where a lane started from an earlier session's output
+        history = session["history"]
+    elif start == stem:
         history = f"{CPU_HISTORY.get(stem, 'CPU training')}, then "
     elif start:
         history = f"the tensors it shares with {start} copied from it, then "
@@ -72,7 +74,8 @@ def training_notes(stem: str, model: str, extra: dict, session: dict | None) -> 
     return (f"trained by segcli itself: {history}{extra.get('iterations')} iterations on {session.get('gpu')} "
             f"(training/gpu_session.sh, lane {lane.get('name')}: batch {extra.get('batch_size')}, {crop} crops, "
             f"lr {extra.get('lr')} with {extra.get('warmup_iters')} warm-up iterations, {extra.get('optimizer')}, "
-            f"{extra.get('precision')}, {extra.get('train_seconds')} s of training beside the session's other lanes)")
+            f"{extra.get('precision')}, {extra.get('train_seconds')} s of training "
+            f"{'beside the session' + chr(39) + 's other lanes' if session.get('shared_gpu', True) else 'alone on the GPU'})")
 
 
 def shipped_record(root: Path, stem: str, model: str):
