@@ -237,6 +237,9 @@ def load_checkpoint_model(resolved: "ResolvedCheckpoint", notes: list[str] | Non
     """
     from segcli.models import build_model
 
+    if resolved.path.suffix.lower() == ".onnx":  # an exported graph: onnxruntime behind an nn.Module
+        from segcli.export.runtime import OnnxRuntimeModel
+        return OnnxRuntimeModel(resolved.path)
     record = resolved.record
     model = build_model(record.model, record.num_classes, **record.kwargs)
     adaptation = load_checkpoint(model, resolved.path, record.layout, model_name=record.model)
