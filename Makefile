@@ -6,7 +6,7 @@ DEMO_OUT ?= demo-out
 
 install:  ## segcli, torch/torchvision (from PyPI if missing) and the test dependencies, editable
 	@$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q torch torchvision
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,export]"
 
 install-crf:  ## the dense CRF: pydensecrf2 builds the `pydensecrf` module from source (~35 s)
 	@$(PYTHON) -c "import pydensecrf.densecrf" 2>/dev/null || $(PIP) install -q pydensecrf2

@@ -95,6 +95,8 @@ def _export_dynamo(graph: torch.nn.Module, example: torch.Tensor, path: Path, dy
     from torch.export import Dim
 
     shapes = ({0: Dim.DYNAMIC, 1: Dim.DYNAMIC, 2: Dim.DYNAMIC},) if dynamic else None
+    if dynamic:  # torch.export fixes any dimension that is 1 in the example (a batch-1 graph failed at batch 2)
+        example = example.expand(2, -1, -1, -1).contiguous()
     program = torch.onnx.export(graph, (example,), dynamo=True, dynamic_shapes=shapes, verbose=False,
                                 external_data=False, **names)
     program.save(str(path))
