@@ -119,21 +119,22 @@ def measure(record, size: tuple[int, int], rounds: int, with_openvino: bool, fol
         "median_ms": medians,
         "ratio_vs_default": {name: medians[DEFAULT] / value for name, value in medians.items()},
         "agreement_vs_fp32": agreements(engines, images),
-        "openvino_precision": getattr(engines.get("openvino"), "model", None) and engines["openvino"].model.precision,
+        "openvino_precision": engines["openvino"].model.precision if "openvino" in engines else None,
     }
 
 
 def markdown(results: list[dict], header: str) -> str:
     names = list(results[0]["median_ms"])
-    lines = [header, "", "| checkpoint | " + " | ".join(f"{name} ms" for name in names) + " | fastest | "
-             "onnxruntime vs bf16 cl | onnxruntime labels = fp32 |", "|---" * (len(names) + 4) + "|"]
+    others = [name for name in ("onnxruntime", "openvino") if name in names]
+    columns = [f"{name} ms" for name in names] + ["fastest"] + [
+        f"{name} {label}" for name in others for label in ("vs bf16 cl", "labels = fp32")]
+    lines = [header, "", "| checkpoint | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row in results:
         medians = row["median_ms"]
-        fastest = min(medians, key=medians.get)
-        agreement = row["agreement_vs_fp32"]
-        lines.append(f"| {row['checkpoint']} | " + " | ".join(f"{medians[name]:.1f}" for name in names)
-                     + f" | {fastest} | {row['ratio_vs_default']['onnxruntime']:.2f}x "
-                       f"| {agreement['onnxruntime']:.4%} |")
+        cells = [f"{medians[name]:.1f}" for name in names] + [min(medians, key=medians.get)]
+        for name in others:
+            cells += [f"{row['ratio_vs_default'][name]:.2f}x", f"{row['agreement_vs_fp32'][name]:.2%}"]
+        lines.append(f"| {row['checkpoint']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--checkpoints", default="", help="comma-separated names (default: every shipped one)")
     parser.add_argument("--no-openvino", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: torch's)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
@@ -151,6 +153,8 @@ def main() -> None:
         with_openvino = not args.no_openvino
     except ImportError:
         with_openvino = False
+    if args.threads:
+        torch.set_num_threads(args.threads)  # OnnxRuntimeModel takes torch's thread count
     records = shipped_records()
     if args.checkpoints:
         records = [record for record in records if record.name in args.checkpoints.split(",")]
@@ -162,11 +166,15 @@ def main() -> None:
             results.append(measure(record, size, args.rounds, with_openvino, Path(folder)))
     import onnxruntime
 
+    import os
+
     environment = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                   "threads": torch.get_num_threads(), "command": " ".join(["python", *sys.argv])}
+                   "threads": torch.get_num_threads(), "command": " ".join(["python", *sys.argv]),
+                   "load_average_after": os.getloadavg(), "cpu_count": os.cpu_count()}
     header = (f"`{environment['command']}`: {args.size}x{args.size}, batch 1, {args.rounds} interleaved rounds, "
               f"medians, {environment['threads']} threads, torch {environment['torch']}, "
-              f"onnxruntime {environment['onnxruntime']}")
+              f"onnxruntime {environment['onnxruntime']}, load average after the run "
+              f"{environment['load_average_after'][1]:.1f} on {environment['cpu_count']} cores")
     table = markdown(results, header)
     print(table)
     if args.json:

@@ -78,6 +78,9 @@ def export(model, weights, fmt, out, size, dynamic, opset, exporter, verify, ove
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     resolved = resolve_checkpoint(model, weights, allow_download=download)
+    if resolved.path.suffix.lower() == ".onnx":
+        raise click.BadParameter(f"{resolved.path.name} is already an exported graph: export from the checkpoint "
+                                 f"it was made from ({resolved.record.name})", param_hint="--weights")
     console.print(f"[bold]{resolved.record.model}[/] {resolved.describe()}", highlight=False)
     settings = ExportSettings(format=fmt, size=size, dynamic=dynamic, opset=opset or DEFAULT_OPSET,
                               exporter=exporter or "torchscript", verify=verify, overwrite=overwrite)

@@ -95,10 +95,10 @@ def export_model(model: nn.Module, record: CheckpointRecord, out: str | os.PathL
 def _check_request(record: CheckpointRecord, out: Path, settings: ExportSettings) -> None:
     if settings.format not in FORMATS:
         raise ExportError(f"unknown format {settings.format!r}: use one of {', '.join(FORMATS)}")
-    if out.exists() and not settings.overwrite:
-        raise OutputError(f"{out} exists; pass --overwrite to replace it")
     if out.is_dir():
         raise OutputError(f"{out} is a folder; give a file name, e.g. {out / (record.model + '.onnx')}")
+    if out.exists() and not settings.overwrite:
+        raise OutputError(f"{out} exists; pass --overwrite to replace it")
     if settings.format == "onnx":
         require_onnx()
         check_opset(settings.opset, settings.exporter, bool(record.preprocessing.resize_shorter))

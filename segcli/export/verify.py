@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from segcli.checkpoints.record import CheckpointRecord
+from segcli.errors import SegcliError
 
 MIN_LABEL_AGREEMENT = 0.995  # the fraction of pixels whose label must equal segcli's
 # Logits may differ by float rounding (kernels, fused ops), scaled by the logits' size; a graph that
@@ -143,7 +144,11 @@ def onnx_runner(path: str) -> tuple[GraphRunner, str]:
     """onnxruntime (CPU provider) over the file, and a description of it."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own error types: the exported graph does not load
+        raise SegcliError(f"onnxruntime cannot load the exported graph: {str(exc).strip().splitlines()[0][:300]}") \
+            from None
     return (lambda images: tuple(session.run(["labels", "logits"], {"image": images}))), \
         f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
 

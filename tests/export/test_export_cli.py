@@ -147,3 +147,9 @@ def test_without_onnx_installed_the_error_says_what_to_install(tiny_checkpoint, 
     assert result.exit_code == 1
     assert 'ONNX export needs onnx and onnxruntime: pip install "segcli[export]"' in result.stderr
     assert not (tmp_path / "a.onnx").exists()
+
+
+def test_an_exported_graph_is_not_exported_again(exported, tmp_path):
+    result = run_export("--model", "lraspp", "--weights", str(exported["dynamic"]), "--out", str(tmp_path / "b.onnx"))
+    assert result.exit_code == 2
+    assert "tiny-dynamic.onnx is already an exported graph: export from the checkpoint it was made from" in result.stderr
