@@ -52,7 +52,8 @@ class OpenVinoModel(torch.nn.Module):
         super().__init__()
         import openvino
 
-        self.compiled = openvino.Core().compile_model(str(path), "CPU")
+        threads = {"INFERENCE_NUM_THREADS": torch.get_num_threads()}  # as many as torch and onnxruntime get
+        self.compiled = openvino.Core().compile_model(str(path), "CPU", threads)
         self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
