@@ -25,7 +25,6 @@ from segcli.export.onnx_format import DEFAULT_OPSET, check_opset, require_onnx
 from segcli.export.verify import VerificationReport, check_shapes, reference_name, run_checks, scenes
 
 FORMATS = ("onnx", "torchscript")
-SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
 DEFAULT_SIZE = (512, 512)
 
 
