@@ -35,6 +35,8 @@ def graph_metadata(record: CheckpointRecord, input_shape: list[int | str], expor
         "dataset": record.dataset,
         "preprocessing": json.dumps(record.preprocessing.to_dict()),  # applied inside the graph
         "model_kwargs": json.dumps(record.kwargs),
+        # test-time input scales max-fused inside the graph (DeepLab v2's MSC), where records have them
+        "input_scales": json.dumps(list(getattr(record, "input_scales", (1.0,)))),
         "input": json.dumps({"name": "image", "dtype": "uint8", "layout": "NHWC", "channels": "RGB",
                              "shape": input_shape}),
         "outputs": json.dumps({"labels": "int64 [N, H, W] class indices at the input size",

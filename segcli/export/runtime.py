@@ -7,6 +7,7 @@ the CRF and every output work unchanged. Its record has identity preprocessing: 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,13 +18,13 @@ from torch import nn
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.errors import CheckpointError, SegcliError
 from segcli.export.metadata import record_from_metadata
+from segcli.export.onnx_format import read_onnx_metadata, require_onnx
 
 ONNX_SUFFIX = ".onnx"
 
 
 def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> CheckpointRecord:
     """The record of an exported graph (classes, colours, model); `model`, when given, must match it."""
-    from segcli.export.onnx_format import read_onnx_metadata, require_onnx
     from segcli.models import canonical_name
 
     path = Path(weights).expanduser()
@@ -54,6 +55,8 @@ class OnnxRuntimeModel(nn.Module):
             raise CheckpointError(f"onnxruntime cannot load {Path(path).name}: {str(exc).splitlines()[0][:300]}") \
                 from None
         self.path = Path(path)
+        scales = json.loads(read_onnx_metadata(self.path).get("input_scales", "[1.0]"))
+        self.input_scales = tuple(float(scale) for scale in scales)  # fused inside the graph; shown by predict
         shape = self.session.get_inputs()[0].shape  # ints where the graph is static, names where dynamic
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.fixed_size = tuple(shape[1:3]) if all(isinstance(side, int) for side in shape[1:3]) else None

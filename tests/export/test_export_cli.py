@@ -153,3 +153,13 @@ def test_an_exported_graph_is_not_exported_again(exported, tmp_path):
     result = run_export("--model", "lraspp", "--weights", str(exported["dynamic"]), "--out", str(tmp_path / "b.onnx"))
     assert result.exit_code == 2
     assert "tiny-dynamic.onnx is already an exported graph: export from the checkpoint it was made from" in result.stderr
+
+
+def test_the_graph_says_which_input_scales_it_fuses(exported):
+    import onnx
+
+    from segcli.export.runtime import OnnxRuntimeModel
+
+    metadata = {prop.key: prop.value for prop in onnx.load(str(exported["static"])).metadata_props}
+    assert json.loads(metadata["input_scales"]) == [1.0]
+    assert OnnxRuntimeModel(exported["static"]).input_scales == (1.0,)
