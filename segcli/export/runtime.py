@@ -20,8 +20,6 @@ from segcli.errors import CheckpointError, SegcliError
 from segcli.export.metadata import record_from_metadata
 from segcli.export.onnx_format import read_onnx_metadata, require_onnx
 
-ONNX_SUFFIX = ".onnx"
-
 
 def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> CheckpointRecord:
     """The record of an exported graph (classes, colours, model); `model`, when given, must match it."""
