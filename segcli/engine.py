@@ -163,8 +163,10 @@ class SegmentationEngine:
         from segcli.checkpoints.resolve import resolve_checkpoint
 
         resolved = resolve_checkpoint(model, weights, allow_download=allow_download)
-        plan = plan_execution(device, precision, channels_last)
         network = load_checkpoint_model(resolved)
+        # an exported graph runs where and how its runtime does (segcli.export.runtime: cpu, fp32)
+        device, precision = getattr(network, "fixed_execution", (device, precision))
+        plan = plan_execution(device, precision, channels_last)
         engine = cls(network, resolved.record, plan, source=resolved.describe())
         engine.checkpoint = resolved
         if engine.checkpoint_warning:  # the CLI prints it as `Warning: ...` (segcli.cli.main)

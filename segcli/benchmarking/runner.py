@@ -45,6 +45,7 @@ class BenchmarkSettings:
     baseline: bool = True
     data_dir: Path | None = None     # VOC-format folder for mIoU / pixel accuracy
     split: str = "val"
+    onnxruntime: bool = False        # also export each model to ONNX and time it in onnxruntime (CPU)
 
     def runs_for(self, device: torch.device) -> tuple[int, int, int]:
         default_warmup, default_iters = DEFAULT_RUNS["cpu" if device.type == "cpu" else "accelerator"]
@@ -179,6 +180,14 @@ def run_benchmark(
                 report.rows.append(row)
                 if on_row:
                     on_row(row)
+            if settings.onnxruntime:  # segcli.benchmarking.onnxruntime_row
+                from segcli.benchmarking.onnxruntime_row import onnxruntime_row
+
+                row = onnxruntime_row(runner)
+                row.ratio_vs_baseline = baseline.mean_ms / row.mean_ms if baseline is not None else None
+                report.rows.append(row)
+                if on_row:
+                    on_row(row)
         del subject
     return report
 
@@ -201,6 +210,7 @@ def _settings_dict(settings: BenchmarkSettings, warmup: int, iters: int, e2e_ite
         "warmup": warmup, "iters": iters, "e2e_iters": e2e_iters,
         "end_to_end": settings.end_to_end, "baseline": settings.baseline,
         "data_dir": None if settings.data_dir is None else str(settings.data_dir), "split": settings.split,
+        "onnxruntime": settings.onnxruntime,
     }
 
 

@@ -285,6 +285,9 @@ def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None 
     from segcli.models import build_model
     from segcli.models.base import set_input_scales
 
+    if resolved.path.suffix.lower() == ".onnx":  # an exported graph: onnxruntime behind an nn.Module
+        from segcli.export.runtime import OnnxRuntimeModel
+        return OnnxRuntimeModel(resolved.path)
     record = resolved.record
     try:
         model = build_model(record.model, record.num_classes, **record.kwargs)

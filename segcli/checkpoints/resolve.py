@@ -218,6 +218,9 @@ def resolve_checkpoint(model: str | None, weights: str | None = None, *, allow_d
 
     `model=None` takes the model from the named record.
     """
+    if weights is not None and weights.lower().endswith(".onnx"):  # a graph from `segcli export`, run by onnxruntime
+        from segcli.export.runtime import onnx_graph_record
+        return ResolvedCheckpoint(onnx_graph_record(model, weights), Path(weights).expanduser(), SOURCE_PATH)
     if weights is not None and _looks_like_path(weights):
         path = Path(weights).expanduser()
         if not path.is_file():

@@ -94,6 +94,9 @@ def _invocation() -> str | None:
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="VOC-format folder: adds mIoU and pixel accuracy (evaluated at the images' own size).")
 @click.option("--split", default="val", show_default=True, help="Split of --data to evaluate.")
+@click.option("--onnxruntime", is_flag=True,
+              help="Also export each model to ONNX (verified) and time it in onnxruntime's CPU provider, "
+                   "as `predict --weights FILE.onnx` runs it (needs segcli[export]).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the full report (machine, settings, rows) as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -104,7 +107,8 @@ def _invocation() -> str | None:
               help="Write a PNG: latency vs size, or mIoU vs speed with --data (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the table.")
 def benchmark(models, sizes, batch, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
-              data_dir, split, json_path, csv_path, markdown_path, plot_path, quiet, **crf_kwargs) -> None:
+              data_dir, split, onnxruntime, json_path, csv_path, markdown_path, plot_path, quiet,
+              **crf_kwargs) -> None:
     """Measure how fast each model runs here, at which size and precision, with how much memory,
     and (with --data) how accurately.
 
@@ -120,6 +124,10 @@ def benchmark(models, sizes, batch, device, precisions, warmup, iters, e2e_iters
       segcli benchmark --models deeplabv3p --crf --json bench.json --plot bench.png
     """
     crf = crf_params_from_options(crf_kwargs)
+    if onnxruntime:
+        from segcli.export.onnx_format import require_onnx
+
+        require_onnx()
 
     from rich.console import Console
 
@@ -132,6 +140,7 @@ def benchmark(models, sizes, batch, device, precisions, warmup, iters, e2e_iters
     settings = BenchmarkSettings(
         sizes=sizes, batch=batch, device=device, precisions=precisions, crf=crf, warmup=warmup, iters=iters,
         e2e_iters=e2e_iters, end_to_end=end_to_end, baseline=baseline, data_dir=data_dir, split=split,
+        onnxruntime=onnxruntime,
     )
 
     def on_row(row) -> None:

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("train", "train", "Train or fine-tune a zoo model on a VOC-format folder."),
     "evaluate": ("evaluate", "evaluate", "Measure mIoU and pixel accuracy on a labelled folder."),
     "benchmark": ("benchmark", "benchmark", "Speed, memory, FLOPs and accuracy of models side by side."),
+    "export": ("export", "export", "Export a checkpoint as verified ONNX or TorchScript."),
     "compare-upsampling": ("compare_upsampling", "compare_upsampling", "Compare upsampling methods on your images."),
 }
 

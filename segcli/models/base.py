@@ -14,7 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from segcli.errors import SegcliError
 from segcli.models import check_input_scales
+
 
 def upsample_logits(logits: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
     """Bilinear upsampling of logits to ``size`` (align_corners=False unless a model's port says otherwise)."""
@@ -73,6 +75,11 @@ class SegmentationModel(nn.Module):
 
 def set_input_scales(model: nn.Module, scales: Iterable[float]) -> None:
     """Run ``model`` at these input scales, max-fused; ``(1.0,)`` is one plain forward pass."""
+    scales = check_input_scales(scales)
     if not isinstance(model, SegmentationModel):
-        raise TypeError(f"{type(model).__name__} is not a zoo model; it has no input_scales")
-    model.input_scales = check_input_scales(scales)
+        # a fixed network (an exported graph): its scales are baked in, so only what it already does is possible
+        if tuple(getattr(model, "input_scales", (1.0,))) == scales:
+            return
+        raise SegcliError(f"this network runs at input scales {list(getattr(model, 'input_scales', (1.0,)))} fixed "
+                          f"inside it; export the checkpoint again with the scales you want")
+    model.input_scales = scales

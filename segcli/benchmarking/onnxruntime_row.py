@@ -1,0 +1,49 @@
+"""`segcli benchmark --onnxruntime`: the same subject exported to ONNX and run by onnxruntime, as one more row.
+
+The graph is exported at the row's size (static; dynamic when the batch is above 1), verified, and run
+behind the engine exactly as `predict --weights FILE.onnx` runs it: model-only time is the graph
+(normalisation, model, argmax) on the batch; end-to-end time adds decode, upsample and encode.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from segcli.benchmarking.measure import PeakMemory, time_calls
+from segcli.device import plan_execution
+
+if TYPE_CHECKING:
+    from segcli.benchmarking.runner import BenchmarkRow, _SizeRun
+
+PRECISION_LABEL = "onnxruntime fp32"  # the table's precision column: which runtime, in which precision
+
+
+def onnxruntime_row(run: "_SizeRun") -> "BenchmarkRow":
+    """Measure `run`'s subject through onnxruntime at `run`'s size and batch."""
+    from segcli.engine import SegmentationEngine, preprocess
+    from segcli.export.exporter import ExportSettings, export_model
+    from segcli.export.metadata import IDENTITY_PREPROCESSING, record_from_metadata
+    from segcli.export.onnx_format import read_onnx_metadata
+    from segcli.export.runtime import OnnxRuntimeModel
+    from segcli.export.verify import scenes
+
+    plan = plan_execution("cpu", "fp32", channels_last=False)
+    with tempfile.TemporaryDirectory(prefix="segcli-benchmark-") as folder:
+        path = Path(folder) / f"{run.subject.name}.onnx"
+        settings = ExportSettings(size=(run.height, run.width), dynamic=run.settings.batch > 1)
+        export_model(run.subject.model, run.record, path, settings)
+        engine = SegmentationEngine(OnnxRuntimeModel(path), record_from_metadata(read_onnx_metadata(path), path),
+                                    plan, source=f"{run.subject.source} exported to ONNX")
+        images = scenes(run.settings.batch, run.height, run.width, first_index=0)
+        batch = torch.cat([preprocess(image, IDENTITY_PREPROCESSING) for image in images])
+        with PeakMemory(plan.device) as memory:
+            samples = time_calls(lambda: engine.forward(batch), run.warmup, run.iters, plan.synchronize)
+        row = run._row("onnxruntime", plan, samples, memory)
+        row.precision = PRECISION_LABEL
+        if run.settings.end_to_end:
+            run._measure_end_to_end(engine, row)
+    return row
