@@ -36,10 +36,13 @@ EARLIER_STAGES = {
                                    "(lr 5e-4, seed 5), then "),
     "deeplabv3-mobilenet-synth": "1500 iterations from scratch (lr 2e-3, seed 0), then ",
     "fcn8s-synth": "1500 iterations from scratch (lr 2e-3, seed 0), then ",
-    "fcn32s-synth": ("1500 iterations from scratch stayed at all-background; started again from fcn8s-synth's first "
-                     "1500 iterations (backbone and classifier copied), then "),
+    "fcn32s-synth": ("runs from scratch and from all of fcn8s-synth, on the CPU and on an H200, stayed at the "
+                     "all-background answer (dead ReLUs in conv5_3 and fc6); started from fcn8s-synth's conv1_1..conv5_2 "
+                     "(training/scripts/fcn32s_init.py) at lr 3e-4 with 100 warm-up iterations, "),
     "lraspp-mobilenet-synth": "backbone from deeplabv3-mobilenet-synth (same MobileNetV3-Large, same data), then ",
 }
+# the script that made a CPU-trained checkpoint, where it is not train_shipped.sh
+SCRIPTS = {"fcn32s-synth": "training/scripts/train_fcn32s.sh"}
 # what the CPU had done to a checkpoint that a GPU session then fine-tuned
 CPU_HISTORY = {
     "deeplabv3p-mobilenet-synth": "32,500 iterations in seven stages on a 2-core CPU (batch 8, 96x96 crops)",
@@ -56,7 +59,8 @@ TABLE_END = "<!-- end of shipped-checkpoints table -->"
 def training_notes(stem: str, model: str, extra: dict, session: dict | None) -> str:
     """Where the weights came from, in one sentence or two (the manifest's `notes`)."""
     if session is None:
-        return (f"trained by segcli itself: training/scripts/train_shipped.sh {model} ({EARLIER_STAGES.get(stem, '')}"
+        script = SCRIPTS.get(stem, f"training/scripts/train_shipped.sh {model}")
+        return (f"trained by segcli itself: {script} ({EARLIER_STAGES.get(stem, '')}"
                 f"{extra.get('iterations')} iterations, batch {extra.get('batch_size')}, {extra.get('optimizer')}, "
                 f"{extra.get('precision')}; the last stage took {extra.get('train_seconds')} s on a 2-core CPU "
                 "shared with another run)")
