@@ -143,7 +143,7 @@ class _Walker:
                 if not entry.name.startswith(".") and not _is_folder(entry):
                     own_outputs += self._add_file(Path(entry.path), base, entry)
             if own_outputs:
-                self.scan.skipped.append(f"{printable(current)}: {own_outputs} images segcli wrote (not inputs)")
+                self.scan.skipped.append(f"{own_outputs} outputs of an earlier segcli run in {printable(current)}")
             # real sub-folders before links to folders: an image reached both ways is named after its real place
             subfolders = sorted((Path(entry.path) for entry in entries if not entry.name.startswith(".")
                                  and _is_folder(entry)), key=lambda path: (path.is_symlink(), path.name))

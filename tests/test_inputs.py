@@ -107,10 +107,10 @@ def test_the_out_folder_and_segcli_pngs_are_not_inputs(tmp_path):
     save(Image.new("RGB", (2, 2)), root / "current-out" / "y.png")
     scan = scan_inputs([root], exclude=[root / "current-out"])
     assert [s.relative for s in scan.sources] == TREE
-    assert scan.skipped == [f"{earlier}: 2 images segcli wrote (not inputs)"]
+    assert scan.skipped == [f"2 outputs of an earlier segcli run in {earlier}"]
     # a segcli PNG named explicitly is taken (the user asked for it)
     assert find_images([earlier / "b.png"]) == [ImageSource(earlier / "b.png", Path("b.png"))]
-    with pytest.raises(InputImageError, match=r"no images in folder .*segcli-out .*; skipped .*2 images segcli wrote"):
+    with pytest.raises(InputImageError, match=r"no images in folder .*segcli-out .*; skipped 2 outputs of an earlier segcli run"):
         find_images([earlier])
 
 
