@@ -45,10 +45,11 @@ from segcli.cli.options import (
               help="Fraction of a tile shared with its neighbour (blended, no seams).")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: scales 0.75/1/1.25 + horizontal flip, averaged.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Same-size images per forward pass [default: auto, 1 on a CPU, 4 on a GPU].")
+              help="Same-size images per forward pass [default: auto: 1 on a CPU, 4 on a GPU].")
 @click.option("--io-workers", type=click.IntRange(min=0), default=None,
-              help="Threads decoding ahead and writing behind the model (0: one image at a time) "
-                   "[default: auto, 0 on CPUs of up to 4 cores].")
+              help="Threads decoding ahead and writing behind the model (0: none) [default: auto: on a CPU two "
+                   "images side by side, each with half the cores; on a GPU 2]. Giving this or --batch-size runs "
+                   "one image stream with torch's threads as they are.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
 def predict(inputs, model, weights, out_dir, device, precision, alpha, save_probs, no_overlay, overwrite,
             skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, batch_size, io_workers, quiet,
@@ -117,9 +118,8 @@ def _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_wor
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=console, transient=True,
                         disable=console.quiet or total < 2)
-    automatic = Schedule.auto(engine.plan.device.type if engine is not None else "cpu")
-    schedule = Schedule(batch_size or automatic.batch_size,
-                        automatic.io_workers if io_workers is None else io_workers)
+    schedule = Schedule.auto(engine.plan.device.type if engine is not None else "cpu").with_choices(
+        batch_size, io_workers)
     with progress:
         task = progress.add_task("segmenting", total=total)
 

@@ -42,6 +42,11 @@ class StopRequests:
             signal.signal(number, handler)
         self._previous.clear()
 
+    def request(self, number: int = signal.SIGINT) -> None:
+        """Stop between images, as a signal would (a no-op when a stop was already asked for)."""
+        if self.signal is None:
+            self.signal = number
+
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.signal is not None:
             raise KeyboardInterrupt  # asked twice: stop now

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from segcli.outputs.folder import OutputFolder
 from segcli.outputs.kinds import KINDS, ImageResult, RunInfo
 from segcli.outputs.plan import OutputOptions, OutputPlan, PlannedImage
 from segcli.outputs.writer import write_image_outputs
 from segcli.pipeline.interrupts import StopRequests
-from segcli.pipeline.scheduler import Schedule, Scheduler
+from segcli.pipeline.scheduler import Schedule, Scheduler, run_lanes
 
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
@@ -31,7 +33,7 @@ class RunSummary:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     interrupted: bool = False
-    signal: int | None = None            # the signal that stopped the run (None: Ctrl-C as KeyboardInterrupt)
+    signal: int | None = None            # the signal that stopped the run (SIGINT for a KeyboardInterrupt)
     seconds: float = 0.0
     removed_temporaries: list[Path] = field(default_factory=list)  # stale ones left by a killed run
     stage_ms: dict[str, float] = field(default_factory=dict)        # summed over the written images
@@ -76,13 +78,15 @@ class FolderRun:
         self._max_pixels = max_pixels or DEFAULT_MAX_PIXELS
         self._run_info = RunInfo.from_engine(engine, crf, self.options.alpha)
         self._decode_ms: dict[Path, float] = {}
-        with OutputFolder(self.plan.out_dir) as folder, StopRequests() as stop:
+        self._stage_lock = threading.Lock()  # lanes add their stage times from several threads
+        schedule = schedule or Schedule.auto(engine.plan.device.type)
+        predict_options = {"crf": crf, "return_probabilities": self.options.save_probabilities}
+        with OutputFolder(self.plan.out_dir) as folder, StopRequests() as stop, _torch_threads(schedule.torch_threads):
             self._summary.removed_temporaries = folder.remove_stale_temporaries(self._planned_names())
-            scheduler = Scheduler(engine, self._load, self._write, self._report_item,
-                                  schedule or Schedule.auto(engine.plan.device.type), stop,
-                                  {"crf": crf, "return_probabilities": self.options.save_probabilities})
+            lanes = [Scheduler(engine, self._load, self._write, self._report_item, schedule, stop, predict_options)
+                     for _ in range(schedule.lanes)]
             try:
-                scheduler.run(self.work.todo)
+                run_lanes(lanes, self.work.todo)
             except KeyboardInterrupt:
                 self._summary.interrupted = True
             self._summary.interrupted |= stop.requested
@@ -125,8 +129,9 @@ class FolderRun:
         # recorded by the writing thread itself, right after the set landed: a Ctrl-C arriving in the
         # scheduler's thread in between cannot lose a complete set from the count
         self._summary.written.append(item.source.path)
-        for stage, milliseconds in {**timings, **written}.items():
-            self._summary.stage_ms[stage] = self._summary.stage_ms.get(stage, 0.0) + milliseconds
+        with self._stage_lock:
+            for stage, milliseconds in {**timings, **written}.items():
+                self._summary.stage_ms[stage] = self._summary.stage_ms.get(stage, 0.0) + milliseconds
 
     def _report_item(self, item: PlannedImage, status: str) -> None:
         if status.startswith("failed: "):
@@ -143,6 +148,22 @@ class FolderRun:
         return summary
 
 
+@contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `count` while the run lasts (None: left as they are)."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def segment_files(
     engine: "SegmentationEngine",
     sources: Sequence["ImageSource"],
@@ -154,6 +175,5 @@ def segment_files(
     io_workers: int | None = None,
 ) -> RunSummary:
     """Run the engine over files and write each image's outputs (see FolderRun); None: the automatic schedule."""
-    automatic = Schedule.auto(engine.plan.device.type)
-    schedule = Schedule(batch_size or automatic.batch_size, automatic.io_workers if io_workers is None else io_workers)
+    schedule = Schedule.auto(engine.plan.device.type).with_choices(batch_size, io_workers)
     return FolderRun(options, sources).execute(engine, crf, max_pixels, schedule, on_progress)

@@ -1,18 +1,22 @@
 """The folder schedule: decode ahead, predict batches of same-size images, write behind.
 
 One class runs every schedule. With `Schedule(batch_size=1, io_workers=0)` its executors run each
-task when it is submitted, so images go one at a time through this thread; with I/O workers,
-threads decode ahead and write behind (PIL and zlib release the GIL) while this thread runs the
-model. Both hold a bounded number of images in memory and write the same files.
+task when it is submitted, so images go one at a time through its thread; with I/O workers,
+threads decode ahead and write behind (PIL and zlib release the GIL) while its thread runs the
+model. `Schedule.lanes` > 1 runs that many Schedulers side by side over one queue of images, each
+with a share of torch's threads: on a CPU one image per core beats every core on one image, and
+one lane's decoding and writing fills the time another lane's model leaves. Every schedule holds
+a bounded number of images in memory and writes the same files.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from segcli.errors import SegcliError
 
@@ -25,29 +29,40 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Schedule:
-    """How many same-size images go through the model at once, and how many threads decode and write."""
+    """Images per forward pass, decode/write threads per lane, and lanes (images in flight side by side)."""
 
     batch_size: int = 1
     io_workers: int = 0
+    lanes: int = 1
+    torch_threads: int | None = None  # torch's intra-op threads while the run lasts (None: as they are)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.io_workers < 0:
-            raise SegcliError(f"batch size must be >= 1 and I/O workers >= 0, got {self.batch_size} "
-                              f"and {self.io_workers}")
+        if self.batch_size < 1 or self.io_workers < 0 or self.lanes < 1:
+            raise SegcliError(f"batch size and lanes must be >= 1 and I/O workers >= 0, got {self.batch_size}, "
+                              f"{self.lanes} and {self.io_workers}")
 
     @classmethod
     def auto(cls, device_type: str, cores: int | None = None) -> "Schedule":
-        """The schedule that measured fastest for a device (benchmarks/FOLDER_SPEED.md).
+        """The schedule that measured fastest for a device (benchmarks/folder_speed.md).
 
-        On a CPU, torch already keeps every core busy during the forward pass: a decode or
-        write thread only takes cores from it, and batches of several images are slower per
-        image than one at a time. So CPUs run one image at a time, I/O threads only where
-        cores are left over; accelerators batch and overlap decoding and writing with the model.
+        On a CPU, decode/write threads beside torch's own only take cores from it, and batches of
+        several images are slower per image than one at a time; two lanes of one image each, with
+        half of the cores' torch threads, keep both cores busy through the parts torch does not
+        parallelise (small layers, decoding, encoding). Accelerators batch, and overlap decoding
+        and writing with the model.
         """
         cores = cores or available_cores()
         if device_type == "cpu":
-            return cls(batch_size=1, io_workers=0 if cores <= 4 else 1)
+            lanes = 2 if cores >= 2 else 1
+            return cls(batch_size=1, io_workers=0, lanes=lanes, torch_threads=max(1, cores // lanes))
         return cls(batch_size=4, io_workers=2)
+
+    def with_choices(self, batch_size: int | None = None, io_workers: int | None = None) -> "Schedule":
+        """This schedule with a user's --batch-size/--io-workers (None: keep); either one means a single lane."""
+        if batch_size is None and io_workers is None:
+            return self
+        return Schedule(batch_size=batch_size or self.batch_size,
+                        io_workers=self.io_workers if io_workers is None else io_workers)
 
 
 def available_cores() -> int:
@@ -95,7 +110,7 @@ class Scheduler:
         self.readers: Executor = InlineExecutor()
         self.writers: Executor = InlineExecutor()
 
-    def run(self, todo: list["PlannedImage"]) -> None:
+    def run(self, todo: Iterable["PlannedImage"]) -> None:
         """Every image of `todo`, until done or stopped; Ctrl-C drops queued work, running writes finish."""
         workers = self.schedule.io_workers
         if workers:
@@ -173,3 +188,54 @@ class Scheduler:
                 self.report(item, f"failed: {exc}")
                 continue
             self.report(item, "ok")
+
+
+class SharedQueue:
+    """An iterator several lanes take items from, each item once."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items: Iterator[Any] = iter(items)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> "SharedQueue":
+        return self
+
+    def __next__(self) -> Any:
+        with self._lock:
+            return next(self._items)
+
+
+def run_lanes(lanes: list[Scheduler], todo: list["PlannedImage"]) -> None:
+    """Run the lanes side by side over one queue; the first lane runs in this thread (which gets the signals).
+
+    A second Ctrl-C (KeyboardInterrupt here) lets the other lanes finish the image they hold,
+    then goes up; an error in a lane goes up once every lane has stopped.
+    """
+    queue = SharedQueue(todo)
+    errors: list[BaseException] = []
+
+    def lane(scheduler: Scheduler) -> None:
+        try:
+            scheduler.run(queue)
+        except BaseException as exc:  # handed to the caller's thread below
+            scheduler.stop.request()
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lane, args=(scheduler,), name=f"segcli-lane-{index}", daemon=True)
+               for index, scheduler in enumerate(lanes[1:], start=1)]
+    for thread in threads:
+        thread.start()
+    try:
+        lanes[0].run(queue)
+    except BaseException:
+        lanes[0].stop.request()  # the other lanes stop after the image they hold
+        raise
+    finally:
+        for thread in threads:
+            while thread.is_alive():
+                try:
+                    thread.join()
+                except KeyboardInterrupt:
+                    lanes[0].stop.request()  # keep waiting: the lane finishes (or rolls back) its set
+    if errors:
+        raise errors[0]

@@ -48,14 +48,15 @@ def _output_bytes(out_dir: Path) -> dict[str, bytes]:
             for path in sorted(out_dir.rglob("*.png"))}
 
 
-@pytest.mark.parametrize("batch_size, io_workers", [(4, 2), (1, 1), (3, 0)])
-def test_every_schedule_writes_the_same_files_and_reports_the_broken_one(tmp_path, batch_size, io_workers):
+@pytest.mark.parametrize("schedule", [Schedule(4, 2), Schedule(1, 1), Schedule(3, 0), Schedule(lanes=2, torch_threads=1),
+                                      Schedule(batch_size=2, io_workers=1, lanes=3)])
+def test_every_schedule_writes_the_same_files_and_reports_the_broken_one(tmp_path, schedule):
     sources = find_images([_folder(tmp_path)])
     engine = _engine()
     sequential = segment_files(engine, sources, OutputOptions(tmp_path / "seq"), batch_size=1, io_workers=0)
     statuses: list[str] = []
-    other = segment_files(engine, sources, OutputOptions(tmp_path / "other"), batch_size=batch_size,
-                          io_workers=io_workers, on_progress=lambda source, status: statuses.append(status))
+    other = FolderRun(OutputOptions(tmp_path / "other"), sources).execute(
+        engine, schedule=schedule, on_progress=lambda source, status: statuses.append(status))
     assert len(statuses) == len(sources) == 12
     for summary in (sequential, other):
         assert summary.processed == 11 and not summary.interrupted
@@ -118,21 +119,20 @@ def _complete_sets_only(out_dir: Path, written: list[Path]) -> None:
     assert not list(out_dir.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("batch_size, io_workers", [(1, 0), (2, 2)])
-def test_keyboard_interrupt_stops_with_complete_outputs_only(tmp_path, batch_size, io_workers):
+@pytest.mark.parametrize("schedule", [Schedule(1, 0), Schedule(2, 2), Schedule(lanes=2, torch_threads=1)])
+def test_keyboard_interrupt_stops_with_complete_outputs_only(tmp_path, schedule):
     sources = find_images([_folder(tmp_path)])
     out_dir = tmp_path / "out"
-    summary = segment_files(_InterruptedEngine(2), sources, OutputOptions(out_dir), batch_size=batch_size,
-                            io_workers=io_workers)
-    assert summary.interrupted and summary.signal is None and exit_code(summary.signal) == 130
+    summary = FolderRun(OutputOptions(out_dir), sources).execute(_InterruptedEngine(2), schedule=schedule)
+    assert summary.interrupted and summary.signal == signal.SIGINT and exit_code(summary.signal) == 130
     assert 0 < summary.processed < 11
     _complete_sets_only(out_dir, summary.written)
 
 
 @pytest.mark.parametrize("number, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-@pytest.mark.parametrize("io_workers", [0, 2])
+@pytest.mark.parametrize("schedule", [Schedule(1, 0), Schedule(1, 2), Schedule(lanes=2, torch_threads=1)])
 def test_a_signal_during_a_write_lets_that_set_land_and_stops_after_it(tmp_path, monkeypatch, number, code,
-                                                                        io_workers):
+                                                                        schedule):
     sources = find_images([_folder(tmp_path)])
     real_write, calls = segcli.pipeline.run.write_image_outputs, []
 
@@ -144,9 +144,10 @@ def test_a_signal_during_a_write_lets_that_set_land_and_stops_after_it(tmp_path,
 
     monkeypatch.setattr(segcli.pipeline.run, "write_image_outputs", write_with_signal)
     out_dir = tmp_path / "out"
-    summary = segment_files(_engine(), sources, OutputOptions(out_dir), batch_size=1, io_workers=io_workers)
+    summary = FolderRun(OutputOptions(out_dir), sources).execute(_engine(), schedule=schedule)
     assert summary.interrupted and summary.signal == number and exit_code(summary.signal) == code
-    assert 3 <= summary.processed <= 3 + 2 * io_workers  # writes already queued behind the model may land
+    in_flight = 2 * schedule.io_workers + schedule.lanes - 1  # writes queued behind the model, other lanes' images
+    assert 3 <= summary.processed <= 3 + in_flight
     _complete_sets_only(out_dir, summary.written)
     assert signal.getsignal(number) is not None  # the previous handler is back
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -203,8 +204,28 @@ def test_overlapped_run_holds_a_bounded_number_of_decoded_images(tmp_path, monke
 
 
 def test_automatic_schedule_follows_the_cores():
-    assert Schedule.auto("cpu", cores=2) == Schedule(batch_size=1, io_workers=0)
-    assert Schedule.auto("cpu", cores=16) == Schedule(batch_size=1, io_workers=1)
+    assert Schedule.auto("cpu", cores=1) == Schedule(batch_size=1, io_workers=0, lanes=1, torch_threads=1)
+    assert Schedule.auto("cpu", cores=2) == Schedule(batch_size=1, io_workers=0, lanes=2, torch_threads=1)
+    assert Schedule.auto("cpu", cores=16) == Schedule(batch_size=1, io_workers=0, lanes=2, torch_threads=8)
     assert Schedule.auto("cuda", cores=2) == Schedule(batch_size=4, io_workers=2)
-    with pytest.raises(Exception, match="batch size must be >= 1"):
+    # a user's --batch-size/--io-workers: one lane, torch's threads as they are
+    assert Schedule.auto("cpu", cores=2).with_choices(1, 0) == Schedule(batch_size=1, io_workers=0)
+    assert Schedule.auto("cpu", cores=2).with_choices(None, None) == Schedule.auto("cpu", cores=2)
+    with pytest.raises(Exception, match="batch size and lanes must be >= 1"):
         Schedule(batch_size=0)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_torch_threads_are_set_for_the_run_and_restored(tmp_path, monkeypatch, lanes):
+    sources = find_images([_folder(tmp_path)])
+    before, seen = torch.get_num_threads(), []
+    real_load = segcli.imageio.load_image
+
+    def load_noting_threads(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(segcli.imageio, "load_image", load_noting_threads)
+    FolderRun(OutputOptions(tmp_path / "out"), sources).execute(
+        _engine(), schedule=Schedule(lanes=lanes, torch_threads=1))
+    assert set(seen) == {1} and torch.get_num_threads() == before
