@@ -3,8 +3,11 @@
 JPEG files on disk go through the folder pipeline itself (`FolderRun`, on the schedule `predict`
 picks for the device, batches of `--batch` images): decode, preprocess, forward, upsample, CRF
 (when on), then every default output written (label PNG, overlay PNG, JSON summary: encoded,
-fsynced, renamed into place). Stage times are summed over the images; `other` is the rest of the
-wall time (the scheduler, Python), so the stages add up to the total.
+fsynced, renamed into place). Each stage's time is summed over the images and divided by the
+images and by the lanes working side by side (two on a CPU: each lane's wall time is the sum of
+its stages), so it is that stage's share of the wall time per image; `other` is the rest (the
+scheduler, Python), so the stages add up to the total. Where I/O threads overlap the model (the
+GPU schedule) the shares overlap too and `other` goes negative by that overlap.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def measure_end_to_end(engine: "SegmentationEngine", jpegs: list[bytes], batch: 
     from segcli.pipeline import FolderRun, OutputOptions, Schedule
     from segcli.inputs import find_images
 
-    schedule = Schedule(batch_size=batch, io_workers=Schedule.auto(engine.plan.device.type).io_workers)
+    automatic = Schedule.auto(engine.plan.device.type)
+    schedule = automatic if batch == automatic.batch_size else automatic.with_choices(batch_size=batch)
     with tempfile.TemporaryDirectory(prefix="segcli-e2e-") as tmp:
         warm_sources = find_images([_write_jpegs(Path(tmp, "warm"), jpegs, warmup * batch)]) if warmup else []
         sources = find_images([_write_jpegs(Path(tmp, "timed"), jpegs, iters * batch)])
@@ -56,7 +60,8 @@ def measure_end_to_end(engine: "SegmentationEngine", jpegs: list[bytes], batch: 
     ends = finished[batch - 1::batch]
     samples = [(end - begin) * 1000.0 for begin, end in zip([started, *ends[:-1]], ends)]
     stats = LatencyStats.from_samples(samples)
-    per_image = {stage: summary.stage_ms.get(stage, 0.0) / len(sources) for stage in STAGES if stage != "other"}
+    share = len(sources) * schedule.lanes
+    per_image = {stage: summary.stage_ms.get(stage, 0.0) / share for stage in STAGES if stage != "other"}
     per_image["other"] = stats.mean_ms * len(samples) / len(sources) - sum(per_image.values())
     return EndToEndResult(stats, per_image, memory.peak_mb)
 

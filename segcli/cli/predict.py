@@ -88,7 +88,7 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
         # an explicit --crf-iters is honoured, not capped
         engine.crf_shortcuts = CRFShortcuts.full() if crf_full else CRFShortcuts(
             max_iterations=None if iterations_given else CRFShortcuts().max_iterations)
-        console.print(f"[bold]{engine.record.model}[/] {escape(engine.source)} on {engine.plan.device} "
+        console.print(f"[bold]{engine.record.model}[/] {escape(printable(engine.source))} on {engine.plan.device} "
                       f"({engine.plan.precision}){' + dense CRF' if crf else ''}", highlight=False)
         engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
         hint = real_checkpoint_hint(engine.checkpoint) if engine.checkpoint is not None else None
