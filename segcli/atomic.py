@@ -53,11 +53,12 @@ def create_temporary(path: Path) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name next to {path}")
 
 
-def write_temporary(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Run `write` on a new temporary file beside `path`, flushed and fsynced; the caller renames it.
+def write_temporary(path: str | Path, write: Callable[[BinaryIO], None], durable: bool = True) -> Path:
+    """Run `write` on a new temporary file beside `path`, flushed (and fsynced when `durable`); the caller renames it.
 
-    OSError (disk full, permission, name too long) becomes OutputError naming `path`; on any
-    failure the temporary file is removed again.
+    Without fsync a power failure can leave the renamed file empty (never half of another file);
+    files that can be made again and replace nothing may skip it. OSError (disk full, permission,
+    name too long) becomes OutputError naming `path`; on any failure the temporary is removed.
     """
     path = Path(path)
     temporary = None
@@ -66,7 +67,8 @@ def write_temporary(path: str | Path, write: Callable[[BinaryIO], None]) -> Path
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         done, temporary = Path(temporary), None
         return done
     except OSError as exc:

@@ -2,8 +2,8 @@
 
 JPEG files on disk go through the folder pipeline itself (`FolderRun`, on the schedule `predict`
 picks for the device, batches of `--batch` images): decode, preprocess, forward, upsample, CRF
-(when on), then every default output written (label PNG, overlay PNG, JSON summary: encoded,
-fsynced, renamed into place). Each stage's time is summed over the images and divided by the
+(when on), then every default output written (label PNG, overlay PNG, JSON summary: encoded to
+temporary files, renamed into place; a new set, as here, is not fsynced). Each stage's time is summed over the images and divided by the
 images and by the lanes working side by side (two on a CPU: each lane's wall time is the sum of
 its stages), so it is that stage's share of the wall time per image; `other` is the rest (the
 scheduler, Python), so the stages add up to the total. Where I/O threads overlap the model (the

@@ -96,7 +96,7 @@ class BenchmarkRow:
     forward_ms: float | None = None
     upsample_ms: float | None = None
     crf_ms: float | None = None
-    encode_ms: float | None = None           # writing the label PNG, overlay and JSON (encode, fsync, rename)
+    encode_ms: float | None = None           # writing the label PNG, overlay and JSON (encode, rename)
     e2e_stages_ms: dict[str, float] | None = None  # per image, every stage and "other"; sums to e2e_mean_ms / batch
     miou: float | None = None
     pixel_accuracy: float | None = None
@@ -128,7 +128,7 @@ class BenchmarkReport:
                 "model_only": "engine.forward on a preprocessed batch already on the device (autocast, memory format)",
                 "end_to_end": ("what `segcli predict FOLDER` does per image, through its own pipeline and schedule: "
                                "decode a JPEG file, preprocess, forward, upsample, CRF (if on), argmax, then write "
-                               "the label PNG, overlay PNG and JSON summary (encoded, fsynced, renamed); "
+                               "the label PNG, overlay PNG and JSON summary (encoded, renamed into place); "
                                "e2e_stages_ms per image adds up to e2e_mean_ms / batch ('other': scheduler, Python)"),
                 "baseline": "bare nn.Module, fp32, contiguous, under torch.inference_mode(), no engine",
                 "ratio_vs_baseline": "baseline mean_ms / row mean_ms at the same model, size and batch (> 1: faster)",

@@ -113,14 +113,16 @@ class OutputPlan:
 
     def _plan_image(self, source: "ImageSource", paths: dict[str, Path], run: RunPlan, existing: list[Path]) -> None:
         found: list[Path] = []
+        empty = False
         for name, path in paths.items():
             problem = _probe(name, path)
-            if problem == "ours":
+            if problem in ("ours", "empty"):
                 found.append(path)
+                empty |= problem == "empty"
             elif problem is not None:
                 run.failed.append((source, problem))
                 return
-        complete = len(found) == len(paths)
+        complete = len(found) == len(paths) and not empty
         if complete and self.options.skip_existing:
             run.skipped.append(source)
             return
@@ -130,17 +132,21 @@ class OutputPlan:
 
 
 def _probe(kind: str, path: Path) -> str | None:
-    """None: nothing there; "ours": a file segcli wrote; else why the image cannot be written there."""
+    """None: nothing there; "ours": a file segcli wrote; "empty": an empty file; else why the image cannot be written.
+    """
     if len(os.fsencode(path.name)) > NAME_MAX:
         return f"cannot write {printable(path)}: {os.strerror(errno.ENAMETOOLONG)}"
     try:
-        mode = os.lstat(path).st_mode
+        info = os.lstat(path)
     except OSError as exc:
         if exc.errno in _ABSENT:
             return None
         return f"cannot write {printable(path)}: {exc.strerror or exc}"
+    mode, st_size = info.st_mode, info.st_size
     if not stat.S_ISREG(mode):
         return f"{printable(path)} exists and is not a regular file: not replaced; move it or choose another --out"
+    if st_size == 0:
+        return "empty"  # holds nothing anyone could lose: what a power failure leaves of a new output
     if not KINDS[kind].is_ours(path):
         return (f"{printable(path)} exists and was not written by segcli: not replaced; "
                 "move it or choose another --out")

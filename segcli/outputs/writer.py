@@ -22,6 +22,9 @@ def write_image_outputs(
     """Write the files `paths` names (kind -> path, the set's mark last); ms per kind and for the renames.
 
     `replace`: existing files of the set may be replaced (else an existing one is an OutputError).
+    Files that replace an earlier set are fsynced before the renames, so a power failure cannot
+    trade that set for empty files; a new set skips the fsyncs (after a power failure its files
+    may be empty, which the output plan treats as an incomplete set that a rerun completes).
     """
     folder = next(iter(paths.values())).parent
     try:
@@ -33,7 +36,7 @@ def write_image_outputs(
     try:
         for name, path in paths.items():
             started = time.perf_counter()
-            moves.append((write_temporary(path, partial(KINDS[name].write, result, run)), path))
+            moves.append((write_temporary(path, partial(KINDS[name].write, result, run), durable=replace), path))
             timings[name] = (time.perf_counter() - started) * 1000.0
         started = time.perf_counter()
         replace_together(moves, replace=replace)

@@ -88,6 +88,16 @@ def test_skip_existing_keeps_complete_sets_and_redoes_incomplete_ones(tmp_path):
     assert [(item.source, item.replace) for item in run.todo] == [(sources[1], True), (sources[2], False)]
 
 
+def test_empty_files_make_a_set_incomplete_and_are_replaced(tmp_path):
+    """What a power failure can leave of a new set (written without fsync): empty files."""
+    item = source(tmp_path, "a.jpg")
+    plan = OutputPlan(OutputOptions(tmp_path / "out", skip_existing=True))
+    write_set(plan, item)
+    (tmp_path / "out" / "a.json").write_bytes(b"")
+    run = plan.prepare([item])
+    assert [(planned.source, planned.replace) for planned in run.todo] == [(item, True)] and not run.failed
+
+
 def test_overwrite_replaces_only_files_segcli_wrote(tmp_path):
     sources = [source(tmp_path, "a.jpg"), source(tmp_path, "b.jpg")]
     plan = OutputPlan(OutputOptions(tmp_path / "out", overwrite=True))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import segcli.outputs.kinds
+import segcli.atomic
+import segcli.outputs
 from segcli.errors import OutputError
 from segcli.outputs import ImageResult, OutputOptions, OutputPlan, RunInfo, summary_document, write_image_outputs
 from segcli.outputs.kinds import KINDS
@@ -83,6 +85,17 @@ def test_a_failing_kind_leaves_the_old_set_complete_and_no_temporary(tmp_path, m
         write_image_outputs(targets, result(2), RUN, replace=True)
     assert {path: path.read_bytes() for path in targets.values()} == before
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["photo.json", "photo.png", "photo_overlay.png"]
+
+
+def test_a_new_set_skips_fsync_and_a_replacing_set_is_fsynced(tmp_path, monkeypatch):
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(segcli.atomic.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    targets = paths(tmp_path)
+    write_image_outputs(targets, result(1), RUN)
+    assert synced == []  # it can be made again, and it replaces nothing
+    write_image_outputs(targets, result(2), RUN, replace=True)
+    assert len(synced) == len(targets)  # an old set is at stake: its replacement is on disk before the renames
 
 
 def test_an_existing_set_is_not_replaced_without_replace(tmp_path):
