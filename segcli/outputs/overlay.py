@@ -58,9 +58,18 @@ def blend(image_rgb: np.ndarray, labels: np.ndarray, colors: list, alpha: float,
     weights = np.full(256, round(alpha * 256), dtype=np.uint16)
     if background is not None:
         weights[background] = 0
-    weight = weights[labels][..., None]
     lookup = np.asarray(colors, dtype=np.uint16)
-    mixed = image_rgb.astype(np.uint16) * (256 - weight)
+    painted = weights[labels] != 0
+    if painted.mean() > 0.5:  # mostly painted: one pass over every pixel is cheaper than picking them out
+        return _mix(image_rgb, labels, weights, lookup)
+    picture = image_rgb.copy()
+    picture[painted] = _mix(image_rgb[painted], labels[painted], weights, lookup)
+    return picture
+
+
+def _mix(pixels: np.ndarray, labels: np.ndarray, weights: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    weight = weights[labels][..., None]
+    mixed = pixels.astype(np.uint16) * (256 - weight)
     mixed += lookup[labels] * weight
     mixed += 128
     return (mixed >> 8).astype(np.uint8)
