@@ -93,6 +93,8 @@ class _Walker:
             self._add_missing_input(path, exc)
             return
         if stat.S_ISDIR(mode):
+            if os.path.realpath(path) in self.visited:
+                return  # the same folder given twice, or one inside a folder given before
             found = len(self.scan.sources), len(self.scan.problems), len(self.scan.skipped)
             self.walk(path, base=path)
             if (len(self.scan.sources), len(self.scan.problems)) == found[:2]:

@@ -136,9 +136,10 @@ def test_missing_empty_and_unusable_inputs(tmp_path):
         find_images([tmp_path / "dangling.jpg"])
 
 
-def test_same_file_twice_is_found_once(tmp_path):
+def test_same_file_or_folder_twice_is_found_once(tmp_path):
     path = save(Image.new("RGB", (2, 2)), tmp_path / "x.jpg")
     assert len(find_images([path, path, tmp_path])) == 1
+    assert len(find_images([tmp_path, tmp_path])) == 1
 
 
 def test_names_in_messages_are_escaped(tmp_path):
