@@ -113,7 +113,9 @@ def markdown(report: dict) -> str:
         f"{large} vs {small} synthetic JPEG scenes of {SIZE[1]}x{SIZE[0]}; per image = (t{large} - t{small}) / "
         f"{large - small}, start-up removed; median of {report['rounds']} interleaved rounds, each run a fresh "
         f"process. Machine: {report['machine']}; CPUs used: {report['cpus']}; device {report['device']}; "
-        f"nice {report['nice']}.", "",
+        f"nice {report['nice']}; load average (1, 5, 15 min) {report['load_average_before']} before, "
+        f"{report['load_average_after']} after (other programs running at the same time make torch's "
+        "multi-threaded forward pass, the naive loop's, far slower: compare figures from a quiet machine).", "",
         "- naive: `SegmentationEngine.load(model, precision=\"fp32\")`, then per image `load_image`, `predict`, "
         "`label_png(...).save(...)` (the loop is in `benchmarks/folder_speed.py`).",
         "- segcli label only: `segcli predict FOLDER --no-overlay` (label PNG + JSON summary per image).",
@@ -157,10 +159,12 @@ def main() -> None:
     report = {"command": shlex.join(["python", "benchmarks/folder_speed.py", *sys.argv[1:]]), "rounds": args.rounds,
               "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}", "cpus": ",".join(map(str, cpus)), "device": args.device,
               "images": [args.small, args.large], "nice": args.nice, "naive_loop": NAIVE_LOOP, "models": []}
+    report["load_average_before"] = [round(value, 2) for value in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="segcli-folder-speed-") as tmp:
         folders = make_folders(Path(tmp), (args.small, args.large))
         for model in args.models.split(","):
             report["models"].append(measure(model.strip(), args, folders, Path(tmp, "out")))
+    report["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
