@@ -129,7 +129,12 @@ def _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_wor
                                        markup=True, highlight=False, soft_wrap=True)
             progress.advance(task)
 
-        summary = run.execute(engine, crf=crf, max_pixels=max_pixels, schedule=schedule, on_progress=on_progress)
+        def on_stop(number):
+            progress.console.print("stopping after the images in hand (press Ctrl-C again to stop at once)",
+                                   highlight=False)
+
+        summary = run.execute(engine, crf=crf, max_pixels=max_pixels, schedule=schedule, on_progress=on_progress,
+                              on_stop=on_stop)
     if summary.removed_temporaries:
         console.print(f"removed {len(summary.removed_temporaries)} temporary files an interrupted run left behind",
                       highlight=False)

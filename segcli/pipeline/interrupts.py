@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -23,8 +23,9 @@ class StopRequests:
     Ctrl-C arrives as KeyboardInterrupt as usual.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_first: Callable[[int], None] | None = None) -> None:
         self.signal: int | None = None
+        self._on_first = on_first  # told the signal number when the first stop request arrives
         self._previous: dict[int, Any] = {}
 
     @property
@@ -51,6 +52,8 @@ class StopRequests:
         if self.signal is not None:
             raise KeyboardInterrupt  # asked twice: stop now
         self.signal = number
+        if self._on_first is not None:
+            self._on_first(number)
 
 
 def exit_code(signal_number: int | None) -> int:

@@ -56,11 +56,14 @@ class FolderRun:
 
     def execute(self, engine: "SegmentationEngine | None", crf: "CRFParams | None" = None,
                 max_pixels: int | None = None, schedule: Schedule | None = None,
-                on_progress: Progress | None = None) -> RunSummary:
+                on_progress: Progress | None = None, on_stop: Callable[[int], None] | None = None) -> RunSummary:
         """Segment every planned image; a bad file is recorded and skipped, Ctrl-C/SIGTERM stop between images.
 
-        `engine` may be None when the plan has nothing to segment (every image skipped or failed).
+        `engine` may be None when the plan has nothing to segment (every image skipped or failed);
+        `on_stop(signal)` is told when the first Ctrl-C or SIGTERM arrives (the run then finishes
+        the images in hand).
         """
+        self._on_stop = on_stop
         started = time.perf_counter()
         self._summary = RunSummary()
         self._report = on_progress or (lambda source, status: None)
@@ -81,7 +84,8 @@ class FolderRun:
         self._stage_lock = threading.Lock()  # lanes add their stage times from several threads
         schedule = schedule or Schedule.auto(engine.plan.device.type)
         predict_options = {"crf": crf, "return_probabilities": self.options.save_probabilities}
-        with OutputFolder(self.plan.out_dir) as folder, StopRequests() as stop, _torch_threads(schedule.torch_threads):
+        with OutputFolder(self.plan.out_dir) as folder, StopRequests(self._on_stop) as stop, \
+                _torch_threads(schedule.torch_threads):
             self._summary.removed_temporaries = folder.remove_stale_temporaries(self._planned_names())
             lanes = [Scheduler(engine, self._load, self._write, self._report_item, schedule, stop, predict_options)
                      for _ in range(schedule.lanes)]

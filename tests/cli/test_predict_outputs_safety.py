@@ -177,6 +177,7 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143(tmp_path, weights):
     _, stderr = child.communicate(timeout=240)
     assert child.returncode == 143, stderr
     assert last_line(stderr).startswith("Terminated: ") and "Traceback" not in stderr
+    assert "stopping after the images in hand (press Ctrl-C again to stop at once)" in stderr
     done = int(last_line(stderr).split()[1])
     stems = {Path(name).stem for name in files_under(out) if name.endswith(".json")}
     assert len(stems) == done >= 1

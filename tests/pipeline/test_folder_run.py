@@ -144,7 +144,9 @@ def test_a_signal_during_a_write_lets_that_set_land_and_stops_after_it(tmp_path,
 
     monkeypatch.setattr(segcli.pipeline.run, "write_image_outputs", write_with_signal)
     out_dir = tmp_path / "out"
-    summary = FolderRun(OutputOptions(out_dir), sources).execute(_engine(), schedule=schedule)
+    told: list[int] = []
+    summary = FolderRun(OutputOptions(out_dir), sources).execute(_engine(), schedule=schedule, on_stop=told.append)
+    assert told == [number]
     assert summary.interrupted and summary.signal == number and exit_code(summary.signal) == code
     in_flight = 2 * schedule.io_workers + schedule.lanes - 1  # writes queued behind the model, other lanes' images
     assert 3 <= summary.processed <= 3 + in_flight
