@@ -42,6 +42,7 @@ class RunInfo:
     palette: Any                   # as outputs draw it (`display_palette`)
     crf: dict[str, Any] | None = None
     alpha: float = 0.5             # overlay opacity of the class colours
+    note: str | None = None        # said in every image's JSON note (e.g. the checkpoint's synthetic-scenes warning)
 
     @classmethod
     def from_engine(cls, engine: "SegmentationEngine", crf: "CRFParams | None" = None, alpha: float = 0.5) -> "RunInfo":
@@ -49,7 +50,9 @@ class RunInfo:
         return cls(model=record.model, checkpoint=record.name, checkpoint_source=engine.source,
                    device=str(engine.plan.device), precision=engine.plan.precision,
                    categories=tuple(record.categories), palette=display_palette(record.palette, record.dataset),
-                   crf=None if crf is None else asdict(crf), alpha=alpha)
+                   crf=None if crf is None else asdict(crf), alpha=alpha,
+                   # engines that know their checkpoint was trained on synthetic scenes say so (issue 12)
+                   note=getattr(engine, "checkpoint_warning", None))
 
     @cached_property
     def flat_palette(self) -> list[int]:
@@ -105,7 +108,8 @@ def summary_document(result: ImageResult, run: RunInfo) -> dict[str, Any]:
     return {
         "image": str(result.path), "size": [width, height],
         "model": run.model, "checkpoint": run.checkpoint, "checkpoint_source": run.checkpoint_source,
-        "device": run.device, "precision": run.precision, "crf": run.crf, "note": result.note,
+        "device": run.device, "precision": run.precision, "crf": run.crf,
+        "note": "; ".join(note for note in (result.note, run.note) if note) or None,
         "timings_ms": {key: round(value, 3) for key, value in result.timings_ms.items()},
         "categories": list(run.categories),
         "classes_present": [

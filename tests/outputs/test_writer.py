@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -60,6 +61,14 @@ def test_a_set_holds_exact_labels_overlay_probabilities_and_summary(tmp_path):
     person = next(entry for entry in document["classes_present"] if entry["index"] == 15)
     assert person["name"] == "person" and person["pixel_fraction"] == pytest.approx(counts[15] / 768, abs=1e-6)
     assert document == summary_document(image, RUN)
+
+
+def test_the_run_note_joins_the_image_note():
+    noted = dataclasses.replace(RUN, note="trained on synthetic scenes only")
+    assert summary_document(result(), noted)["note"] == "a note; trained on synthetic scenes only"
+    bare = ImageResult(Path("x.jpg"), np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8))
+    assert summary_document(bare, RUN)["note"] is None
+    assert summary_document(bare, noted)["note"] == "trained on synthetic scenes only"
 
 
 def test_the_same_prediction_writes_the_same_bytes(tmp_path):
