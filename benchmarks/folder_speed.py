@@ -97,7 +97,8 @@ def measure(model: str, args: argparse.Namespace, folders: dict[int, Path], scra
             seconds = {}
             for count in (small, large):
                 out = scratch / f"{model}-{name}-{round_index}-{count}"
-                seconds[count] = timed_run(commands(model, args.device, folders[count], out)[name], args.cpus, args.nice)
+                argv = commands(model, args.device, folders[count], out)[name]
+                seconds[count] = timed_run(argv, args.cpus, args.nice)
                 runs.append({"model": model, "variant": name, "round": round_index, "images": count,
                              "seconds": seconds[count]})
             per_image.setdefault(name, []).append((seconds[large] - seconds[small]) / (large - small) * 1000)
@@ -121,7 +122,8 @@ def markdown(report: dict) -> str:
         f"Made by `{report['command']}`", "",
         f"{large} vs {small} synthetic JPEG scenes of {SIZE[1]}x{SIZE[0]}; per image = (t{large} - t{small}) / "
         f"{large - small}, start-up removed, from the fastest of {report['rounds']} interleaved rounds per run "
-        "(the median of the per-round differences in brackets); each run a fresh process. Machine: {report['machine']}; CPUs used: {report['cpus']}; device {report['device']}; "
+        "(the median of the per-round differences in brackets); each run a fresh process. "
+        f"Machine: {report['machine']}; CPUs used: {report['cpus']}; device {report['device']}; "
         f"nice {report['nice']}; load average (1, 5, 15 min) {report['load_average_before']} before, "
         f"{report['load_average_after']} after (other programs running at the same time make torch's "
         "multi-threaded forward pass, the naive loop's, far slower: compare figures from a quiet machine).", "",
@@ -164,12 +166,19 @@ def main() -> None:
                         help="run every process on these CPUs only, e.g. 0,1 (default: all this process may use)")
     parser.add_argument("--small", type=int, default=4, help="images in the short run")
     parser.add_argument("--large", type=int, default=24, help="images in the long run")
-    parser.add_argument("--nice", type=int, default=0, help="run every process at this nice value (root may go below 0)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run every process at this nice value (root may go below 0)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "folder_speed")
+    parser.add_argument("--markdown-from", type=Path, default=None, metavar="JSON",
+                        help="only write OUT.md again from a JSON this script wrote")
     args = parser.parse_args()
+    if args.markdown_from:
+        args.out.with_suffix(".md").write_text(markdown(json.loads(args.markdown_from.read_text())))
+        return
     cpus = sorted(args.cpus) if args.cpus else sorted(os.sched_getaffinity(0))
     report = {"command": shlex.join(["python", "benchmarks/folder_speed.py", *sys.argv[1:]]), "rounds": args.rounds,
-              "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}", "cpus": ",".join(map(str, cpus)), "device": args.device,
+              "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+              "cpus": ",".join(map(str, cpus)), "device": args.device,
               "images": [args.small, args.large], "nice": args.nice, "naive_loop": NAIVE_LOOP, "models": []}
     report["load_average_before"] = [round(value, 2) for value in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="segcli-folder-speed-") as tmp:
