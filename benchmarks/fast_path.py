@@ -164,8 +164,8 @@ def bench_crf(args) -> list[dict]:
 
 def bench_folder(args) -> list[dict]:
     from segcli.data.synth import encode_jpeg, make_scene
-    from segcli.imageio import find_images
-    from segcli.pipeline import OutputOptions, segment_files
+    from segcli.inputs import find_images
+    from segcli.pipeline import FolderRun, OutputOptions, Schedule
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,17 +174,17 @@ def bench_folder(args) -> list[dict]:
         for index in range(args.folder_images):
             Path(folder, f"{index:04d}.jpg").write_bytes(encode_jpeg(make_scene(3, index, (480, 640)).image, 90))
         sources = find_images([folder])
-        schedules = {
-            "baseline (fp32, sequential)": ("fp32", False, 1, 0),
-            "auto precision, sequential": ("auto", None, 1, 0),
-            "fast (auto, batch 4, 2 I/O threads)": ("auto", None, 4, 2),
+        schedules = {  # segcli predict's own folder pipeline, every default output written
+            "baseline (fp32, one image at a time)": ("fp32", False, Schedule(1, 0)),
+            "auto precision, one image at a time": ("auto", None, Schedule(1, 0)),
+            "auto precision, batch 4, 2 I/O threads (the old default)": ("auto", None, Schedule(4, 2)),
+            "auto precision, automatic schedule (predict's default)": ("auto", None, Schedule.auto("cpu")),
         }
         baseline = None
-        for name, (precision, channels_last, batch_size, io_workers) in schedules.items():
+        for index, (name, (precision, channels_last, schedule)) in enumerate(schedules.items()):
             engine, source = engine_for(args.folder_model, precision, channels_last)
             engine.forward(preprocess(make_scene(3, 0, (480, 640)).image, engine.record.preprocessing))  # warm-up
-            summary = segment_files(engine, sources, OutputOptions(Path(tmp, name.split()[0] + str(batch_size))),
-                                    batch_size=batch_size, io_workers=io_workers)
+            summary = FolderRun(OutputOptions(Path(tmp, f"out{index}")), sources).execute(engine, schedule=schedule)
             rate = summary.processed / summary.seconds
             baseline = baseline or rate
             rows.append({"section": "folder", "schedule": name, "model": args.folder_model, "weights": source,

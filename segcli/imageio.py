@@ -1,9 +1,7 @@
-"""Find input images (files, folders, globs) and load them as RGB uint8 arrays, safely."""
+"""Load input images as RGB uint8 arrays, safely (finding them is `segcli.inputs`)."""
 
 from __future__ import annotations
 
-import glob
-import os
 import struct
 import threading
 import warnings
@@ -11,31 +9,20 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segcli.errors import InputImageError
+from segcli.inputs import IMAGE_EXTENSIONS, ImageSource, find_images, is_image_name  # noqa: F401 (moved there)
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-)
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: a 10000x10000 photo; decompression bombs stay out
 ALPHA_BACKGROUND = 255            # transparent pixels are composited on white
 
 # What PIL raises while decoding a damaged file (truncated data, bad chunks, bad zlib streams).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
-_GLOB_CHARS = frozenset("*?[")
 _PIL_LIMIT_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """An input image: where it is, and the path outputs are named after (keeps sub-folders)."""
-
-    path: Path      # the file to read
-    relative: Path  # relative to the folder (or glob base) it was found in; the name if given directly
 
 
 @dataclass
@@ -45,114 +32,6 @@ class LoadedImage:
     rgb: np.ndarray       # H x W x 3 uint8, C-contiguous
     path: Path
     note: str | None = None  # e.g. "animated GIF: first of 12 frames used"
-
-
-def is_image_name(path: Path) -> bool:
-    """True when the file name has one of IMAGE_EXTENSIONS (case-insensitive)."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def find_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
-    """Expand files, folders (recursive, sorted) and globs into image sources, without duplicates.
-
-    Files named explicitly are taken whatever their extension; folders and globs yield only
-    files with an image extension. Hidden files and folders (name starting with '.') are
-    skipped inside folders (macOS '._x.jpg' files are not images). Raises InputImageError for
-    a missing input, a folder or glob without images, or two images whose outputs would share
-    a name (e.g. 'x.jpg' and 'x.png' in one folder).
-    """
-    if not inputs:
-        raise InputImageError("no input given: pass image files, folders or globs")
-    sources: list[ImageSource] = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.exists():
-            if path.is_dir():
-                found = list(_walk_folder(path))
-                if not found:
-                    raise InputImageError(
-                        f"no images in folder {path} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
-                    )
-                sources.extend(found)
-            else:
-                sources.append(ImageSource(path, Path(path.name)))
-        elif _GLOB_CHARS & set(str(raw)):
-            found = _expand_glob(str(raw))
-            if not found:
-                raise InputImageError(f"no image matches {raw!s}")
-            sources.extend(found)
-        else:
-            raise InputImageError(f"input not found: {raw!s}")
-    return _check_output_names(_deduplicate(sources))
-
-
-def _walk_folder(folder: Path, base: Path | None = None) -> Iterator[ImageSource]:
-    """Image files under `folder`, sorted; follows symlinks but visits each real folder once."""
-    base = folder if base is None else base
-    visited: set[str] = set()
-
-    def raise_walk_error(error: OSError) -> None:
-        raise InputImageError(f"cannot read folder {error.filename}: {error.strerror}")
-
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=raise_walk_error):
-        real = os.path.realpath(dirpath)
-        if real in visited:  # a symlink back up the tree, or a second link to one folder
-            dirnames[:] = []
-            continue
-        visited.add(real)
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) not in visited
-        )
-        for name in sorted(filenames):
-            file_path = Path(dirpath, name)
-            if name.startswith(".") or not is_image_name(file_path) or not file_path.is_file():
-                continue
-            yield ImageSource(file_path, file_path.relative_to(base))
-
-
-def _expand_glob(pattern: str) -> list[ImageSource]:
-    """Image files matching a glob the shell did not expand ('**' recurses); folders are walked."""
-    parts = Path(pattern).parts
-    base_parts: list[str] = []
-    for part in parts:
-        if _GLOB_CHARS & set(part):
-            break
-        base_parts.append(part)
-    base = Path(*base_parts) if base_parts else Path(".")
-    sources: list[ImageSource] = []
-    for match in sorted(glob.glob(pattern, recursive=True)):
-        path = Path(match)
-        if path.is_dir():
-            sources.extend(_walk_folder(path, base=base))
-        elif path.is_file() and is_image_name(path):
-            sources.append(ImageSource(path, path.relative_to(base)))
-    return sources
-
-
-def _deduplicate(sources: list[ImageSource]) -> list[ImageSource]:
-    seen: set[str] = set()
-    unique: list[ImageSource] = []
-    for source in sources:
-        real = os.path.realpath(source.path)
-        if real not in seen:
-            seen.add(real)
-            unique.append(source)
-    return unique
-
-
-def _check_output_names(sources: list[ImageSource]) -> list[ImageSource]:
-    """Two images whose outputs would have the same name is an error, not a silent overwrite."""
-    owner: dict[Path, Path] = {}
-    for source in sources:
-        key = source.relative.with_suffix("")
-        if key in owner:
-            raise InputImageError(
-                f"{owner[key]} and {source.path} would write outputs with the same name "
-                f"({key}.*): rename one, or segment them in separate runs with different --out"
-            )
-        owner[key] = source.path
-    return sources
 
 
 @contextmanager

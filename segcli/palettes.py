@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 Color = tuple[int, int, int]
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -23,6 +25,24 @@ CITYSCAPES_COLORS: tuple[Color, ...] = (
     (0, 80, 100), (0, 0, 230), (119, 11, 32),
 )
 
+# The procedural scenes (`segcli data synth`, the shipped "-synth" checkpoints): eight vivid colours
+# of mid luminance (0.08-0.36, visible on dark and on light photos), at least 40 CIELAB units apart.
+SYNTH_DATASET = "segcli-synth"
+SYNTH_COLORS: tuple[Color, ...] = (
+    (0, 0, 0),        # background (never painted on overlays)
+    (230, 25, 45),    # disc: red
+    (0, 165, 60),     # box: green
+    (40, 90, 235),    # triangle: blue
+    (245, 130, 0),    # ring: orange
+    (225, 0, 175),    # star: magenta
+    (0, 160, 190),    # striped: cyan
+    (175, 155, 0),    # wire: olive
+    (128, 68, 38),    # dots: brown
+)
+
+PALETTE_NAMES: tuple[str, ...] = ("voc", "cityscapes", "synth")
+BACKGROUND_NAMES = frozenset({"background", "__background__", "_background_"})
+
 IGNORE_INDEX = 255
 IGNORE_COLOR: Color = (224, 224, 192)  # how VOC's own PNGs draw label 255
 
@@ -42,20 +62,28 @@ def voc_colors(n: int = 256) -> list[Color]:
     return colors
 
 
+@functools.lru_cache(maxsize=1)
+def _voc_table() -> tuple[Color, ...]:
+    return tuple(voc_colors(256))
+
+
 def palette_colors(palette: str | tuple[Color, ...] | list, n_classes: int) -> list[Color]:
     """256 colours for a palettized PNG: the named dataset palette (or explicit colours), VOC fill."""
-    base = voc_colors(256)
+    base = list(_voc_table())
     if palette == "voc" or palette is None:
         colors = base
     elif palette == "cityscapes":
         colors = list(CITYSCAPES_COLORS) + base[len(CITYSCAPES_COLORS):]
+    elif palette == "synth":
+        colors = list(SYNTH_COLORS) + base[len(SYNTH_COLORS):]
     elif isinstance(palette, (tuple, list)):
         explicit = [tuple(int(v) for v in c) for c in palette]
         colors = explicit + base[len(explicit):]
     else:
         from segcli.errors import UnknownNameError
 
-        raise UnknownNameError(f"unknown palette {palette!r}: use 'voc', 'cityscapes' or a list of RGB colours")
+        names = ", ".join(map(repr, PALETTE_NAMES))
+        raise UnknownNameError(f"unknown palette {palette!r}: use {names} or a list of RGB colours")
     colors = list(colors[:256])
     colors[IGNORE_INDEX] = IGNORE_COLOR
     return colors
@@ -64,3 +92,19 @@ def palette_colors(palette: str | tuple[Color, ...] | list, n_classes: int) -> l
 def flat_palette(palette: str | tuple[Color, ...] | list, n_classes: int) -> list[int]:
     """The 768-entry flat list PIL's ``Image.putpalette`` takes."""
     return [v for color in palette_colors(palette, n_classes) for v in color]
+
+
+def display_palette(palette: str | tuple[Color, ...] | list | None, dataset: str) -> str | tuple[Color, ...] | list:
+    """The palette outputs are drawn with: the synthetic scenes' own colours for a checkpoint trained
+    on them that names only the default VOC palette (VOC's dark colours vanish on dark photos)."""
+    if dataset == SYNTH_DATASET and palette in (None, "voc"):
+        return "synth"
+    return "voc" if palette is None else palette
+
+
+def background_index(categories: tuple[str, ...] | list[str]) -> int | None:
+    """Index of the class named background (VOC's "__background__"), None when there is none (Cityscapes)."""
+    for index, name in enumerate(categories):
+        if name.lower() in BACKGROUND_NAMES:
+            return index
+    return None

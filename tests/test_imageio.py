@@ -1,4 +1,4 @@
-"""Input discovery and decoding: every odd file becomes RGB uint8 or one clear InputImageError."""
+"""Decoding: every odd file becomes RGB uint8 or one clear InputImageError (discovery: test_inputs.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from segcli.errors import InputImageError
-from segcli.imageio import IMAGE_EXTENSIONS, ImageSource, find_images, load_image
+from segcli.imageio import find_images, load_image
 
 RNG = np.random.default_rng(0)
 
@@ -191,65 +191,3 @@ def test_raising_the_limit_lets_a_big_image_through(tmp_path, monkeypatch):
     loaded = load_image(big, max_pixels=6_000_000)
     assert loaded.rgb.shape == (2000, 3000, 3) and loaded.rgb[1999, 2999, 0] == 7
     assert Image.MAX_IMAGE_PIXELS == 1000
-
-
-# --- find_images -----------------------------------------------------------------------------
-
-def make_tree(root: Path) -> None:
-    for relative in ["b.png", "a.JPG", "sub/c.webp", "sub/deeper/d.tif", "sub/.hidden.png", ".cache/e.png"]:
-        save(Image.new("RGB", (2, 2)), root / relative)
-    (root / "readme.txt").write_text("not an image")
-    (root / "sub" / "data.csv").write_text("1,2")
-
-
-def test_folder_is_recursive_sorted_and_filtered(tmp_path):
-    make_tree(tmp_path / "in")
-    sources = find_images([tmp_path / "in"])
-    assert [s.relative for s in sources] == [
-        Path("a.JPG"), Path("b.png"), Path("sub/c.webp"), Path("sub/deeper/d.tif"),
-    ]
-    assert all(s.path == tmp_path / "in" / s.relative for s in sources)
-    assert ".tiff" in IMAGE_EXTENSIONS and ".pgm" in IMAGE_EXTENSIONS
-
-
-def test_explicit_file_taken_whatever_its_extension(tmp_path):
-    odd = save(Image.new("RGB", (2, 2)), tmp_path / "scan.dat", format="PNG")
-    assert find_images([str(odd)]) == [ImageSource(odd, Path("scan.dat"))]
-
-
-def test_symlink_loop_terminates_without_duplicates(tmp_path):
-    root = tmp_path / "in"
-    make_tree(root)
-    os.symlink(root, root / "sub" / "loop")          # back up the tree
-    os.symlink(root / "sub", root / "alias-of-sub")  # a second way into one folder
-    sources = find_images([root])
-    real = [os.path.realpath(s.path) for s in sources]
-    assert len(real) == len(set(real)) == 4
-
-
-def test_globs_expanded_by_python(tmp_path, monkeypatch):
-    make_tree(tmp_path / "in")
-    monkeypatch.chdir(tmp_path)
-    assert [s.relative for s in find_images(["in/*.png"])] == [Path("b.png")]
-    recursive = find_images(["in/**/*.*"])
-    assert [s.relative for s in recursive] == [
-        Path("a.JPG"), Path("b.png"), Path("sub/c.webp"), Path("sub/deeper/d.tif"),
-    ]
-    with pytest.raises(InputImageError, match=r"no image matches in/\*\.bmp"):
-        find_images(["in/*.bmp"])
-
-
-def test_missing_and_empty_inputs(tmp_path):
-    with pytest.raises(InputImageError, match="input not found: .*ghost.jpg"):
-        find_images([tmp_path / "ghost.jpg"])
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputImageError, match="no images in folder"):
-        find_images([tmp_path / "empty"])
-
-
-def test_same_file_twice_once_and_output_name_collisions_refused(tmp_path):
-    path = save(Image.new("RGB", (2, 2)), tmp_path / "x.jpg")
-    assert len(find_images([path, path, tmp_path])) == 1
-    save(Image.new("RGB", (2, 2)), tmp_path / "x.png")
-    with pytest.raises(InputImageError, match="same name"):
-        find_images([tmp_path])

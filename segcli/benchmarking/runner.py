@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # Timed-run defaults: accelerators as MMSegmentation's benchmark (5 warm-up, 200 timed);
 # CPUs get fewer, since one 512x512 ResNet forward takes about a second on 2 cores.
 DEFAULT_RUNS = {"cpu": (2, 5), "accelerator": (5, 200)}
-E2E_ITERS_CAP = 20  # end-to-end runs include JPEG decode, PNG encode and CRF: slower, fewer needed
+E2E_ITERS_CAP = 20  # end-to-end runs include decoding, CRF and writing every output: slower, fewer needed
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class BenchmarkRow:
     warmup: int
     iters: int
     time_vs_baseline: float | None = None   # this row's mean_ms / the bare fp32 model's (< 1: faster)
-    e2e_mean_ms: float | None = None        # decode JPEG .. encode label PNG, per batch
+    e2e_mean_ms: float | None = None        # what `predict` does per batch: decode JPEG .. every output written
     e2e_p50_ms: float | None = None
     e2e_p95_ms: float | None = None
     e2e_images_per_s: float | None = None
@@ -97,7 +97,8 @@ class BenchmarkRow:
     forward_ms: float | None = None
     upsample_ms: float | None = None
     crf_ms: float | None = None
-    encode_ms: float | None = None
+    encode_ms: float | None = None           # writing the label PNG, overlay and JSON (encode, rename)
+    e2e_stages_ms: dict[str, float] | None = None  # per image, every stage and "other"; sums to e2e_mean_ms / batch
     miou: float | None = None
     pixel_accuracy: float | None = None
     checkpoint_source: str = ""
@@ -126,7 +127,10 @@ class BenchmarkReport:
                 "flops": FLOP_CONVENTION,
                 "latency": "ms per batch, device synchronised around each timed call; warm-up calls discarded",
                 "model_only": "engine.forward on a preprocessed batch already on the device (autocast, memory format)",
-                "end_to_end": "decode JPEG, preprocess, forward, upsample, softmax, CRF (if on), argmax, encode label PNG",
+                "end_to_end": ("what `segcli predict FOLDER` does per image, through its own pipeline and schedule: "
+                               "decode a JPEG file, preprocess, forward, upsample, CRF (if on), argmax, then write "
+                               "the label PNG, overlay PNG and JSON summary (encoded, renamed into place); "
+                               "e2e_stages_ms per image adds up to e2e_mean_ms / batch ('other': scheduler, Python)"),
                 "baseline": "bare nn.Module, fp32, contiguous, under torch.inference_mode(), no engine",
                 "time_vs_baseline": "row mean_ms / baseline mean_ms at the same model, size and batch "
                                     "(< 1: faster; 0.41 = 0.41x the bare model's time)",
@@ -184,7 +188,7 @@ def run_benchmark(
                 from segcli.benchmarking.onnxruntime_row import onnxruntime_row
 
                 row = onnxruntime_row(runner)
-                row.ratio_vs_baseline = baseline.mean_ms / row.mean_ms if baseline is not None else None
+                row.time_vs_baseline = row.mean_ms / baseline.mean_ms if baseline is not None else None
                 report.rows.append(row)
                 if on_row:
                     on_row(row)
@@ -285,48 +289,20 @@ class _SizeRun:
         return row
 
     def _measure_end_to_end(self, engine: SegmentationEngine, row: BenchmarkRow) -> None:
-        from segcli.outputs import label_png
+        """What `predict` does per image, every default output written (see segcli/benchmarking/end_to_end.py)."""
+        from segcli.benchmarking.end_to_end import measure_end_to_end
 
-        stage_totals: dict[str, float] = {}
-        record = self.record
-
-        def call() -> dict[str, float]:
-            import time
-
-            started = time.perf_counter()
-            images = [decode_jpeg(data) for data in self.jpegs]
-            decoded = time.perf_counter()
-            predictions = engine.predict_batch(images, crf=self.settings.crf)
-            predicted = time.perf_counter()
-            for prediction in predictions:
-                label_png(prediction.labels, record.palette, record.num_classes).save(io.BytesIO(), format="PNG")
-            encoded = time.perf_counter()
-            stages = {"decode": (decoded - started) * 1000.0, "encode": (encoded - predicted) * 1000.0}
-            for prediction in predictions:
-                for name, value in prediction.timings_ms.items():
-                    stages[name] = stages.get(name, 0.0) + value
-            return stages
-
-        def timed_call() -> None:
-            for name, value in call().items():
-                stage_totals[name] = stage_totals.get(name, 0.0) + value
-
-        for _ in range(self.warmup):
-            call()
-        with PeakMemory(self.device) as memory:
-            samples = time_calls(timed_call, 0, self.e2e_iters, engine.plan.synchronize)
-        stats = LatencyStats.from_samples(samples)
-        images_timed = self.e2e_iters * self.settings.batch
+        result = measure_end_to_end(engine, self.jpegs, self.settings.batch, self.warmup, self.e2e_iters,
+                                    self.settings.crf)
+        stats, stages = result.stats, result.stage_ms
         row.e2e_mean_ms, row.e2e_p50_ms, row.e2e_p95_ms = stats.mean_ms, stats.p50_ms, stats.p95_ms
         row.e2e_images_per_s = self.settings.batch * 1000.0 / stats.mean_ms
-        row.e2e_iters, row.e2e_peak_memory_mb = self.e2e_iters, memory.peak_mb
-        row.decode_ms = stage_totals["decode"] / images_timed
-        row.encode_ms = stage_totals["encode"] / images_timed
-        # the engine reports preprocess/forward/upsample as the batch's time shared per image
-        row.preprocess_ms = stage_totals.get("preprocess", 0.0) / images_timed
-        row.forward_ms = stage_totals.get("forward", 0.0) / images_timed
-        row.upsample_ms = stage_totals.get("upsample", 0.0) / images_timed
-        row.crf_ms = stage_totals["crf"] / images_timed if "crf" in stage_totals else None
+        row.e2e_iters, row.e2e_peak_memory_mb = self.e2e_iters, result.peak_memory_mb
+        row.e2e_stages_ms = {stage: round(value, 3) for stage, value in stages.items()}
+        row.decode_ms, row.preprocess_ms = stages["decode"], stages["preprocess"]
+        row.forward_ms, row.upsample_ms = stages["forward"], stages["upsample"]
+        row.crf_ms = stages["crf"] if self.settings.crf is not None else None
+        row.encode_ms = stages["label"] + stages["overlay"] + stages["json"] + stages["rename"]
 
 
 def _accuracy(subject: BenchmarkSubject, plan: ExecutionPlan, settings: BenchmarkSettings) -> tuple[float, float]:

@@ -88,7 +88,8 @@ def _invocation() -> str | None:
 @click.option("--e2e-iters", type=click.IntRange(min=1), default=None,
               help="Timed end-to-end runs [default: --iters, at most 20].")
 @click.option("--e2e/--no-e2e", "end_to_end", default=True, show_default=True,
-              help="Also time decode JPEG -> preprocess -> forward -> upsample -> CRF -> encode PNG.")
+              help="Also time what `predict` does per image: decode a JPEG file -> ... -> CRF -> write the label, "
+                   "overlay and JSON.")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Also time the bare model (fp32, contiguous, no engine) for the 'time vs base' ratio.")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -113,8 +114,9 @@ def benchmark(models, sizes, batch, device, precisions, warmup, iters, e2e_iters
     and (with --data) how accurately.
 
     Per model and size: a 'bare' row (the nn.Module alone, fp32, contiguous) and one engine row
-    per precision. Latency is model-only, in ms per batch; 'e2e ms' adds JPEG decode,
-    preprocessing, upsampling, CRF and label PNG encoding. Defaults: 2 warm-up + 5 timed runs on
+    per precision. Latency is model-only, in ms per batch; 'e2e ms' is what `predict` does per
+    batch: JPEG files decoded, the model, CRF, and every default output written (label PNG,
+    overlay, JSON), with per-stage times in the JSON. Defaults: 2 warm-up + 5 timed runs on
     a CPU, 5 + 200 on a GPU (as MMSegmentation's benchmark).
 
     \b

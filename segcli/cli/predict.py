@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
+from rich.markup import escape
+
+from segcli.text import printable
 
 from segcli.cli.options import (
     crf_options, crf_params_from_options, device_option, model_option, precision_option, weights_option,
@@ -24,8 +28,10 @@ from segcli.cli.options import (
               help="Overlay opacity of the mask colours.")
 @click.option("--save-probs", is_flag=True, help="Also write class probabilities (float16 .npz).")
 @click.option("--no-overlay", is_flag=True, help="Write no overlay image.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option("--skip-existing", is_flag=True, help="Skip images whose outputs exist (resume a run).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace outputs an earlier run wrote (never an input, never a file segcli did not write).")
+@click.option("--skip-existing", is_flag=True,
+              help="Keep images whose outputs are complete and segment the rest (resume a run).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images with more pixels than this [default: 100 million].")
 @click.option("--download/--no-download", default=False, show_default=True,
@@ -41,10 +47,12 @@ from segcli.cli.options import (
 @click.option("--multiscale/--no-multiscale", default=True, show_default=True,
               help="Fuse the input scales the checkpoint's authors tested with (kazuto1011's DeepLab v2: "
                    "0.5/0.75/1, max of the logits); --no-multiscale runs one scale.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Same-size images per forward pass.")
-@click.option("--io-workers", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Threads decoding ahead and writing behind the model (0: one image at a time).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Same-size images per forward pass [default: auto: 1 on a CPU, 4 on a GPU].")
+@click.option("--io-workers", type=click.IntRange(min=0), default=None,
+              help="Threads decoding ahead and writing behind the model (0: none) [default: auto: on a CPU two "
+                   "images side by side, each with half the cores; on a GPU 2]. Giving this or --batch-size runs "
+                   "one image stream with torch's threads as they are.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
 def predict(inputs, model, weights, out_dir, device, precision, alpha, save_probs, no_overlay, overwrite,
             skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, multiscale, batch_size, io_workers,
@@ -65,70 +73,95 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
     from rich.console import Console
 
     from segcli.engine import CRFShortcuts, SegmentationEngine
-    from segcli.imageio import find_images
     from segcli.models.base import set_input_scales
     from segcli.pipeline import OutputOptions
     from segcli.tiling import TilingPolicy, TTAParams
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
-    sources = find_images(inputs)
-    engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
-                                     allow_download=download)
-    engine.tiling = tiling
-    engine.tta = TTAParams() if tta else None
-    if not multiscale:
-        set_input_scales(engine.model, (1.0,))
-    scales = "/".join(f"{scale:g}" for scale in sorted(engine.model.input_scales))
-    # an explicit --crf-iters is honoured, not capped
-    engine.crf_shortcuts = CRFShortcuts.full() if crf_full else CRFShortcuts(
-        max_iterations=None if iterations_given else CRFShortcuts().max_iterations)
-    console.print(f"[bold]{engine.record.model}[/] {engine.source} on {engine.plan.device} "
-                  f"({engine.plan.precision}){' + dense CRF' if crf else ''}"
-                  f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
-    engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
     options = OutputOptions(out_dir=out_dir, alpha=alpha, save_probabilities=save_probs,
                             write_overlay=not no_overlay, overwrite=overwrite, skip_existing=skip_existing)
-    summary = _run_with_progress(engine, sources, options, crf, max_pixels, console, batch_size, io_workers)
+    run = _plan_run(inputs, options, console)  # every output problem of the run fails here, before the model loads
+    engine = None
+    if run.work.todo:
+        engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
+                                         allow_download=download)
+        engine.tiling = tiling
+        engine.tta = TTAParams() if tta else None
+        if not multiscale:
+            set_input_scales(engine.model, (1.0,))
+        scales = "/".join(f"{scale:g}" for scale in sorted(engine.model.input_scales))
+        # an explicit --crf-iters is honoured, not capped
+        engine.crf_shortcuts = CRFShortcuts.full() if crf_full else CRFShortcuts(
+            max_iterations=None if iterations_given else CRFShortcuts().max_iterations)
+        console.print(f"[bold]{engine.record.model}[/] {escape(printable(engine.source))} on {engine.plan.device} "
+                      f"({engine.plan.precision}){' + dense CRF' if crf else ''}"
+                      f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
+        engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
+    summary = _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_workers)
     _report(summary, out_dir, quiet)
 
 
-def _run_with_progress(engine, sources, options, crf, max_pixels, console, batch_size, io_workers):
-    from rich.markup import escape
+def _plan_run(inputs, options, console):
+    """Find the inputs (the output folder excluded) and check every output: OutputError before any work."""
+    from segcli.inputs import scan_inputs
+    from segcli.pipeline import FolderRun
+
+    scan = scan_inputs(inputs, exclude=[options.out_dir])
+    for line in scan.skipped:
+        console.print(f"skipped: {escape(printable(line))}", highlight=False)
+    return FolderRun(options, scan.sources, scan.problems)
+
+
+def _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_workers):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from segcli.pipeline import segment_files
+    from segcli.pipeline import Schedule
 
+    total = len(run.work.todo) + len(run.work.skipped) + len(run.work.failed) + len(run.problems)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=console, transient=True,
-                        disable=console.quiet or len(sources) < 2)
+                        disable=console.quiet or total < 2)
+    schedule = Schedule.auto(engine.plan.device.type if engine is not None else "cpu").with_choices(
+        batch_size, io_workers)
     with progress:
-        task = progress.add_task("segmenting", total=len(sources))
+        task = progress.add_task("segmenting", total=total)
 
         def on_progress(source, status):
             if status.startswith("failed"):
-                progress.console.print(f"[red]failed[/]: {escape(status[len('failed: '):])}", markup=True,
-                                       highlight=False, soft_wrap=True)
+                progress.console.print(f"[red]failed[/]: {escape(printable(status[len('failed: '):]))}",
+                                       markup=True, highlight=False, soft_wrap=True)
             progress.advance(task)
 
-        return segment_files(engine, sources, options, crf=crf, max_pixels=max_pixels, on_progress=on_progress,
-                             batch_size=batch_size, io_workers=io_workers)
+        def on_stop(number):
+            progress.console.print("stopping after the images in hand (press Ctrl-C again to stop at once)",
+                                   highlight=False)
+
+        summary = run.execute(engine, crf=crf, max_pixels=max_pixels, schedule=schedule, on_progress=on_progress,
+                              on_stop=on_stop)
+    if summary.removed_temporaries:
+        console.print(f"removed {len(summary.removed_temporaries)} temporary files an interrupted run left behind",
+                      highlight=False)
+    return summary
 
 
 def _report(summary, out_dir: Path, quiet: bool) -> None:
+    from segcli.pipeline import exit_code
+
     parts = [f"{summary.processed} segmented"]
     if summary.skipped:
         parts.append(f"{len(summary.skipped)} skipped (outputs exist)")
     if summary.failed:
         parts.append(f"{len(summary.failed)} failed")
-    line = f"{', '.join(parts)} in {summary.seconds:.1f} s -> {out_dir}"
+    line = f"{', '.join(parts)} in {summary.seconds:.1f} s -> {printable(out_dir)}"
     if summary.interrupted:
-        click.echo(f"Interrupted: {line}", err=True)
-        raise SystemExit(130)
+        stopped = "Terminated" if summary.signal == signal.SIGTERM else "Interrupted"
+        click.echo(f"{stopped}: {line}", err=True)
+        raise SystemExit(exit_code(summary.signal))
     if summary.failed:
         if quiet:  # otherwise each failure was already shown as it happened
             for _, message in summary.failed:
-                click.echo(f"failed: {message}", err=True)
+                click.echo(f"failed: {printable(message)}", err=True)
         click.echo(line, err=True)
         raise SystemExit(1)
     click.echo(line, err=True)

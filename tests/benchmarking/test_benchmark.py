@@ -101,6 +101,18 @@ def test_baseline_rows_and_ratios(tiny_report):
             assert all(stage is not None and stage >= 0 for stage in stages)
 
 
+def test_end_to_end_is_what_predict_does_and_its_stages_add_up(tiny_report):
+    """Every default output is written (label, overlay, JSON), and the per-image stages sum to the e2e mean."""
+    for row in (row for row in tiny_report.rows if row.variant == "engine"):
+        stages = row.e2e_stages_ms
+        assert set(stages) == {"decode", "preprocess", "forward", "upsample", "crf", "label", "overlay", "json",
+                               "rename", "other"}
+        assert min(stages["label"], stages["overlay"], stages["json"], stages["decode"], stages["forward"]) > 0
+        assert sum(stages.values()) == pytest.approx(row.e2e_mean_ms / row.batch, rel=1e-3, abs=0.01)
+        assert row.encode_ms == pytest.approx(stages["label"] + stages["overlay"] + stages["json"] + stages["rename"],
+                                              abs=0.01)
+
+
 def test_report_carries_machine_and_settings(tiny_report):
     data = json.loads(json.dumps(tiny_report.to_dict()))
     assert data["environment"]["torch"] == torch.__version__

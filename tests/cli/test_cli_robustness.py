@@ -6,6 +6,7 @@ file must get complete outputs, and nothing partial or temporary may be left und
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -19,7 +20,7 @@ import pytest
 from PIL import Image
 
 import segcli.atomic
-import segcli.outputs
+from segcli.outputs.kinds import KINDS
 from robustness_support import (
     assert_no_traceback, encoded, files_under, lines_naming, output_set, png_with_header_size, random_rgb,
     run_predict, save_image, save_tiny_checkpoint, segcli_subprocess,
@@ -125,6 +126,8 @@ def test_mixed_folder_good_files_written_bad_files_named_once(tmp_path, weights,
     assert summary_line.startswith(f"{len(GOOD)} segmented, {len(BAD)} failed")
     expected_files = set().union(*(output_set(stem) for stem in GOOD))
     assert files_under(out) == expected_files  # no temp files, nothing for bad inputs, nothing via the loop
+    loop, = lines_naming(result.stderr, "loop/back")
+    assert loop == f"skipped: {folder / 'loop' / 'back'}: a link back to {folder} (a loop)"
     for stem, (size, note) in GOOD.items():
         with Image.open(out / f"{stem}.png") as label:
             assert (label.mode, label.size) == ("P", size), stem
@@ -281,28 +284,33 @@ def test_existing_outputs_are_kept_without_overwrite_and_the_error_names_file_an
     before = _mtimes(out)
     result = run_predict([folder], out, weights)
     assert result.exit_code == 1
-    line, = lines_naming(result.stderr, f"{out / 'a.png'} already exists")
-    assert "pass --overwrite to replace it or --skip-existing to skip it" in line
-    assert len(lines_naming(result.stderr, "already exists")) == 2  # one line per image
+    line, = [line for line in result.stderr.splitlines() if line.strip()]  # once, before any image
+    assert line == (f"Error: {out} already holds the outputs of 1 of 2 images (e.g. {out / 'b.png'}): pass "
+                    "--overwrite to replace them, or --skip-existing to keep them and segment the rest")
     assert _mtimes(out) == before and (out / "a.png").read_bytes() == b"the user's own edited mask"
     replaced = run_predict([folder], out, weights, "--overwrite")
-    assert replaced.exit_code == 0
-    with Image.open(out / "a.png") as label:
+    assert replaced.exit_code == 1  # b replaced; a.png is not segcli's any more: kept, and said so
+    line, = lines_naming(replaced.stderr, "a.png")
+    assert line == (f"failed: {out / 'a.png'} exists and was not written by segcli: not replaced; "
+                    "move it or choose another --out")
+    assert (out / "a.png").read_bytes() == b"the user's own edited mask"
+    with Image.open(out / "b.png") as label:
         assert (label.mode, label.size) == ("P", (24, 24))
+    assert _mtimes(out)["b.json"] != before["b.json"]
 
 
 def test_one_at_a_time_ctrl_c_between_label_and_json_leaves_no_incomplete_set(tmp_path, weights, monkeypatch):
-    """KeyboardInterrupt lands in the main thread while it writes image b: b's files are removed."""
+    """KeyboardInterrupt (a second Ctrl-C) lands while image b's JSON is written: b's set is rolled back."""
     folder = small_folder(tmp_path)
     out = tmp_path / "out"
-    real_write_json = segcli.outputs.atomic_write_json
+    summary_kind = KINDS["json"]
 
-    def interrupted_json(path, obj):
-        if Path(path).name == "b.json":
+    def interrupted_json(result, run, handle):
+        if result.path.name == "b.png":
             raise KeyboardInterrupt
-        real_write_json(path, obj)
+        summary_kind.write(result, run, handle)
 
-    monkeypatch.setattr(segcli.outputs, "atomic_write_json", interrupted_json)
+    monkeypatch.setitem(KINDS, "json", dataclasses.replace(summary_kind, write=interrupted_json))
     result = run_predict([folder], out, weights, "--io-workers", "0", "--batch-size", "1")
     assert result.exit_code == 130
     assert result.stderr.strip().splitlines()[-1].startswith("Interrupted: 1 segmented")

@@ -1,0 +1,179 @@
+"""The output plan of a run: which files each image writes, and what happens to files already there.
+
+Everything is decided before the model loads: two images whose outputs share a name, an output
+that would replace an input of the run, an output folder that cannot be used and a rerun into
+earlier outputs without `--overwrite`/`--skip-existing` each fail once, up front. A path that
+cannot be checked (permission, name too long) or a file segcli did not write fails only its image.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from segcli.errors import OutputError
+from segcli.outputs.kinds import KINDS, SET_MARK
+from segcli.text import printable
+
+if TYPE_CHECKING:
+    from segcli.inputs import ImageSource
+
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR})
+NAME_MAX = 255  # bytes in one file name on common file systems (checked here even where the folder is not made yet)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What `predict` writes for each image, and what it does with outputs already there."""
+
+    out_dir: Path
+    alpha: float = 0.5            # overlay opacity of the class colours
+    save_probabilities: bool = False
+    write_overlay: bool = True
+    overwrite: bool = False       # replace existing outputs (never an input, never a file segcli did not write)
+    skip_existing: bool = False   # leave images whose outputs are complete (resume a big run); complete the others
+
+    def kind_names(self) -> tuple[str, ...]:
+        """The kinds written per image, in writing order; the JSON summary (the set's mark) last."""
+        names = ["label"]
+        if self.write_overlay:
+            names.append("overlay")
+        if self.save_probabilities:
+            names.append("probs")
+        return (*names, SET_MARK)
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """One image to segment: its input and the files its set is written to."""
+
+    source: "ImageSource"
+    paths: dict[str, Path]  # kind -> path, in writing order
+    replace: bool = False   # files of an earlier set of it may be replaced
+
+
+@dataclass
+class RunPlan:
+    """What a run will do with each input, decided before the model loads."""
+
+    todo: list[PlannedImage] = field(default_factory=list)
+    skipped: list["ImageSource"] = field(default_factory=list)        # complete outputs kept (--skip-existing)
+    failed: list[tuple["ImageSource", str]] = field(default_factory=list)
+
+
+class OutputPlan:
+    """Output paths per image under `options.out_dir` (sub-folders of the inputs kept), and the checks on them."""
+
+    def __init__(self, options: OutputOptions) -> None:
+        if options.overwrite and options.skip_existing:
+            raise OutputError("overwrite and skip_existing exclude each other")
+        self.options = options
+        self.out_dir = Path(options.out_dir)
+        self.kinds = options.kind_names()
+
+    def paths_for(self, relative: Path, kinds: Iterable[str] | None = None) -> dict[str, Path]:
+        """kind -> output path of the image at `relative` (this run's kinds unless `kinds` is given)."""
+        relative = Path(relative)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"output name must be a relative path inside the output folder, got {relative}")
+        folder = self.out_dir / relative.parent
+        return {name: KINDS[name].path(folder, relative.stem) for name in (self.kinds if kinds is None else kinds)}
+
+    def prepare(self, sources: list["ImageSource"]) -> RunPlan:
+        """Check the run against the disk: raises OutputError for a problem of the whole run."""
+        self._check_out_dir()
+        planned = [(source, self.paths_for(source.relative)) for source in sources]
+        _check_no_shared_names(planned)
+        _check_inputs_kept(planned)
+        run = RunPlan()
+        existing: list[Path] = []
+        for source, paths in planned:
+            self._plan_image(source, paths, run, existing)
+        if existing:
+            count = sum(1 for item in run.todo if item.replace)
+            raise OutputError(
+                f"{printable(self.out_dir)} already holds the outputs of {count} of {len(sources)} images "
+                f"(e.g. {printable(existing[0])}): pass --overwrite to replace them, or --skip-existing to keep "
+                "them and segment the rest")
+        return run
+
+    def _check_out_dir(self) -> None:
+        try:
+            mode = os.stat(self.out_dir).st_mode
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return  # made when the first set is written
+            raise OutputError(f"cannot use output folder {printable(self.out_dir)}: {exc.strerror or exc}") from None
+        if not stat.S_ISDIR(mode):
+            raise OutputError(f"output folder {printable(self.out_dir)} is a file: choose another --out")
+
+    def _plan_image(self, source: "ImageSource", paths: dict[str, Path], run: RunPlan, existing: list[Path]) -> None:
+        found: list[Path] = []
+        empty = False
+        for name, path in paths.items():
+            problem = _probe(name, path)
+            if problem in ("ours", "empty"):
+                found.append(path)
+                empty |= problem == "empty"
+            elif problem is not None:
+                run.failed.append((source, problem))
+                return
+        complete = len(found) == len(paths) and not empty
+        if complete and self.options.skip_existing:
+            run.skipped.append(source)
+            return
+        if found and not (self.options.overwrite or self.options.skip_existing):
+            existing.extend(found)
+        run.todo.append(PlannedImage(source, paths, replace=bool(found)))
+
+
+def _probe(kind: str, path: Path) -> str | None:
+    """None: nothing there; "ours": a file segcli wrote; "empty": an empty file; else why the image cannot be written.
+    """
+    if len(os.fsencode(path.name)) > NAME_MAX:
+        return f"cannot write {printable(path)}: {os.strerror(errno.ENAMETOOLONG)}"
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        if exc.errno in _ABSENT:
+            return None
+        return f"cannot write {printable(path)}: {exc.strerror or exc}"
+    mode, st_size = info.st_mode, info.st_size
+    if not stat.S_ISREG(mode):
+        return f"{printable(path)} exists and is not a regular file: not replaced; move it or choose another --out"
+    if st_size == 0:
+        return "empty"  # holds nothing anyone could lose: what a power failure leaves of a new output
+    if not KINDS[kind].is_ours(path):
+        return (f"{printable(path)} exists and was not written by segcli: not replaced; "
+                "move it or choose another --out")
+    return "ours"
+
+
+def _check_no_shared_names(planned: list[tuple["ImageSource", dict[str, Path]]]) -> None:
+    """Two inputs whose outputs would share a file name (cat.jpg and cat.png; cat.jpg and cat_overlay.jpg)."""
+    owner: dict[Path, "ImageSource"] = {}
+    for source, paths in planned:
+        for path in paths.values():
+            first = owner.setdefault(path, source)
+            if first is not source:
+                raise OutputError(
+                    f"{printable(first.path)} and {printable(source.path)} would both write {printable(path)}: "
+                    "rename one, or segment them in separate runs with different --out")
+
+
+def _check_inputs_kept(planned: list[tuple["ImageSource", dict[str, Path]]]) -> None:
+    """No output may replace an input of this run (an in-place run over PNGs would)."""
+    inputs = {os.path.realpath(source.path) for source, _ in planned}
+    real_folders: dict[Path, str] = {}
+    for source, paths in planned:
+        for name, path in paths.items():
+            if path.parent not in real_folders:
+                real_folders[path.parent] = os.path.realpath(path.parent)
+            if os.path.join(real_folders[path.parent], path.name) in inputs:
+                raise OutputError(
+                    f"{printable(path)} is an input of this run, and the {name} output of "
+                    f"{printable(source.relative)} would replace it: write the outputs to another folder with --out")

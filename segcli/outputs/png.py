@@ -1,0 +1,85 @@
+"""A small PNG encoder for segcli's own images, and the mark that says segcli wrote a PNG.
+
+PIL's encoder tries every row filter on every row and takes about twice as long as the
+compression itself. Predictions are written often (one label and one overlay per image), so
+segcli encodes them with one fixed filter and zlib level 1: pixels read back exactly, the
+files are 5-15% larger than PIL's default, and the bytes depend only on the pixels.
+
+Every PNG segcli writes carries a `tEXt` chunk `segcli` right after the header, so input
+discovery can tell segcli's outputs from a user's photos by reading the first bytes of a file.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PROVENANCE_KEYWORD = b"segcli"
+FAST_LEVEL = 1              # zlib level: ~3x faster than the default 6, files ~10% larger
+_FILTER_UP = 2              # each byte minus the byte above it: runs of a row repeated become zeros
+_COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (grey, RGB); palette images are type 3
+_HEADER_BYTES = 256          # enough for the signature, IHDR and a provenance chunk
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def encode_png(
+    pixels: np.ndarray,
+    palette: Sequence[int] | None = None,
+    provenance: str | None = None,
+    level: int = FAST_LEVEL,
+) -> bytes:
+    """PNG bytes of an H x W (grey, or palette indices when `palette` is given) or H x W x 3 uint8 array.
+
+    `palette`: the flat list of up to 256 RGB triples (`flat_palette`), making a palettized image;
+    `provenance`: the text of the `segcli` chunk (e.g. "label"), None for no chunk.
+    """
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
+        raise ValueError(f"expected H x W or H x W x 3 uint8 pixels, got {pixels.dtype} {pixels.shape}")
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else 3
+    color_type = 3 if palette is not None else _COLOR_TYPES[channels]
+    if palette is not None and channels != 1:
+        raise ValueError("a palettized PNG takes H x W indices")
+    rows = pixels.reshape(height, width * channels)
+    filtered = np.empty((height, width * channels + 1), dtype=np.uint8)
+    filtered[:, 0] = _FILTER_UP
+    filtered[:1, 1:] = rows[:1]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG's does
+    parts = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0))]
+    if provenance is not None:
+        parts.append(_chunk(b"tEXt", PROVENANCE_KEYWORD + b"\0" + provenance.encode("latin-1")))
+    if palette is not None:
+        parts.append(_chunk(b"PLTE", bytes(palette)))
+    parts.append(_chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)))
+    parts.append(_chunk(b"IEND", b""))
+    return b"".join(parts)
+
+
+def provenance_of(header: bytes) -> str | None:
+    """The text of the `segcli` chunk when `header` (a PNG's first bytes) has one right after IHDR."""
+    ihdr_end = len(SIGNATURE) + 8 + 13 + 4
+    if not header.startswith(SIGNATURE) or len(header) < ihdr_end + 8:
+        return None
+    length, kind = struct.unpack(">I4s", header[ihdr_end:ihdr_end + 8])
+    data = header[ihdr_end + 8:ihdr_end + 8 + length]
+    if kind != b"tEXt" or len(data) != length or not data.startswith(PROVENANCE_KEYWORD + b"\0"):
+        return None
+    return data[len(PROVENANCE_KEYWORD) + 1:].decode("latin-1")
+
+
+def written_by_segcli(path: str | Path) -> bool:
+    """True when the file is a PNG that segcli wrote (its provenance chunk); False when unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            return provenance_of(handle.read(_HEADER_BYTES)) is not None
+    except OSError:
+        return False

@@ -1,0 +1,14 @@
+"""Segment many files with one engine: outputs planned up front, then decode -> predict -> write.
+
+`FolderRun` (run.py) checks the output plan before the model loads and runs the images through
+one `Scheduler` (scheduler.py); `StopRequests` (interrupts.py) turns Ctrl-C and SIGTERM into a
+stop between images. `segment_files` does both in one call.
+"""
+
+from segcli.outputs.plan import OutputOptions
+from segcli.pipeline.interrupts import StopRequests, exit_code
+from segcli.pipeline.run import FolderRun, RunSummary, segment_files
+from segcli.pipeline.scheduler import Schedule, Scheduler
+
+__all__ = ["FolderRun", "OutputOptions", "RunSummary", "Schedule", "Scheduler", "StopRequests", "exit_code",
+           "segment_files"]

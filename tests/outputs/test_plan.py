@@ -1,0 +1,151 @@
+"""The output plan: names per image, and every decision about files already there, made before the model loads."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segcli.errors import OutputError
+from segcli.inputs import ImageSource
+from segcli.outputs import ImageResult, OutputOptions, OutputPlan, RunInfo, write_image_outputs
+
+RUN = RunInfo(model="m", checkpoint="c", checkpoint_source="s", device="cpu", precision="fp32",
+              categories=("background", "thing"), palette="voc")
+
+
+def source(folder: Path, relative: str) -> ImageSource:
+    return ImageSource(folder / relative, Path(relative))
+
+
+def write_set(plan: OutputPlan, item: ImageSource) -> None:
+    result = ImageResult(item.path, np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8))
+    write_image_outputs(plan.paths_for(item.relative), result, RUN)
+
+
+def test_paths_keep_subfolders_and_put_the_json_last(tmp_path):
+    plan = OutputPlan(OutputOptions(Path("out"), save_probabilities=True))
+    assert plan.paths_for(Path("trip/day1/img.jpg")) == {
+        "label": Path("out/trip/day1/img.png"), "overlay": Path("out/trip/day1/img_overlay.png"),
+        "probs": Path("out/trip/day1/img_probs.npz"), "json": Path("out/trip/day1/img.json"),
+    }
+    without_overlay = OutputPlan(OutputOptions(Path("out"), write_overlay=False))
+    assert list(without_overlay.paths_for(Path("x.jpg"))) == ["label", "json"]
+    with pytest.raises(ValueError):
+        plan.paths_for(Path("../escape.jpg"))
+
+
+@pytest.mark.parametrize("first, second, shared", [
+    ("x.jpg", "x.png", "x.png"), ("cat.jpg", "cat_overlay.jpg", "cat_overlay.png"),
+])
+def test_outputs_sharing_a_name_are_refused(tmp_path, first, second, shared):
+    plan = OutputPlan(OutputOptions(tmp_path / "out", overwrite=True))
+    with pytest.raises(OutputError, match=rf"{first} and .*{second} would both write .*/{shared}: rename one"):
+        plan.prepare([source(tmp_path, first), source(tmp_path, second)])
+
+
+def test_an_output_never_replaces_an_input(tmp_path):
+    Image.new("RGB", (2, 2)).save(tmp_path / "dog.png")
+    for flags in ({}, {"overwrite": True}, {"skip_existing": True}):
+        plan = OutputPlan(OutputOptions(tmp_path, **flags))
+        with pytest.raises(OutputError, match=r"dog\.png is an input of this run, and the label output of dog\.png "
+                                              r"would replace it: write the outputs to another folder with --out"):
+            plan.prepare([source(tmp_path, "dog.png")])
+
+
+def test_a_fresh_folder_plans_every_image(tmp_path):
+    sources = [source(tmp_path, "a.jpg"), source(tmp_path, "sub/b.jpg")]
+    run = OutputPlan(OutputOptions(tmp_path / "out")).prepare(sources)
+    assert [item.source for item in run.todo] == sources and not run.skipped and not run.failed
+    assert not any(item.replace for item in run.todo)
+
+
+def test_existing_outputs_need_a_flag_and_the_error_counts_them(tmp_path):
+    options = OutputOptions(tmp_path / "out")
+    sources = [source(tmp_path, name) for name in ("a.jpg", "b.jpg", "c.jpg")]
+    plan = OutputPlan(options)
+    write_set(plan, sources[0])
+    write_set(plan, sources[2])
+    with pytest.raises(OutputError) as error:
+        plan.prepare(sources)
+    assert str(error.value) == (
+        f"{tmp_path / 'out'} already holds the outputs of 2 of 3 images (e.g. {tmp_path / 'out' / 'a.png'}): "
+        "pass --overwrite to replace them, or --skip-existing to keep them and segment the rest")
+
+
+def test_skip_existing_keeps_complete_sets_and_redoes_incomplete_ones(tmp_path):
+    sources = [source(tmp_path, name) for name in ("a.jpg", "b.jpg", "c.jpg")]
+    plan = OutputPlan(OutputOptions(tmp_path / "out", skip_existing=True))
+    for item in sources[:2]:
+        write_set(plan, item)
+    (tmp_path / "out" / "b.json").unlink()  # a label without its JSON: incomplete
+    run = plan.prepare(sources)
+    assert run.skipped == [sources[0]]
+    assert [(item.source, item.replace) for item in run.todo] == [(sources[1], True), (sources[2], False)]
+
+
+def test_empty_files_make_a_set_incomplete_and_are_replaced(tmp_path):
+    """What a power failure can leave of a new set (written without fsync): empty files."""
+    item = source(tmp_path, "a.jpg")
+    plan = OutputPlan(OutputOptions(tmp_path / "out", skip_existing=True))
+    write_set(plan, item)
+    (tmp_path / "out" / "a.json").write_bytes(b"")
+    run = plan.prepare([item])
+    assert [(planned.source, planned.replace) for planned in run.todo] == [(item, True)] and not run.failed
+
+
+def test_overwrite_replaces_only_files_segcli_wrote(tmp_path):
+    sources = [source(tmp_path, "a.jpg"), source(tmp_path, "b.jpg")]
+    plan = OutputPlan(OutputOptions(tmp_path / "out", overwrite=True))
+    write_set(plan, sources[0])
+    (tmp_path / "out" / "b.png").parent.mkdir(exist_ok=True)
+    Image.new("RGB", (2, 2)).save(tmp_path / "out" / "b.png")  # the user's own picture
+    run = plan.prepare(sources)
+    assert [(item.source, item.replace) for item in run.todo] == [(sources[0], True)]
+    assert run.failed == [(sources[1], f"{tmp_path / 'out' / 'b.png'} exists and was not written by segcli: "
+                                       "not replaced; move it or choose another --out")]
+
+
+def test_a_folder_where_an_output_should_be_fails_that_image(tmp_path):
+    (tmp_path / "out" / "a_overlay.png").mkdir(parents=True)
+    run = OutputPlan(OutputOptions(tmp_path / "out")).prepare([source(tmp_path, "a.jpg")])
+    assert run.failed[0][1].endswith("a_overlay.png exists and is not a regular file: not replaced; "
+                                     "move it or choose another --out")
+
+
+def test_paths_that_cannot_be_checked_fail_their_image_only(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real_lstat = os.lstat
+
+    def refusing(path, *args, **kwargs):
+        if "shut" in os.fspath(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", refusing)
+    sources = [source(tmp_path, "shut/a.jpg"), source(tmp_path, "open/b.jpg"), source(tmp_path, "x" * 250 + ".jpg")]
+    run = OutputPlan(OutputOptions(out)).prepare(sources)
+    assert [item.source for item in run.todo] == [sources[1]]
+    assert run.failed[0] == (sources[0], f"cannot write {out / 'shut' / 'a.png'}: Permission denied")
+    assert run.failed[1][0] == sources[2] and run.failed[1][1].endswith("_overlay.png: File name too long")
+
+
+def test_an_output_folder_that_is_a_file_or_cannot_be_used_is_one_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"output folder .*file is a file: choose another --out"):
+        OutputPlan(OutputOptions(tmp_path / "file")).prepare([source(tmp_path, "a.jpg")])
+    with pytest.raises(OutputError, match=r"cannot use output folder .*: File name too long"):
+        OutputPlan(OutputOptions(tmp_path / ("o" * 300))).prepare([source(tmp_path, "a.jpg")])
+    with pytest.raises(OutputError, match="exclude each other"):
+        OutputPlan(OutputOptions(tmp_path, overwrite=True, skip_existing=True))
+
+
+def test_names_in_plan_errors_are_escaped(tmp_path):
+    plan = OutputPlan(OutputOptions(tmp_path / "out"))
+    with pytest.raises(OutputError) as error:
+        plan.prepare([source(tmp_path, "x\n.jpg"), source(tmp_path, "x\n.png")])
+    assert "\n" not in str(error.value) and "x\\n.jpg" in str(error.value)
