@@ -8,7 +8,7 @@
 #   REHEARSAL=1 bash training/gpu_session.sh     # every stage on the CPU, tiny settings (tests run this)
 #
 # Settings (environment): OUT (default ./gpu-out), WORK (scratch, default /tmp/segcli-gpu-session),
-# SESSION_SECONDS (550), LANES (comma list of lane names; the table is in training/scripts/gpu_session.py),
+# SESSION_SECONDS (550), LANES (comma list of lane names; the table is in training/scripts/gpu_lanes.py),
 # TRAIN_SCENES (10000), PARALLEL (lanes at once; default all), LANE_RESERVE (60 s after each lane's training),
 # ITERS_CAP (most iterations per lane), PYTEST_TIMEOUT (110), BENCHMARK_TIMEOUT (120).
 set -uo pipefail

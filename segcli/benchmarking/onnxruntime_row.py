@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import torch
 
 from segcli.benchmarking.measure import PeakMemory, time_calls
 from segcli.device import plan_execution
 
-if TYPE_CHECKING:
-    from segcli.benchmarking.runner import BenchmarkRow, _SizeRun
-
 PRECISION_LABEL = "onnxruntime fp32"  # the table's precision column: which runtime, in which precision
 
 
-def onnxruntime_row(run: "_SizeRun") -> "BenchmarkRow":
-    """Measure `run`'s subject through onnxruntime at `run`'s size and batch."""
+def onnxruntime_row(run):
+    """Measure `run`'s subject (a `segcli.benchmarking.runner._SizeRun`, which calls this) through onnxruntime
+    at its size and batch; returns its `BenchmarkRow`. Not imported back from the runner: the runner is this
+    module's only caller, so the dependency runs one way."""
     from segcli.engine import SegmentationEngine, preprocess
     from segcli.export.exporter import ExportSettings, export_model
     from segcli.export.metadata import IDENTITY_PREPROCESSING, record_from_metadata
