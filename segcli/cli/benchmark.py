@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
-from segcli.cli.options import PRECISION_CHOICES, crf_options, crf_params_from_options, device_option
+from segcli.cli.options import (
+    PRECISION_CHOICES, batch_size_option, crf_options, crf_params_from_options, device_option, size_callback,
+)
 
 MIN_SIDE = 32
 
@@ -32,27 +34,6 @@ def _models_callback(ctx: click.Context, param: click.Parameter, value: str | No
         raise click.BadParameter(str(exc)) from None
 
 
-def parse_sizes(value: str) -> tuple[tuple[int, int], ...]:
-    """'256,512' (squares) or '480x640' (HxW), comma-separated -> ((h, w), ...)."""
-    sizes: list[tuple[int, int]] = []
-    for item in _comma_list(value):
-        parts = item.lower().replace("×", "x").split("x")
-        if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
-            raise click.BadParameter(f"{item!r} is not a size: use N (square) or HxW, e.g. 512 or 480x640")
-        height, width = int(parts[0]), int(parts[-1])
-        if min(height, width) < MIN_SIDE:
-            raise click.BadParameter(f"{item!r} is too small: sides of at least {MIN_SIDE} pixels")
-        if (height, width) not in sizes:
-            sizes.append((height, width))
-    if not sizes:
-        raise click.BadParameter("give one or more sizes, e.g. 256,512 or 480x640")
-    return tuple(sizes)
-
-
-def _sizes_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[tuple[int, int], ...]:
-    return parse_sizes(value)
-
-
 def _precisions_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
     precisions = [item.lower() for item in _comma_list(value)]
     unknown = [item for item in precisions if item not in PRECISION_CHOICES]
@@ -74,9 +55,9 @@ def _invocation() -> str | None:
 @click.option("--models", callback=_models_callback, default=None, metavar="NAME[,NAME...]",
               help="Zoo models to measure [default: every model with a checkpoint on disk]. "
                    "Named models without a checkpoint run with random weights (marked 'random').")
-@click.option("--sizes", callback=_sizes_callback, default="512", show_default=True, metavar="N|HxW[,...]",
+@click.option("--sizes", callback=size_callback(min_side=MIN_SIDE, several=True), default="512", show_default=True, metavar="N|HxW[,...]",
               help="Network input sizes: N for NxN, or HxW.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per forward pass.")
+@batch_size_option(default=1, help="Images per forward pass.")
 @device_option
 @click.option("--precision", "precisions", callback=_precisions_callback, default="auto", show_default=True,
               metavar="P[,P...]", help=f"One or more of {', '.join(PRECISION_CHOICES)}; one row each.")
@@ -107,7 +88,7 @@ def _invocation() -> str | None:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG: latency vs size, or mIoU vs speed with --data (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the table.")
-def benchmark(models, sizes, batch, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
+def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
               data_dir, split, onnxruntime, json_path, csv_path, markdown_path, plot_path, quiet,
               **crf_kwargs) -> None:
     """Measure how fast each model runs here, at which size and precision, with how much memory,
@@ -140,7 +121,7 @@ def benchmark(models, sizes, batch, device, precisions, warmup, iters, e2e_iters
     planned = plan_subjects(models)
     progress.print("benchmarking " + ", ".join(f"{plan.name} ({plan.weights})" for plan in planned))
     settings = BenchmarkSettings(
-        sizes=sizes, batch=batch, device=device, precisions=precisions, crf=crf, warmup=warmup, iters=iters,
+        sizes=sizes, batch=batch_size, device=device, precisions=precisions, crf=crf, warmup=warmup, iters=iters,
         e2e_iters=e2e_iters, end_to_end=end_to_end, baseline=baseline, data_dir=data_dir, split=split,
         onnxruntime=onnxruntime,
     )

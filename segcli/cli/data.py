@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import click
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'128x96' -> (128, 96) as (height, width); '128' -> (128, 128)."""
-    parts = text.lower().replace("*", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: use HxW, e.g. 128x128") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 8:
-        raise click.BadParameter(f"{text!r}: use HxW with both sides at least 8, e.g. 128x128")
-    return values[0], values[1]
-
-
-def _size_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    return None if value is None else parse_size(value)
+from segcli.cli.options import overwrite_option, size_callback
 
 
 @click.group("data")
@@ -32,10 +16,10 @@ def data() -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--n", "count", type=click.IntRange(min=1), default=200, show_default=True, help="Number of scenes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, n and size: same bytes.")
-@click.option("--size", default="128x128", show_default=True, callback=_size_callback, help="Scene size HxW.")
+@click.option("--size", default="128x128", show_default=True, callback=size_callback(min_side=8), help="Scene size HxW.")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0), default=0.2, show_default=True,
               help="Share of scenes in the val split (the last ones); 1.0 for a held-out test draw.")
-@click.option("--overwrite", is_flag=True, help="Write into a folder that already holds a dataset.")
+@overwrite_option("Write into a folder that already holds a dataset.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes writing scenes (the same bytes as one).")
 def synth(out_dir: str, count: int, seed: int, size: tuple[int, int], val_fraction: float, overwrite: bool,

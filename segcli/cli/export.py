@@ -6,19 +6,9 @@ from pathlib import Path
 
 import click
 
-from segcli.cli.options import weights_option
-from segcli.models import CHOICES as MODEL_CHOICES
+from segcli.cli.options import download_option, size_callback, overwrite_option, quiet_option, weights_option, zoo_model_option
 
 FORMAT_BY_SUFFIX = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
-
-
-def _size_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
-    from segcli.cli.benchmark import parse_sizes
-
-    sizes = parse_sizes(value)
-    if len(sizes) != 1:
-        raise click.BadParameter(f"{value!r}: give one size, N or HxW")
-    return sizes[0]
 
 
 def _format_for(out: Path, given: str | None) -> str:
@@ -32,14 +22,13 @@ def _format_for(out: Path, given: str | None) -> str:
 
 
 @click.command("export")
-@click.option("--model", "-m", type=click.Choice(MODEL_CHOICES), default=None,
-              help="Zoo model [default: the one --weights names]. Without --weights: its default checkpoint.")
+@zoo_model_option(help="Zoo model [default: the one --weights names]. Without --weights: its default checkpoint.")
 @weights_option
 @click.option("--format", "fmt", type=click.Choice(("onnx", "torchscript")), default=None,
               help="onnx or torchscript [default: from --out's suffix: .onnx, .pt/.ts].")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The file to write (a NAME.verification.json goes beside it).")
-@click.option("--size", default="512x512", show_default=True, callback=_size_callback, metavar="N|HxW",
+@click.option("--size", default="512x512", show_default=True, callback=size_callback(min_side=32), metavar="N|HxW",
               help="Input size the graph is traced at; the only size a non-dynamic ONNX graph takes.")
 @click.option("--dynamic", is_flag=True,
               help="ONNX: free batch, height and width (checked at two sizes and two batch sizes). "
@@ -50,10 +39,9 @@ def _format_for(out: Path, given: str | None) -> str:
                    "(torch.export + onnxscript; much slower).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check the file against segcli's fp32 forward (labels must agree on >= 99.5% of pixels).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-@click.option("--download/--no-download", default=False, show_default=True,
-              help="Download a missing published checkpoint (checked against its hash).")
-@click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
+@overwrite_option("Replace an existing --out file.")
+@download_option
+@quiet_option()
 def export(model, weights, fmt, out, size, dynamic, opset, exporter, verify, overwrite, download, quiet) -> None:
     """Export a checkpoint as ONNX (uint8 RGB NHWC `image` in; `labels` and `logits` out; the checkpoint's
     preprocessing inside) or TorchScript, and prove it gives segcli's labels.

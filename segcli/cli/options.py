@@ -12,6 +12,38 @@ DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
+def parse_size(text: str, min_side: int = 8) -> tuple[int, int]:
+    """'480x640' -> (480, 640) as (height, width); '128' -> (128, 128)."""
+    parts = text.strip().lower().replace("×", "x").replace("*", "x").split("x")
+    if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
+        raise click.BadParameter(f"{text.strip()!r} is not a size: use N (square) or HxW, e.g. 512 or 480x640")
+    height, width = int(parts[0]), int(parts[-1])
+    if min(height, width) < min_side:
+        raise click.BadParameter(f"{text.strip()!r} is too small: sides of at least {min_side} pixels")
+    return height, width
+
+
+def parse_sizes(value: str, min_side: int = 8) -> tuple[tuple[int, int], ...]:
+    """'256,512' (squares) or '480x640' (HxW), comma-separated -> ((h, w), ...), each once."""
+    sizes = dict.fromkeys(parse_size(item, min_side) for item in value.split(",") if item.strip())
+    if not sizes:
+        raise click.BadParameter("give one or more sizes, e.g. 256,512 or 480x640")
+    return tuple(sizes)
+
+
+def size_callback(min_side: int = 8, several: bool = False) -> Callable:
+    """A Click callback: one size (None stays None), or with `several` a comma list of sizes."""
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None):
+        if value is None:
+            return None
+        if several:
+            return parse_sizes(value, min_side)
+        if "," in value:
+            raise click.BadParameter(f"{value!r}: give one size, N or HxW")
+        return parse_size(value, min_side)
+    return callback
+
+
 def _device_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
     value = value.lower()
     if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
@@ -19,10 +51,33 @@ def _device_callback(ctx: click.Context, param: click.Parameter, value: str) -> 
     raise click.BadParameter(f"{value!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
-model_option = click.option(
-    "--model", "-m", "model", type=click.Choice(MODEL_CHOICES), default="deeplabv3p", show_default=True,
-    help="Zoo model (see `segcli models`).",
+def zoo_model_option(default: str | None = None, required: bool = False,
+                     help: str = "Zoo model (see `segcli models`).") -> Callable:
+    """--model/-m: one zoo model name (aliases accepted)."""
+    return click.option("--model", "-m", "model", type=click.Choice(MODEL_CHOICES), default=default,
+                        required=required, show_default=default is not None, help=help)
+
+
+model_option = zoo_model_option(default="deeplabv3p")
+download_option = click.option(
+    "--download/--no-download", default=False, show_default=True,
+    help="Download a missing published checkpoint (checked against its hash).",
 )
+
+
+def quiet_option(help: str = "Only errors and the final line.") -> Callable:
+    return click.option("--quiet", "-q", is_flag=True, help=help)
+
+
+def overwrite_option(help: str) -> Callable:
+    """--overwrite: what it replaces differs per command, so each says it."""
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+def batch_size_option(default: int | None, help: str) -> Callable:
+    """--batch-size (also accepted as --batch, its old name in train and benchmark)."""
+    return click.option("--batch-size", "--batch", "batch_size", type=click.IntRange(min=1), default=default,
+                        show_default=default is not None, help=help)
 weights_option = click.option(
     "--weights", "-w", default=None, metavar="NAME|PATH",
     help="Checkpoint: a manifest name (`segcli weights list`) or a file. Default: a real checkpoint on disk, else the shipped one.",

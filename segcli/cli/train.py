@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from segcli.cli.data import _size_callback
-from segcli.cli.options import PRECISION_CHOICES, device_option
-from segcli.models import CHOICES as MODEL_CHOICES
+from segcli.cli.options import (
+    PRECISION_CHOICES, batch_size_option, device_option, overwrite_option, size_callback, zoo_model_option,
+)
 
 
 def _kwarg_callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
@@ -37,7 +37,7 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 
 
 @click.command("train")
-@click.option("--model", "-m", "model", type=click.Choice(MODEL_CHOICES), required=True, help="Zoo model.")
+@zoo_model_option(required=True, help="Zoo model.")
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="VOC-format folder (e.g. from `segcli data synth`).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
@@ -50,7 +50,7 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Seconds from start to the last iteration: the iteration count is fixed from the measured "
                    "speed (re-measured as it goes), so the poly schedule still ends on time.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8, show_default=True)
+@batch_size_option(default=8, help="Crops per training step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
               help="Peak learning rate (poly decay, power 0.9).")
 @click.option("--warmup", "warmup_iters", type=click.IntRange(min=0), default=0, show_default=True,
@@ -59,7 +59,7 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--loss", type=click.Choice(["ce", "ohem"]), default="ce", show_default=True,
               help="ce: cross-entropy over all pixels; ohem: over the hard pixels only (p(true) < 0.7, "
                    "at least the hardest 25%).")
-@click.option("--crop", default=None, callback=_size_callback, help="Random crop HxW [default: image size].")
+@click.option("--crop", default=None, callback=size_callback(min_side=8), help="Random crop HxW [default: image size].")
 @click.option("--scale-range", default="0.5,2.0", show_default=True, callback=_range_callback,
               help="Random rescale range MIN,MAX.")
 @click.option("--model-kwarg", "model_kwargs", multiple=True, callback=_kwarg_callback, metavar="KEY=VALUE",
@@ -77,7 +77,7 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
               help="Data loader processes (augmentation on the CPU).")
 @click.option("--augment-on", type=click.Choice(["auto", "cpu", "device"]), default="auto", show_default=True,
               help="Where crops are augmented; auto: on the GPU when training there on same-size images.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out (and an earlier run's state file).")
+@overwrite_option("Replace an existing --out (and an earlier run's state file).")
 @device_option
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
               help="auto: bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 autocast gave some models "
@@ -100,7 +100,7 @@ def train(**options) -> None:
     try:
         run_training(config, console=Console(soft_wrap=True))  # soft wrap: whole lines in log files
     except BatchTooSmallError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--batch'") from None
+        raise click.BadParameter(str(exc), param_hint="'--batch-size'") from None
     except TrainingInterrupted as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(130) from None

@@ -19,7 +19,7 @@ from segcli.benchmarking import (
     random_record, run_benchmark,
 )
 from segcli.benchmarking.report import CSV_COLUMNS, csv_text, plot_report
-from segcli.cli.benchmark import parse_sizes
+from segcli.cli.options import parse_sizes
 from segcli.cli.main import cli
 
 REQUIRED_ROW_KEYS = {

@@ -45,7 +45,7 @@ def test_batch_one_is_a_usage_error_for_batchnorm_after_global_pooling(tiny_data
     result = invoke("--model", "deeplabv3p", "--data", str(tiny_data), "--out", str(out), "--batch", "1",
                     "--iters", "1", "--device", "cpu", "--precision", "fp32")
     assert result.exit_code == 2, result.output
-    assert "--batch" in result.output and "--batch 2 or more" in result.output
+    assert "--batch" in result.output and "--batch-size 2 or more" in result.output
     assert "Traceback" not in result.output and not out.exists()
     assert not Path(f"{out}.state.pt").exists()
     # a model whose BatchNorm layers all see many values per channel trains with batch 1
