@@ -57,7 +57,7 @@ class Settings:
     benchmark_timeout: float
     iters_cap: int | None           # --iters: the most iterations a lane may run
     data_workers: int
-    batch: int | None = None        # every lane's --batch (None: the lane's own)
+    batch: int | None = None        # every lane's --batch-size (None: the lane's own)
     bn_batches: int = 50            # --bn-batches
     train_budget: float | None = None  # at most this --time-budget per lane (None: all the time left)
 

@@ -220,7 +220,7 @@ def lane_commands(session: Session, lane: Lane, budget: float) -> tuple[list[str
     settings, data = session.settings, session.work / "data"
     checkpoint = session.work / "lanes" / lane.name / f"{lane.stem}.safetensors"
     train = segcli("train", "--model", lane.model, "--data", str(data / "train"), "--out", str(checkpoint),
-                   "--batch", str(settings.batch or lane.batch), "--lr", str(lane.lr), "--warmup", str(lane.warmup),
+                   "--batch-size", str(settings.batch or lane.batch), "--lr", str(lane.lr), "--warmup", str(lane.warmup),
                    "--crop", settings.crop, "--scale-range", settings.scale_range, "--device", settings.device,
                    "--precision", lane.precision, "--time-budget", f"{budget:.0f}", "--save-every", "500",
                    "--augment-on", "device", "--bn-batches", str(settings.bn_batches), "--seed", "7", "--overwrite")

@@ -12,7 +12,7 @@ TEST=${TEST:-/tmp/segcli-synth-test-s2}
 [ -f "$TEST/dataset.json" ] || python -m segcli data synth --out "$TEST" --n 300 --seed 2 --size 128x128 --val-fraction 1.0
 python training/scripts/fcn32s_init.py /tmp/fcn32s-init.safetensors
 OMP_NUM_THREADS=1 python -m segcli train --model fcn32s --data "$DATA" --weights /tmp/fcn32s-init.safetensors \
-  --out segcli/weights/fcn32s-synth.safetensors --iters 4000 --batch 8 --crop 96x96 --scale-range 0.75,1.5 \
+  --out segcli/weights/fcn32s-synth.safetensors --iters 4000 --batch-size 8 --crop 96x96 --scale-range 0.75,1.5 \
   --lr 3e-4 --warmup 100 --optimizer adamw --seed 11 --device cpu --precision fp32 --save-every 250 \
   --model-kwarg width=0.125 --overwrite
 python -m segcli evaluate --model fcn32s --weights segcli/weights/fcn32s-synth.safetensors --data "$TEST" --split val \

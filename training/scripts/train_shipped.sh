@@ -69,7 +69,7 @@ train_one() {
       # one thread each: two runs share the 2 cores
       OMP_NUM_THREADS=${THREADS:-1} python -m segcli train --model "$model" --data "$DATA" \
         --out "weights/$stem.safetensors" --overwrite --state "$state" "${resume[@]}" \
-        --iters "${ITERS[$model]}" --batch 8 --crop 96x96 --lr 2e-3 --optimizer adamw --scale-range 0.75,1.5 \
+        --iters "${ITERS[$model]}" --batch-size 8 --crop 96x96 --lr 2e-3 --optimizer adamw --scale-range 0.75,1.5 \
         --seed 0 --device cpu --precision ${PREC[$model]} --save-every 200 ${KWARGS[$model]}
       cp "weights/$stem.safetensors" "training/state/$stem-stage1.safetensors"
       touch "training/state/$stem-stage1.done"
@@ -87,7 +87,7 @@ train_one() {
       [ -f "training/state/$stem-stage$number.state.pt" ] && resume=(--resume "training/state/$stem-stage$number.state.pt")
       OMP_NUM_THREADS=$threads python -m segcli train --model "$model" --data "$DATA" "${resume[@]}" \
         --out "weights/$stem.safetensors" --overwrite --state "training/state/$stem-stage$number.state.pt" --iters "$iters" \
-        --batch 8 --crop 96x96 --lr "$lr" --optimizer adamw --scale-range 0.75,1.5 --seed "$seed" --device cpu \
+        --batch-size 8 --crop 96x96 --lr "$lr" --optimizer adamw --scale-range 0.75,1.5 --seed "$seed" --device cpu \
         --precision ${PREC[$model]} --save-every 500 ${KWARGS[$model]}
       touch "training/state/$stem-stage$number.done"
     done
