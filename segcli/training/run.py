@@ -198,7 +198,7 @@ def _check_batch_size(model: nn.Module, config: TrainConfig, dataset, plan: Exec
     except ValueError as exc:
         if "more than 1 value per channel" not in str(exc):
             raise
-        raise BatchTooSmallError(f"--batch 1 cannot train {name}: a BatchNorm layer after global pooling sees one "
+        raise BatchTooSmallError(f"--batch-size 1 cannot train {name}: a BatchNorm layer after global pooling sees one "
                                  "value per channel; use --batch-size 2 or more") from None
 
 
