@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from segcli.device import ExecutionPlan
@@ -41,6 +42,7 @@ def test_other_plans_leave_tf32_as_it_was():
         assert tf32_flags() == before
 
 
+@pytest.mark.slow
 def test_fp32_keeps_to_the_new_precision_api_once_a_process_uses_it():
     """torch >= 2.9 raises when the legacy and new TF32 settings are mixed: keep to the one in use."""
     if not hasattr(torch.backends.cudnn, "conv") or not hasattr(torch.backends.cudnn.conv, "fp32_precision"):

@@ -83,6 +83,7 @@ def test_cli_evaluate_refuses_mismatched_classes(tiny_data, tmp_path):
     assert "9 classes but the checkpoint predicts 3" in result.output
 
 
+@pytest.mark.slow
 def test_cli_evaluate_tta_scores_what_the_tta_engine_predicts(tiny_data, tmp_path, monkeypatch):
     import segcli.engine
     from segcli.metrics import ConfusionMatrix

@@ -144,6 +144,7 @@ def test_crf_time_is_reported_on_its_own():
     assert row.crf and row.crf_ms is not None and 0 < row.crf_ms < row.e2e_mean_ms
 
 
+@pytest.mark.slow
 def test_accuracy_columns_equal_evaluate_folder(tmp_path):
     from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
     from segcli.device import plan_execution
@@ -189,6 +190,7 @@ def test_parse_sizes():
 
 # --- the command line --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_writes_json_csv_and_plot(tmp_path):
     import segcli.benchmarking as benchmarking
 
@@ -220,6 +222,7 @@ def test_cli_writes_json_csv_and_plot(tmp_path):
         assert plot.format == "PNG" and plot.size[0] > 100
 
 
+@pytest.mark.slow
 def test_cli_random_weights_for_a_named_zoo_model(tmp_path, monkeypatch):
     pytest.importorskip("segcli.models.lraspp")
     from segcli.models import build_model

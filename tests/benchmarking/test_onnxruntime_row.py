@@ -19,6 +19,7 @@ SETTINGS = BenchmarkSettings(sizes=((48, 48), (40, 64)), device="cpu", precision
                              e2e_iters=1, onnxruntime=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, pytest.param(2, marks=pytest.mark.slow)])  # batch 2: the dynamic graph
 def test_each_size_gets_an_onnxruntime_row_after_the_torch_rows(batch):
     subject = BenchmarkSubject("lraspp", tiny_model(), tiny_record(), "tiny")
@@ -34,6 +35,7 @@ def test_each_size_gets_an_onnxruntime_row_after_the_torch_rows(batch):
     assert report.to_dict()["settings"]["onnxruntime"] is True
 
 
+@pytest.mark.slow
 def test_cli_flag_adds_the_row_to_the_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(cli, ["benchmark", "--models", "lraspp", "--sizes", "48", "--device", "cpu",

@@ -169,6 +169,7 @@ def test_interrupted_download_leaves_nothing_and_a_retry_works(home, image, tiny
     assert files_under(tmp_path / "out") == output_set("photo")
 
 
+@pytest.mark.slow
 def test_two_processes_pulling_the_same_checkpoint_both_end_with_a_good_file(home, tiny_file, tmp_path):
     data = tiny_file.read_bytes()
     with FileServer() as server:

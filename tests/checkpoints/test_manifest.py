@@ -30,6 +30,7 @@ ADD_MANY = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_no_manifest_record(tmp_path):
     """Four processes append 8 records each to one user manifest at the same time."""
     env = dict(os.environ, SEGCLI_HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO))
@@ -75,6 +76,7 @@ def _segcli(args: list[str], home: str, cwd: Path | None = None, obey_permission
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_segcli_home_that_is_a_file_gives_one_line_and_reading_still_works(tmp_path, checkpoint_file):
     home_file = tmp_path / "home-file"
     home_file.write_text("not a folder")

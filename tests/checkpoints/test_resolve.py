@@ -177,6 +177,7 @@ def test_segcli_file_carries_its_record_and_refuses_another_model(dirs, tmp_path
         resolve_checkpoint("fcn8s", str(path))
 
 
+@pytest.mark.slow
 def test_resolved_segcli_file_loads_into_a_tiny_zoo_model(dirs, tmp_path):
     from segcli.checkpoints.loading import load_checkpoint_model
     from segcli.models import build_model
@@ -199,6 +200,7 @@ def test_resolved_segcli_file_loads_into_a_tiny_zoo_model(dirs, tmp_path):
         load_checkpoint_model(resolve_checkpoint("lraspp", str(wrong)))
 
 
+@pytest.mark.slow
 def test_plain_safetensors_with_sorted_keys_gets_the_class_count_of_the_classifier(tmp_path):
     """Issue 11 item 9: safetensors sorts keys, so the last 4-D tensor is `classifier.scale.1.weight`
     (128 channels); the class count must come from the classifier's own key."""

@@ -317,6 +317,7 @@ def test_one_at_a_time_ctrl_c_between_label_and_json_leaves_no_incomplete_set(tm
     assert files_under(out) == output_set("a")
 
 
+@pytest.mark.slow
 def test_sigint_stops_between_images_with_complete_sets_and_exit_130(tmp_path, weights):
     folder = small_folder(tmp_path, count=30, size=32)
     out = tmp_path / "out"

@@ -36,6 +36,7 @@ def _evaluate(data, weights, *extra: str, env=None):
                                     *CPU, *extra], env=env)
 
 
+@pytest.mark.slow
 def test_json_alone_prints_only_json_on_stdout(data_and_weights):
     data, weights = data_and_weights
     result = _evaluate(data, weights, "--json")
@@ -60,6 +61,7 @@ def test_piped_output_is_plain_rows_that_match_the_json(data_and_weights, tmp_pa
     assert "excluded from mIoU" in result.stderr
 
 
+@pytest.mark.slow
 def test_terminal_table_names_the_data_of_the_miou(data_and_weights):
     data, weights = data_and_weights
     output = run_in_terminal(["evaluate", "--model", "lraspp", "--weights", str(weights), "--data", str(data), *CPU],

@@ -149,6 +149,7 @@ def cli_setup(tmp_path_factory):
 @given(options=st.dictionaries(st.sampled_from(sorted(OPTION_VALUES)), st.none(), max_size=4).flatmap(
     lambda keys: st.fixed_dictionaries({key: st.sampled_from(OPTION_VALUES[key]) for key in keys})),
     flags=st.lists(st.sampled_from(FLAGS), max_size=3, unique=True))
+@pytest.mark.slow
 def test_any_flag_combination_exits_0_1_or_2_without_traceback(cli_setup, options, flags):
     root, weights, image = cli_setup
     extra = [item for key, value in options.items() for item in (key, value)] + flags

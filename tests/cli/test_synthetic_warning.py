@@ -70,6 +70,7 @@ def test_published_checkpoints_and_own_files_get_no_warning(tmp_path, image, tin
     assert json.loads((tmp_path / "out" / "photo.json").read_text())["note"] is None
 
 
+@pytest.mark.slow
 def test_compare_upsampling_with_a_synthetic_model_warns(image, tmp_path):
     result = CliRunner().invoke(cli, ["compare-upsampling", str(image.parent), "--model", "lraspp", "--out",
                                       str(tmp_path / "up"), "-q", *CPU])

@@ -34,6 +34,7 @@ def exported(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     return graphs
 
 
+@pytest.mark.slow
 def test_export_prints_the_verification_and_writes_metadata(exported, tiny_checkpoint):
     import onnx
 
@@ -51,6 +52,7 @@ def test_export_prints_the_verification_and_writes_metadata(exported, tiny_check
     assert all(check["label_agreement"] >= 0.995 for check in stored["checks"])
 
 
+@pytest.mark.slow
 def test_export_output_names_each_check(tiny_checkpoint, tmp_path):
     result = run_export("--weights", str(tiny_checkpoint), "--model", "lraspp", "--out", str(tmp_path / "t.pt"),
                         "--size", "48")

@@ -56,6 +56,7 @@ def _marks(name: str, quick: tuple[str, ...]):
     return () if name in quick else (pytest.mark.slow,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(name, marks=_marks(name, QUICK_ONNX)) for name in MODEL_NAMES])
 def test_tiny_zoo_model_exports_to_dynamic_onnx_and_verifies(name, tmp_path):
     import onnx
@@ -75,6 +76,7 @@ def test_tiny_zoo_model_exports_to_dynamic_onnx_and_verifies(name, tmp_path):
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=_marks(name, QUICK_TORCHSCRIPT))
                                   for name in MODEL_NAMES])
+@pytest.mark.slow
 def test_tiny_zoo_model_exports_to_torchscript_and_verifies(name, tmp_path):
     from segcli.export.torchscript_format import load_torchscript
 
@@ -132,6 +134,7 @@ def test_opset_below_the_antialias_resize_is_refused(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opset", [14, 20])
 def test_other_opsets_export_mobilenet_v3_hardswish(opset, tmp_path):
     model, record = tiny_zoo_model("lraspp")

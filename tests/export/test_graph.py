@@ -35,6 +35,7 @@ def _smooth_image(height: int, width: int, seed: int) -> np.ndarray:
     dataclasses.replace(TORCHVISION_PREPROCESSING, resize_shorter=40),  # resize down and logits back up
     dataclasses.replace(TORCHVISION_PREPROCESSING, resize_shorter=72),  # resize up
 ], ids=["imagenet", "caffe-bgr", "resize-down", "resize-up"])
+@pytest.mark.slow
 def test_graph_gives_the_engines_fp32_prediction(preprocessing):
     model = tiny_model()
     record = dataclasses.replace(tiny_record(), preprocessing=preprocessing)

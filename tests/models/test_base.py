@@ -68,6 +68,7 @@ def _max_fused(model, x, scales):
     return F.interpolate(fused, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["deeplabv2", "deeplabv3p-mobilenet"])
 def test_input_scales_max_fuse_the_logits_of_each_scale(name) -> None:
     torch.manual_seed(0)

@@ -251,6 +251,7 @@ def _small_engine(record, path) -> SegmentationEngine:
     return SegmentationEngine(model, small)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(64, 64), (57, 83)])  # 64: ceil and floor max-pool differ at every scale
 def test_kazuto_file_gives_the_peers_msc_labels(tmp_path, size) -> None:
     record = _records()["deeplabv2-resnet101-msc-voc"]

@@ -186,6 +186,7 @@ SMALL_VARIANTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [64, 128])  # at 128 px the os16 features are 8x8: rates 6 and 12 differ
 @pytest.mark.parametrize(("record_name", "small", "output_stride"), SMALL_VARIANTS)
 def test_published_file_loads_strictly_and_matches_a_hand_wired_forward(tmp_path, record_name, small,
@@ -270,6 +271,7 @@ def _backbone_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {key: shape for key, shape in state_shapes(model).items() if key.startswith("backbone.")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("output_stride", "rates"), [(16, (6, 12, 18)), (8, (12, 24, 36))])
 def test_mobilenet_v2_backbone_is_the_v3plus_one_and_runs_both_stages(output_stride, rates) -> None:
     options = {"backbone": "mobilenet_v2", "output_stride": output_stride}

@@ -53,6 +53,7 @@ def _torchvision_reference(builder, aux: bool) -> torch.nn.Module:
     return reference.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "builder", "aux"), TORCHVISION_PAIRS)
 def test_torchvision_state_dict_loads_strictly_and_gives_the_same_logits(name, builder, aux) -> None:
     reference = _torchvision_reference(builder, aux)

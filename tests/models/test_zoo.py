@@ -17,6 +17,7 @@ def test_small_options_cover_the_zoo() -> None:
     assert set(SMALL_OPTIONS) == set(MODEL_NAMES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_forward_gives_finite_logits_at_input_size(name: str) -> None:
     torch.manual_seed(0)

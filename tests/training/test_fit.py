@@ -70,6 +70,7 @@ def test_warmup_ramps_linearly_then_poly_decays():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * poly_factor(50, 100))
 
 
+@pytest.mark.slow
 def test_a_deadline_fixes_the_iteration_count_so_the_schedule_ends_on_time():
     model = decoder()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -64,6 +64,7 @@ def test_decoder_file_is_small_fp16_and_loads_back(decoders):
         torch.testing.assert_close(net(x), original(x), atol=2e-2, rtol=2e-2)  # weights stored as fp16
 
 
+@pytest.mark.slow
 def test_cli_with_masks_writes_grids_chart_and_json(tmp_path, decoders):
     _scenes(tmp_path / "images", with_masks=True)
     out, summary_path = tmp_path / "out", tmp_path / "summary.json"
