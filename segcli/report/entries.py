@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class ReportEntry:
     """One input of the run as the report shows it."""
 
-    name: str                                            # the input's path as given (or found)
+    name: str                                            # the input, relative to the folder it was found in
     status: str                                          # "segmented", "skipped", "failed" or "not reached"
     files: dict[str, Path] = field(default_factory=dict)  # kind -> output file (relative to the output folder)
     summary: dict[str, Any] | None = None                # the image's JSON summary, when there is one
@@ -34,11 +34,12 @@ def collect_entries(run: "FolderRun", summary: "RunSummary") -> list[ReportEntry
     planned.sort(key=lambda pair: run.position.get(pair[0].path, -1))
     entries = []
     for source, paths in planned:
+        name = source.relative.as_posix()  # as its outputs are named (the failure message has the full path)
         if source.path in failed:
-            entries.append(ReportEntry(str(source.path), "failed", message=failed.pop(source.path)))
+            entries.append(ReportEntry(name, "failed", message=failed.pop(source.path)))
             continue
         status = "segmented" if source.path in written else "skipped" if source.path in skipped else "not reached"
-        entries.append(_entry_with_files(str(source.path), status, paths, run.plan.out_dir))
+        entries.append(_entry_with_files(name, status, paths, run.plan.out_dir))
     entries += [ReportEntry(str(path), "failed", message=message) for path, message in failed.items()]
     return entries
 
