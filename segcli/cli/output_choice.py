@@ -166,13 +166,28 @@ def stream_image(engine, source: str, kind: str, crf, alpha: float, classes: tup
     else:
         loaded = load_image(source, limit)
     data = predict_to_bytes(engine, loaded, kind, crf=crf, alpha=alpha, classes=classes)
-    stdout = click.get_binary_stream("stdout")
     try:
-        stdout.write(data)
-        stdout.flush()
+        write_all(click.get_binary_stream("stdout"), data)
+    except OutputError:
+        _silence_stdout()  # so the interpreter's final flush does not fail a second time
+        raise
+
+
+def write_all(stream, data: bytes) -> None:
+    """Write every byte to `stream`, a raw file on a real stdout (where one write may take only part of them).
+
+    A reader that went away is an OutputError.
+    """
+    from segcli.errors import OutputError
+
+    remaining = memoryview(data)
+    try:
+        while remaining:
+            remaining = remaining[stream.write(remaining) or 0:]
+        stream.flush()
     except BrokenPipeError:
-        _silence_stdout()
-        raise OutputError("stdout was closed before the output was written (the reading end of the pipe exited)")
+        raise OutputError("stdout was closed before the output was written (the reading end of the pipe exited)") \
+            from None
 
 
 def _silence_stdout() -> None:
@@ -184,9 +199,19 @@ def _silence_stdout() -> None:
         pass  # not a real file descriptor (a test runner's stream): nothing will flush it
 
 
-def finish_report(run, summary, out_dir: Path) -> Path:
-    """Write OUT/index.html for a finished (or interrupted) run; its path."""
-    from segcli.report import collect_entries, write_report
+def finish_report(run, summary, out_dir: Path, console) -> bool:
+    """Write OUT/index.html for a finished (or interrupted) run and say where; False (said in one line) if it failed."""
+    from rich.markup import escape
 
-    return write_report(out_dir, collect_entries(run, summary),
-                        {"seconds": summary.seconds, "interrupted": summary.interrupted})
+    from segcli.errors import SegcliError
+    from segcli.report import collect_entries, write_report
+    from segcli.text import printable
+
+    try:
+        path = write_report(out_dir, collect_entries(run, summary),
+                            {"seconds": summary.seconds, "interrupted": summary.interrupted})
+    except SegcliError as exc:
+        click.echo(f"Error: report not written: {exc}", err=True)
+        return False
+    console.print(f"report: {escape(printable(path))}", highlight=False)
+    return True

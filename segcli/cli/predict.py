@@ -111,9 +111,10 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
         stream_image(engine, inputs[0], choice.kinds[0], crf, alpha, options.classes, max_pixels)
         return
     summary = _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_workers)
-    if choice.report:
-        console.print(f"report: {escape(printable(finish_report(run, summary, out_dir)))}", highlight=False)
+    report_failed = choice.report and not finish_report(run, summary, out_dir, console)
     _report(summary, out_dir, quiet)
+    if report_failed:
+        raise SystemExit(1)
 
 
 def _output_options(choice, model, weights, download, **fields):

@@ -42,12 +42,16 @@ def segcli(weights: Path, *args: str) -> str:
 
 @pytest.mark.slow  # python and torch start in a child process (~10-20 s on 2 shared cores)
 def test_label_png_through_a_shell_pipe_equals_the_folder_runs(tmp_path, photo, weights):
-    piped = shell(f"cat {shlex.quote(str(photo))} | {segcli(weights, '-', '--out', '-')} > out.png", tmp_path)
+    big = save_image(Image.fromarray(random_rgb(600, 800, 4)), tmp_path / "big photo.png")  # overlay: ~1.4 MB
+    piped = shell(f"cat {shlex.quote(str(photo))} | {segcli(weights, '-', '--out', '-')} > out.png && "
+                  f"{segcli(weights, '-', '--out', '-', '--outputs', 'overlay')} < {shlex.quote(str(big))} | "
+                  "cat > overlay.png", tmp_path)
     assert piped.returncode == 0, piped.stderr.decode()
     assert b"lraspp" in piped.stderr  # messages go to stderr, the PNG alone to stdout
-    folder = run_predict([photo], tmp_path / "folder", weights)
+    folder = run_predict([photo, big], tmp_path / "folder", weights)
     assert folder.exit_code == 0, folder.stderr
     assert (tmp_path / "out.png").read_bytes() == (tmp_path / "folder" / "a photo.png").read_bytes()
+    assert (tmp_path / "overlay.png").read_bytes() == (tmp_path / "folder" / "big photo_overlay.png").read_bytes()
     with Image.open(tmp_path / "out.png") as label:
         assert label.mode == "P" and label.size == (56, 40) and len(np.unique(np.asarray(label))) >= 2
 
@@ -99,3 +103,36 @@ def test_pipe_usage_errors(tmp_path, weights, args, message):
     result = run(args[:args.index("--out")], Path(args[args.index("--out") + 1]), weights,
                  *args[args.index("--out") + 2:])
     assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+class SlowReader(io.RawIOBase):
+    """A raw stdout whose reader takes at most `chunk` bytes per write, then (optionally) goes away."""
+
+    def __init__(self, chunk: int, closes_after: int | None = None) -> None:
+        self.chunk, self.closes_after, self.received = chunk, closes_after, bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.closes_after is not None and len(self.received) >= self.closes_after:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.received += bytes(data[:self.chunk])
+        return min(self.chunk, len(data))
+
+
+def test_every_byte_reaches_a_pipe_that_takes_part_of_each_write():
+    from segcli.cli.output_choice import write_all
+
+    data = bytes(range(256)) * 1000
+    reader = SlowReader(65536)
+    write_all(reader, data)
+    assert bytes(reader.received) == data
+
+
+def test_a_reader_that_goes_away_is_one_error():
+    from segcli.cli.output_choice import write_all
+    from segcli.errors import OutputError
+
+    with pytest.raises(OutputError, match="stdout was closed before the output was written"):
+        write_all(SlowReader(1000, closes_after=3000), b"x" * 10000)
