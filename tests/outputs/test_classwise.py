@@ -170,3 +170,10 @@ def test_cutout_default_keeps_every_class_but_the_background():
     labels = np.array([[0, 1], [255, 2]], np.uint8)
     rgba = cutout_pixels(np.full((2, 2, 3), 9, np.uint8), labels, [1, 2])
     np.testing.assert_array_equal(rgba[..., 3], [[0, 255], [0, 255]])
+
+
+def test_masks_alone_are_never_taken_for_a_complete_set(tmp_path):
+    source = ImageSource(Path("/in/photo.jpg"), Path("photo.jpg"))
+    write_image_outputs(plan(tmp_path, ("masks",)).paths_for(source.relative), result(labels_with_every_class()), RUN)
+    again = plan(tmp_path, ("masks",), skip_existing=True).prepare([source])
+    assert again.skipped == [] and again.todo[0].replace  # no mark says the set is whole: it is made again

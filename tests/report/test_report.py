@@ -142,3 +142,15 @@ def test_every_overlay_loads_in_headless_chromium(report_run, tmp_path):
     with Image.open(shot) as screenshot:
         colours = screenshot.convert("RGB").getcolors(maxcolors=1 << 20)
     assert screenshot.size == (1100, 1400) and len(colours) > 200  # photos drawn, not a blank page
+
+
+def test_links_and_names_survive_undecodable_bytes_and_markup(tmp_path):
+    from segcli.report import ReportEntry, render_report
+
+    odd = os.fsdecode(b"caf\xe9 <x>&'\".png")  # a Latin-1 byte that is not UTF-8
+    entry = ReportEntry(odd, "segmented", files={"overlay": Path("sub") / odd})
+    text = render_report([entry], {"seconds": 1.0}, tmp_path)
+    [(tag, attrs)] = [(tag, attrs) for tag, attrs in Page(text).tags if tag == "img"]
+    assert attrs["src"] == "sub/caf%E9%20%3Cx%3E%26%27%22.png"
+    assert "caf\\xe9 <x>&'\".png" in " ".join(Page(text).text)
+    text.encode("utf-8")  # no lone surrogate left in the page
