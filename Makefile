@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 DEMO_OUT ?= demo-out
 
-.PHONY: venv install install-crf test test-fast demo clean
+.PHONY: venv install install-crf install-browser test test-fast demo clean
 
 venv: $(PYTHON)
 
@@ -18,12 +18,17 @@ $(PYTHON):  ## the virtual environment (without ensurepip, e.g. Debian lacking p
 
 install: venv  ## segcli (editable) and the test dependencies; torch/torchvision from PyPI only if missing
 	@$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q torch torchvision
-	$(PIP) install -q -e ".[dev,export]"
+	$(PIP) install -q -e ".[dev,export,coco]"
 
 install-crf: venv  ## the dense CRF: pydensecrf2 builds the `pydensecrf` module from source (~35 s)
 	@$(PYTHON) -c "import pydensecrf.densecrf" 2>/dev/null || $(PIP) install -q pydensecrf2
 
-test: install install-crf  ## the whole test suite, offline
+install-browser:  ## headless Chromium for the report's browser test (Debian's package; skipped, said so, where apt-get cannot run)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "chromium could not be installed (apt-get needs root and the network): the browser test will skip"
+
+test: install install-crf install-browser  ## the whole test suite (offline once installed)
 	$(PYTHON) -m pytest -q
 
 test-fast: install install-crf  ## without the tests marked slow

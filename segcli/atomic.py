@@ -95,20 +95,21 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             os.unlink(temporary)
 
 
-def replace_together(moves: Sequence[tuple[Path, Path]], replace: bool = True) -> None:
+def replace_together(moves: Sequence[tuple[Path, Path]], replace: bool = True, remove: Sequence[Path] = ()) -> None:
     """Rename each (temporary, target) pair into place, all of them or none.
 
     The last target marks the set as complete: it is moved aside first and put in place last, so
     a process killed in between leaves a set without its mark (incomplete, redone by a rerun),
     never an old mark beside new files. The targets' old files are moved aside to temporaries,
     put back if a rename fails (or Ctrl-C lands), and deleted once every new file is in place.
-    `replace=False`: a target that exists is an error and nothing is renamed.
+    `replace=False`: a target that exists is an error and nothing is renamed. `remove`: files of the
+    old set the new one has no counterpart for; they go with the old set (and come back with it).
     """
     aside: list[tuple[Path, Path]] = []  # (target, where its old file went)
     placed: list[Path] = []
     current = moves[-1][1]
     try:
-        for _, current in [moves[-1], *moves[:-1]]:
+        for current in [moves[-1][1], *(target for _, target in moves[:-1]), *remove]:
             if os.path.lexists(current):
                 if not replace:
                     raise OutputError(f"{printable(current)} already exists (written while this run was going)")

@@ -8,8 +8,9 @@ import warnings
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -70,7 +71,20 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise InputImageError(f"cannot read {path}: permission denied") from None
     except OSError as exc:
         raise InputImageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle, _segcli_pixel_limit():
+    with handle:
+        return _decode(handle, path, max_pixels)
+
+
+def load_image_bytes(data: bytes, name: str = "stdin", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """`load_image` for an encoded image in memory (e.g. read from stdin); `name` stands for the file in messages."""
+    if not data:
+        raise InputImageError(f"{name} is empty (0 bytes)")
+    return _decode(BytesIO(data), Path(name), max_pixels)
+
+
+def _decode(handle: BinaryIO, path: Path, max_pixels: int | None) -> LoadedImage:
+    """Decode an open image file (see `load_image`); `path` names it in messages."""
+    with _segcli_pixel_limit():
         try:
             image = Image.open(handle)
         except UnidentifiedImageError:

@@ -13,6 +13,9 @@ from segcli.text import printable
 from segcli.cli.options import (
     crf_options, crf_params_from_options, device_option, model_option, precision_option, weights_option,
 )
+from segcli.cli.output_choice import (
+    checkpoint_classes, choose_outputs, finish_report, output_options, parse_classes, stream_image,
+)
 
 
 @click.command("predict")
@@ -20,14 +23,17 @@ from segcli.cli.options import (
 @model_option
 @weights_option
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("segcli-out"),
-              show_default=True, help="Output folder (sub-folders of the inputs are kept).")
+              show_default=True, help="Output folder (sub-folders of the inputs are kept); - writes one image's "
+                                      "output to stdout (input - reads the image from stdin).")
 @device_option
 @precision_option
 @crf_options
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Overlay opacity of the mask colours.")
-@click.option("--save-probs", is_flag=True, help="Also write class probabilities (float16 .npz).")
-@click.option("--no-overlay", is_flag=True, help="Write no overlay image.")
+@output_options
+@click.option("--save-probs", is_flag=True, help="Also write class probabilities (float16 .npz); same as adding probs "
+                                                 "to --outputs.")
+@click.option("--no-overlay", is_flag=True, help="Write no overlay image; same as leaving overlay out of --outputs.")
 @click.option("--overwrite", is_flag=True,
               help="Replace outputs an earlier run wrote (never an input, never a file segcli did not write).")
 @click.option("--skip-existing", is_flag=True,
@@ -54,17 +60,20 @@ from segcli.cli.options import (
                    "images side by side, each with half the cores; on a GPU 2]. Giving this or --batch-size runs "
                    "one image stream with torch's threads as they are.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
-def predict(inputs, model, weights, out_dir, device, precision, alpha, save_probs, no_overlay, overwrite,
-            skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, multiscale, batch_size, io_workers,
-            quiet, **crf_kwargs) -> None:
+def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, classes, report, save_probs,
+            no_overlay, overwrite, skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, multiscale,
+            batch_size, io_workers, quiet, **crf_kwargs) -> None:
     """Segment INPUTS (files, folders searched recursively, or globs) and write, per image,
-    a label PNG (palettized, pixel value = class index), an overlay with a legend and a JSON summary.
+    a label PNG (palettized, pixel value = class index), an overlay with a legend and a JSON summary
+    (--outputs chooses: also class masks, cut-outs, COCO RLE, probabilities).
 
     \b
     Example:  segcli predict img.jpg --model deeplabv3p --crf
+    Pipe:     cat img.jpg | segcli predict - --out - > label.png
     """
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing exclude each other")
+    choice = choose_outputs(inputs, out_dir, outputs, classes, report, save_probs, no_overlay, overwrite, skip_existing)
     if crf_full and not crf_kwargs.get("crf"):
         raise click.UsageError("--crf-full needs --crf")
     iterations_given = crf_kwargs.get("crf_iters") is not None
@@ -74,16 +83,16 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
 
     from segcli.engine import CRFShortcuts, SegmentationEngine
     from segcli.models.base import set_input_scales
-    from segcli.pipeline import OutputOptions
     from segcli.tiling import TilingPolicy, TTAParams
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
-    options = OutputOptions(out_dir=out_dir, alpha=alpha, save_probabilities=save_probs,
-                            write_overlay=not no_overlay, overwrite=overwrite, skip_existing=skip_existing)
-    run = _plan_run(inputs, options, console)  # every output problem of the run fails here, before the model loads
+    options = _output_options(choice, model, weights, download, out_dir=out_dir, alpha=alpha, overwrite=overwrite,
+                              skip_existing=skip_existing)
+    # every output problem of the run fails here, before the model loads
+    run = None if choice.stream else _plan_run(inputs, options, console, choice.report)
     engine = None
-    if run.work.todo:
+    if choice.stream or run.work.todo:
         engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
                                          allow_download=download)
         engine.tiling = tiling
@@ -98,18 +107,42 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
                       f"({engine.plan.precision}){' + dense CRF' if crf else ''}"
                       f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
         engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
+    if choice.stream:
+        stream_image(engine, inputs[0], choice.kinds[0], crf, alpha, options.classes, max_pixels)
+        return
     summary = _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_workers)
+    report_failed = choice.report and not finish_report(run, summary, out_dir, console)
     _report(summary, out_dir, quiet)
+    if report_failed:
+        raise SystemExit(1)
 
 
-def _plan_run(inputs, options, console):
+def _output_options(choice, model, weights, download, **fields):
+    """OutputOptions of the choice: --classes checked against the checkpoint's classes (usage error, exit 2)."""
+    from segcli.outputs.classwise import require_pycocotools
+    from segcli.pipeline import OutputOptions
+
+    if "rle" in choice.kinds:
+        require_pycocotools()
+    categories, kept = (), None
+    if choice.needs_categories:
+        checkpoint, categories = checkpoint_classes(model, weights, download)
+        if choice.class_items is not None:
+            kept = parse_classes(choice.class_items, categories, checkpoint)
+    return OutputOptions(outputs=choice.kinds, classes=kept, categories=categories, **fields)
+
+
+def _plan_run(inputs, options, console, report: bool = False):
     """Find the inputs (the output folder excluded) and check every output: OutputError before any work."""
     from segcli.inputs import scan_inputs
     from segcli.pipeline import FolderRun
+    from segcli.report import check_report_target
 
     scan = scan_inputs(inputs, exclude=[options.out_dir])
     for line in scan.skipped:
         console.print(f"skipped: {escape(printable(line))}", highlight=False)
+    if report:
+        check_report_target(options.out_dir)
     return FolderRun(options, scan.sources, scan.problems)
 
 

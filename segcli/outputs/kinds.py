@@ -5,6 +5,8 @@ run's `RunInfo`, and recognises its own files (so `--overwrite` never replaces a
 not write). The bytes depend only on the prediction and the run, so any engine that calls
 `OutputKind.write` (the folder pipeline here, a distributed one elsewhere) writes the same files.
 New kinds are new entries of `KINDS`; the JSON summary stays last, as the mark of a complete set.
+A per-class kind (`masks`) writes one file per class present, named after the class: its entries
+in a set's paths are keyed `masks:<class index>` (`class_key`, `split_key`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 import numpy as np
 
 from segcli.atomic import json_bytes
+from segcli.outputs.classwise import is_our_rle, write_class_mask, write_cutout, write_rle
 from segcli.outputs.images import class_fractions, label_indices
 from segcli.outputs.overlay import overlay_pixels
 from segcli.outputs.png import encode_png, written_by_segcli
@@ -43,16 +46,18 @@ class RunInfo:
     crf: dict[str, Any] | None = None
     alpha: float = 0.5             # overlay opacity of the class colours
     note: str | None = None        # said in every image's JSON note (e.g. the checkpoint's synthetic-scenes warning)
+    classes: tuple[int, ...] | None = None  # the classes masks, cut-outs and RLE keep (--classes); None: their defaults
 
     @classmethod
-    def from_engine(cls, engine: "SegmentationEngine", crf: "CRFParams | None" = None, alpha: float = 0.5) -> "RunInfo":
+    def from_engine(cls, engine: "SegmentationEngine", crf: "CRFParams | None" = None, alpha: float = 0.5,
+                    classes: tuple[int, ...] | None = None) -> "RunInfo":
         record = engine.record
         return cls(model=record.model, checkpoint=record.name, checkpoint_source=engine.source,
                    device=str(engine.plan.device), precision=engine.plan.precision,
                    categories=tuple(record.categories), palette=display_palette(record.palette, record.dataset),
                    crf=None if crf is None else asdict(crf), alpha=alpha,
                    # engines that know their checkpoint was trained on synthetic scenes say so (issue 12)
-                   note=getattr(engine, "checkpoint_warning", None))
+                   note=getattr(engine, "checkpoint_warning", None), classes=classes)
 
     @cached_property
     def flat_palette(self) -> list[int]:
@@ -76,12 +81,24 @@ class OutputKind:
     """One file per image: its name, how it is written, how segcli recognises one it wrote."""
 
     name: str
-    filename: str                                          # with "{stem}", e.g. "{stem}_overlay.png"
-    write: Callable[[ImageResult, RunInfo, BinaryIO], None]
+    filename: str                                          # with "{stem}" (and "{cls}"), e.g. "{stem}_overlay.png"
+    write: Callable[..., None]                             # (result, run, handle[, class index])
     is_ours: Callable[[Path], bool]
+    per_class: bool = False                                # one file per class present, "{cls}" in its name
 
-    def path(self, folder: Path, stem: str) -> Path:
-        return folder / self.filename.format(stem=stem)
+    def path(self, folder: Path, stem: str, cls: str = "") -> Path:
+        return folder / self.filename.format(stem=stem, cls=cls)
+
+
+def class_key(kind: str, class_index: int) -> str:
+    """The key of one class's file of a per-class kind in a set's paths, e.g. "masks:3"."""
+    return f"{kind}:{class_index}"
+
+
+def split_key(key: str) -> tuple[OutputKind, int | None]:
+    """The kind of a set's paths key, and its class index for a per-class kind."""
+    name, _, index = key.partition(":")
+    return KINDS[name], (int(index) if index else None)
 
 
 def write_label(result: ImageResult, run: RunInfo, handle: BinaryIO) -> None:
@@ -143,6 +160,9 @@ KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
     OutputKind("label", "{stem}.png", write_label, written_by_segcli),
     OutputKind("overlay", "{stem}_overlay.png", write_overlay, written_by_segcli),
     OutputKind("probs", "{stem}_probs.npz", write_probabilities, _is_our_probabilities),
+    OutputKind("masks", "{stem}_mask_{cls}.png", write_class_mask, written_by_segcli, per_class=True),
+    OutputKind("cutout", "{stem}_cutout.png", write_cutout, written_by_segcli),
+    OutputKind("rle", "{stem}.rle.json", write_rle, is_our_rle),
     OutputKind("json", "{stem}.json", write_summary, _is_our_summary),  # last: marks a complete set
 )}
 SET_MARK = "json"

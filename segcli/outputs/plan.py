@@ -9,6 +9,7 @@ cannot be checked (permission, name too long) or a file segcli did not write fai
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from segcli.errors import OutputError
-from segcli.outputs.kinds import KINDS, SET_MARK
+from segcli.outputs.classwise import class_file_labels
+from segcli.outputs.kinds import KINDS, SET_MARK, class_key, split_key
 from segcli.text import printable
 
 if TYPE_CHECKING:
@@ -36,15 +38,34 @@ class OutputOptions:
     write_overlay: bool = True
     overwrite: bool = False       # replace existing outputs (never an input, never a file segcli did not write)
     skip_existing: bool = False   # leave images whose outputs are complete (resume a big run); complete the others
+    outputs: tuple[str, ...] | None = None     # kinds to write (`--outputs`); None: label, overlay?, probs?, json
+    classes: tuple[int, ...] | None = None     # classes masks, cut-outs and RLE keep (`--classes`); None: defaults
+    categories: tuple[str, ...] = ()           # the checkpoint's class names (needed to name per-class files)
+
+    def __post_init__(self) -> None:
+        if self.outputs is None:
+            return
+        unknown = sorted(set(self.outputs) - set(KINDS))
+        if unknown or not self.outputs:
+            raise OutputError(f"unknown outputs {', '.join(unknown) or '(none given)'}: choose from {', '.join(KINDS)}")
+        # the flags follow the list, so code reading them (what to ask the engine for) agrees with it
+        object.__setattr__(self, "save_probabilities", "probs" in self.outputs)
+        object.__setattr__(self, "write_overlay", "overlay" in self.outputs)
 
     def kind_names(self) -> tuple[str, ...]:
-        """The kinds written per image, in writing order; the JSON summary (the set's mark) last."""
+        """The kinds written per image, in writing order (that of KINDS); the JSON summary (the set's mark) last."""
+        if self.outputs is not None:
+            return tuple(name for name in KINDS if name in self.outputs)
         names = ["label"]
         if self.write_overlay:
             names.append("overlay")
         if self.save_probabilities:
             names.append("probs")
         return (*names, SET_MARK)
+
+    def class_indices(self) -> tuple[int, ...]:
+        """The classes a per-class kind may write a file for."""
+        return self.classes if self.classes is not None else tuple(range(len(self.categories)))
 
 
 @dataclass(frozen=True)
@@ -74,14 +95,29 @@ class OutputPlan:
         self.options = options
         self.out_dir = Path(options.out_dir)
         self.kinds = options.kind_names()
+        if any(KINDS[name].per_class for name in self.kinds) and not options.categories:
+            raise ValueError("per-class outputs need the checkpoint's categories (OutputOptions.categories)")
+        self._class_labels = class_file_labels(options.categories)
 
     def paths_for(self, relative: Path, kinds: Iterable[str] | None = None) -> dict[str, Path]:
-        """kind -> output path of the image at `relative` (this run's kinds unless `kinds` is given)."""
+        """key -> output path of the image at `relative` (this run's kinds unless `kinds` is given).
+
+        A per-class kind has one key per class it may write (`masks:3`); which of them are written
+        depends on the prediction, so the plan checks them all.
+        """
         relative = Path(relative)
         if relative.is_absolute() or ".." in relative.parts:
             raise ValueError(f"output name must be a relative path inside the output folder, got {relative}")
         folder = self.out_dir / relative.parent
-        return {name: KINDS[name].path(folder, relative.stem) for name in (self.kinds if kinds is None else kinds)}
+        paths: dict[str, Path] = {}
+        for name in (self.kinds if kinds is None else kinds):
+            kind = KINDS[name]
+            if not kind.per_class:
+                paths[name] = kind.path(folder, relative.stem)
+                continue
+            for index in self.options.class_indices():
+                paths[class_key(name, index)] = kind.path(folder, relative.stem, self._class_labels[index])
+        return paths
 
     def prepare(self, sources: list["ImageSource"]) -> RunPlan:
         """Check the run against the disk: raises OutputError for a problem of the whole run."""
@@ -113,16 +149,19 @@ class OutputPlan:
 
     def _plan_image(self, source: "ImageSource", paths: dict[str, Path], run: RunPlan, existing: list[Path]) -> None:
         found: list[Path] = []
-        empty = False
-        for name, path in paths.items():
-            problem = _probe(name, path)
+        empty = missing = False
+        for key, path in paths.items():
+            problem = _probe(key, path)
             if problem in ("ours", "empty"):
                 found.append(path)
                 empty |= problem == "empty"
             elif problem is not None:
                 run.failed.append((source, problem))
                 return
-        complete = len(found) == len(paths) and not empty
+            else:
+                missing |= split_key(key)[1] is None  # a class's file is there only when the class is
+        fixed_names = any(split_key(key)[1] is None for key in paths)  # class files alone cannot tell a set is whole
+        complete = fixed_names and not (missing or empty) and _class_files_complete(paths)
         if complete and self.options.skip_existing:
             run.skipped.append(source)
             return
@@ -147,10 +186,21 @@ def _probe(kind: str, path: Path) -> str | None:
         return f"{printable(path)} exists and is not a regular file: not replaced; move it or choose another --out"
     if st_size == 0:
         return "empty"  # holds nothing anyone could lose: what a power failure leaves of a new output
-    if not KINDS[kind].is_ours(path):
+    if not split_key(kind)[0].is_ours(path):
         return (f"{printable(path)} exists and was not written by segcli: not replaced; "
                 "move it or choose another --out")
     return "ours"
+
+
+def _class_files_complete(paths: dict[str, Path]) -> bool:
+    """With the JSON summary in the set: a file for each class it lists as present (of those the run writes)."""
+    if SET_MARK not in paths or all(split_key(key)[1] is None for key in paths):
+        return True
+    try:
+        present = {entry["index"] for entry in json.loads(paths[SET_MARK].read_bytes())["classes_present"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(path.exists() for key, path in paths.items() if split_key(key)[1] in present)
 
 
 def _check_no_shared_names(planned: list[tuple["ImageSource", dict[str, Path]]]) -> None:

@@ -22,7 +22,7 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROVENANCE_KEYWORD = b"segcli"
 FAST_LEVEL = 1              # zlib level: ~3x faster than the default 6, files ~10% larger
 _FILTER_UP = 2              # each byte minus the byte above it: runs of a row repeated become zeros
-_COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (grey, RGB); palette images are type 3
+_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA); palette images are type 3
 _HEADER_BYTES = 256          # enough for the signature, IHDR and a provenance chunk
 
 
@@ -36,25 +36,42 @@ def encode_png(
     provenance: str | None = None,
     level: int = FAST_LEVEL,
 ) -> bytes:
-    """PNG bytes of an H x W (grey, or palette indices when `palette` is given) or H x W x 3 uint8 array.
+    """PNG bytes of an H x W (grey, or palette indices when `palette` is given), H x W x 3 or H x W x 4 uint8 array.
 
     `palette`: the flat list of up to 256 RGB triples (`flat_palette`), making a palettized image;
     `provenance`: the text of the `segcli` chunk (e.g. "label"), None for no chunk.
     """
     pixels = np.ascontiguousarray(pixels)
-    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
-        raise ValueError(f"expected H x W or H x W x 3 uint8 pixels, got {pixels.dtype} {pixels.shape}")
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
+        raise ValueError(f"expected H x W, H x W x 3 or H x W x 4 uint8 pixels, got {pixels.dtype} {pixels.shape}")
     height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else 3
-    color_type = 3 if palette is not None else _COLOR_TYPES[channels]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     if palette is not None and channels != 1:
         raise ValueError("a palettized PNG takes H x W indices")
-    rows = pixels.reshape(height, width * channels)
-    filtered = np.empty((height, width * channels + 1), dtype=np.uint8)
+    color_type = 3 if palette is not None else _COLOR_TYPES[channels]
+    return _png(pixels.reshape(height, width * channels), width, 8, color_type, palette, provenance, level)
+
+
+def encode_mask_png(mask: np.ndarray, provenance: str | None = None, level: int = FAST_LEVEL) -> bytes:
+    """A 1-bit grey PNG of an H x W boolean mask (True white): one bit per pixel, read back by PIL as mode "1"."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"expected an H x W mask, got shape {mask.shape}")
+    height, width = mask.shape
+    rows = np.packbits(mask, axis=1) if width else np.zeros((height, 0), np.uint8)  # rows padded to whole bytes
+    return _png(rows, width, 1, 0, None, provenance, level)
+
+
+def _png(rows: np.ndarray, width: int, bit_depth: int, color_type: int, palette: Sequence[int] | None,
+         provenance: str | None, level: int) -> bytes:
+    """A PNG of `rows` (H x row-bytes, uint8, already packed as the bit depth and colour type say)."""
+    height = rows.shape[0]
+    filtered = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
     filtered[:, 0] = _FILTER_UP
     filtered[:1, 1:] = rows[:1]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG's does
-    parts = [SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0))]
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    parts = [SIGNATURE, _chunk(b"IHDR", header)]
     if provenance is not None:
         parts.append(_chunk(b"tEXt", PROVENANCE_KEYWORD + b"\0" + provenance.encode("latin-1")))
     if palette is not None:

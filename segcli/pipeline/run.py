@@ -79,7 +79,7 @@ class FolderRun:
         from segcli.imageio import DEFAULT_MAX_PIXELS
 
         self._max_pixels = max_pixels or DEFAULT_MAX_PIXELS
-        self._run_info = RunInfo.from_engine(engine, crf, self.options.alpha)
+        self._run_info = RunInfo.from_engine(engine, crf, self.options.alpha, classes=self.options.classes)
         self._decode_ms: dict[Path, float] = {}
         self._stage_lock = threading.Lock()  # lanes add their stage times from several threads
         schedule = schedule or Schedule.auto(engine.plan.device.type)

@@ -1,0 +1,217 @@
+"""What `predict` writes: --outputs, --classes, --report, and the pipe mode (`segcli predict - --out -`).
+
+Every bad combination is a usage error (exit 2) raised before the model loads; no torch here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import click
+
+OUTPUT_KINDS = ("label", "overlay", "json", "probs", "masks", "cutout", "rle")  # segcli.outputs.kinds.KINDS
+DEFAULT_OUTPUTS = ("label", "overlay", "json")
+CLASS_KINDS = ("masks", "cutout", "rle")  # the outputs --classes limits
+STREAM = "-"
+
+
+def output_options(func: Callable) -> Callable:
+    """--outputs, --classes and --report."""
+    options = [
+        click.option("--outputs", default=None, metavar="LIST",
+                     help=f"Comma-separated outputs per image, from {', '.join(OUTPUT_KINDS)} "
+                          f"[default: {','.join(DEFAULT_OUTPUTS)}; with --out -: label]. masks: one 1-bit PNG per "
+                          "class present (NAME_mask_CLASS.png); cutout: RGBA PNG, transparent outside the kept "
+                          "classes; rle: COCO RLE annotations (NAME.rle.json, needs segcli[coco])."),
+        click.option("--classes", default=None, metavar="LIST",
+                     help="Classes (names or indices, comma-separated) that masks, cutout and rle keep "
+                          "[default: every class; cutout: every class but the background]."),
+        click.option("--report", is_flag=True,
+                     help="Also write OUT/index.html, a page with every image's overlay, classes and timings "
+                          "(writes overlays and JSON summaries too)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@dataclass(frozen=True)
+class OutputChoice:
+    """The checked output choices of one `predict` run."""
+
+    kinds: tuple[str, ...]                 # what each image writes (one kind when streaming)
+    stream: bool = False                   # one image to stdout
+    report: bool = False                   # OUT/index.html
+    class_items: tuple[str, ...] | None = None  # --classes as given (names or indices)
+
+    @property
+    def needs_categories(self) -> bool:
+        """The checkpoint's class names are needed before the model loads (file names, --classes)."""
+        return self.class_items is not None or "masks" in self.kinds
+
+
+def choose_outputs(inputs: Sequence[str], out_dir: Path, outputs: str | None, classes: str | None, report: bool,
+                   save_probs: bool, no_overlay: bool, overwrite: bool, skip_existing: bool) -> OutputChoice:
+    """The run's outputs from the flags; click.UsageError for a combination that cannot be meant."""
+    listed = _parse_list(outputs, "--outputs")
+    unknown = [kind for kind in listed or () if kind not in OUTPUT_KINDS]
+    if unknown:
+        raise click.BadParameter(f"unknown output {', '.join(map(repr, unknown))}: choose from "
+                                 f"{', '.join(OUTPUT_KINDS)}", param_hint="--outputs")
+    class_items = _parse_list(classes, "--classes", lower=False)
+    if str(out_dir) == STREAM:
+        given = [flag for flag, on in (("--save-probs", save_probs), ("--no-overlay", no_overlay),
+                                       ("--report", report), ("--overwrite", overwrite),
+                                       ("--skip-existing", skip_existing)) if on]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} do(es) not apply to --out - (one output to stdout)")
+        kinds = _stream_kinds(inputs, listed)
+    else:
+        if STREAM in inputs:
+            raise click.UsageError("an image read from stdin (-) goes to stdout: add --out -")
+        kinds = _folder_kinds(listed, save_probs, no_overlay, report)
+    if class_items is not None and not set(kinds) & set(CLASS_KINDS):
+        raise click.UsageError(f"--classes limits {', '.join(CLASS_KINDS)}: add one of them to --outputs")
+    return OutputChoice(kinds, stream=str(out_dir) == STREAM, report=report, class_items=class_items)
+
+
+def _parse_list(text: str | None, option: str, lower: bool = True) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(dict.fromkeys(item.strip().lower() if lower else item.strip() for item in text.split(",")))
+    items = tuple(item for item in items if item)
+    if not items:
+        raise click.BadParameter("give at least one value", param_hint=option)
+    return items
+
+
+def _folder_kinds(listed: tuple[str, ...] | None, save_probs: bool, no_overlay: bool, report: bool) -> tuple[str, ...]:
+    kinds = list(listed or DEFAULT_OUTPUTS)
+    if no_overlay and listed is not None and "overlay" in listed:
+        raise click.UsageError("--no-overlay contradicts --outputs ...overlay...: drop one of them")
+    if no_overlay and report:
+        raise click.UsageError("--report shows each image's overlay: drop --no-overlay")
+    if no_overlay:
+        kinds.remove("overlay")
+    if save_probs and "probs" not in kinds:
+        kinds.append("probs")
+    if report:
+        kinds += [kind for kind in ("overlay", "json") if kind not in kinds]
+    if not kinds:
+        raise click.UsageError("nothing to write: choose outputs with --outputs")
+    return tuple(kind for kind in OUTPUT_KINDS if kind in kinds)
+
+
+def _stream_kinds(inputs: Sequence[str], listed: tuple[str, ...] | None) -> tuple[str, ...]:
+    if len(inputs) != 1:
+        raise click.UsageError("--out - writes one image's output to stdout: give one input (- reads stdin)")
+    kinds = listed or ("label",)
+    if len(kinds) != 1 or kinds[0] == "masks":
+        one_file = ", ".join(kind for kind in OUTPUT_KINDS if kind != "masks")
+        raise click.UsageError(f"--out - writes one file to stdout: choose one of {one_file} with --outputs")
+    if click.get_binary_stream("stdout").isatty():
+        raise click.UsageError("stdout is a terminal: redirect it to a file or a pipe (... --out - > mask.png)")
+    if inputs[0] == STREAM and click.get_binary_stream("stdin").isatty():
+        raise click.UsageError("no image on stdin: pipe one in (cat photo.jpg | segcli predict - --out - > mask.png)")
+    return kinds
+
+
+def checkpoint_classes(model: str, weights: str | None, download: bool) -> tuple[str, tuple[str, ...]]:
+    """The checkpoint's name and class names, read before the model is built (its file or manifest record)."""
+    from segcli.checkpoints.resolve import resolve_checkpoint
+
+    record = resolve_checkpoint(model, weights, allow_download=download).record
+    return record.name, tuple(record.categories)
+
+
+def parse_classes(items: Sequence[str], categories: Sequence[str], checkpoint: str) -> tuple[int, ...]:
+    """Class indices of --classes items (exact names, then names in any case, then indices); sorted.
+
+    An item naming no class is a usage error that lists the checkpoint's classes.
+    """
+    folded: dict[str, list[int]] = {}
+    for index, name in enumerate(categories):
+        folded.setdefault(name.casefold(), []).append(index)
+    indices, unknown = set(), []
+    for item in items:
+        if item in categories:
+            indices.add(list(categories).index(item))
+        elif len(folded.get(item.casefold(), [])) == 1:
+            indices.add(folded[item.casefold()][0])
+        elif item.isdigit() and int(item) < len(categories):
+            indices.add(int(item))
+        else:
+            unknown.append(item)
+    if unknown:
+        listing = ", ".join(f"{index} {name}" for index, name in enumerate(categories))
+        raise click.UsageError(f"unknown class{'es' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                               f"in --classes; {checkpoint} has: {listing}")
+    return tuple(sorted(indices))
+
+
+def stream_image(engine, source: str, kind: str, crf, alpha: float, classes: tuple[int, ...] | None,
+                 max_pixels: int | None) -> None:
+    """Segment one image (stdin for "-") and write output `kind` to stdout as bytes."""
+    from segcli.errors import OutputError
+    from segcli.imageio import DEFAULT_MAX_PIXELS, load_image, load_image_bytes
+    from segcli.pipeline.stream import predict_to_bytes
+
+    limit = max_pixels or DEFAULT_MAX_PIXELS
+    if source == STREAM:
+        loaded = load_image_bytes(click.get_binary_stream("stdin").read(), "stdin", limit)
+    else:
+        loaded = load_image(source, limit)
+    data = predict_to_bytes(engine, loaded, kind, crf=crf, alpha=alpha, classes=classes)
+    try:
+        write_all(click.get_binary_stream("stdout"), data)
+    except OutputError:
+        _silence_stdout()  # so the interpreter's final flush does not fail a second time
+        raise
+
+
+def write_all(stream, data: bytes) -> None:
+    """Write every byte to `stream`, a raw file on a real stdout (where one write may take only part of them).
+
+    A reader that went away is an OutputError.
+    """
+    from segcli.errors import OutputError
+
+    remaining = memoryview(data)
+    try:
+        while remaining:
+            remaining = remaining[stream.write(remaining) or 0:]
+        stream.flush()
+    except BrokenPipeError:
+        raise OutputError("stdout was closed before the output was written (the reading end of the pipe exited)") \
+            from None
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: stdout to /dev/null, so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file descriptor (a test runner's stream): nothing will flush it
+
+
+def finish_report(run, summary, out_dir: Path, console) -> bool:
+    """Write OUT/index.html for a finished (or interrupted) run and say where; False (said in one line) if it failed."""
+    from rich.markup import escape
+
+    from segcli.errors import SegcliError
+    from segcli.report import collect_entries, write_report
+    from segcli.text import printable
+
+    try:
+        path = write_report(out_dir, collect_entries(run, summary),
+                            {"seconds": summary.seconds, "interrupted": summary.interrupted})
+    except SegcliError as exc:
+        click.echo(f"Error: report not written: {exc}", err=True)
+        return False
+    console.print(f"report: {escape(printable(path))}", highlight=False)
+    return True

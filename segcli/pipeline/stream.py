@@ -1,0 +1,35 @@
+"""One image in, one output's bytes out: `segcli predict - --out -` (stdin to stdout, for shell pipes).
+
+The bytes are those the folder run writes for the same kind (`OutputKind.write`), so a piped label
+PNG equals the file `segcli predict img.jpg` leaves on disk.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from segcli.outputs.kinds import KINDS, ImageResult, RunInfo
+
+if TYPE_CHECKING:
+    from segcli.crf import CRFParams
+    from segcli.engine import SegmentationEngine
+    from segcli.imageio import LoadedImage
+
+STREAM_KINDS = tuple(name for name, kind in KINDS.items() if not kind.per_class)  # one file each
+
+
+def predict_to_bytes(engine: "SegmentationEngine", loaded: "LoadedImage", kind: str,
+                     crf: "CRFParams | None" = None, alpha: float = 0.5,
+                     classes: tuple[int, ...] | None = None) -> bytes:
+    """Segment a decoded image and return the file of output `kind` (one of STREAM_KINDS) as bytes."""
+    if kind not in STREAM_KINDS:
+        raise ValueError(f"{kind!r} is not a one-file output: choose from {', '.join(STREAM_KINDS)}")
+    prediction = engine.predict(loaded.rgb, crf=crf, return_probabilities=kind == "probs")
+    result = ImageResult(path=Path(loaded.path), rgb=loaded.rgb, labels=prediction.labels,
+                         probabilities=prediction.probabilities, note=loaded.note,
+                         timings_ms=dict(prediction.timings_ms))
+    buffer = io.BytesIO()
+    KINDS[kind].write(result, RunInfo.from_engine(engine, crf, alpha, classes=classes), buffer)
+    return buffer.getvalue()
