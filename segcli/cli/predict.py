@@ -13,6 +13,7 @@ from segcli.text import printable
 from segcli.cli.options import (
     crf_options, crf_params_from_options, device_option, model_option, precision_option, weights_option,
 )
+from segcli.distributed.options import cluster_from_options, ray_options
 
 
 @click.command("predict")
@@ -54,6 +55,7 @@ from segcli.cli.options import (
                    "images side by side, each with half the cores; on a GPU 2]. Giving this or --batch-size runs "
                    "one image stream with torch's threads as they are.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
+@ray_options
 def predict(inputs, model, weights, out_dir, device, precision, alpha, save_probs, no_overlay, overwrite,
             skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, multiscale, batch_size, io_workers,
             quiet, **crf_kwargs) -> None:
@@ -68,6 +70,7 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
     if crf_full and not crf_kwargs.get("crf"):
         raise click.UsageError("--crf-full needs --crf")
     iterations_given = crf_kwargs.get("crf_iters") is not None
+    cluster = cluster_from_options(crf_kwargs, batch_size, io_workers)  # None: the local engine
     crf = crf_params_from_options(crf_kwargs)
 
     from rich.console import Console
@@ -82,6 +85,13 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, save_prob
     options = OutputOptions(out_dir=out_dir, alpha=alpha, save_probabilities=save_probs,
                             write_overlay=not no_overlay, overwrite=overwrite, skip_existing=skip_existing)
     run = _plan_run(inputs, options, console)  # every output problem of the run fails here, before the model loads
+    if cluster is not None:
+        from segcli.distributed import EngineSettings, run_on_ray
+
+        settings = EngineSettings.resolve(model, weights, download, device=device, precision=precision, tiling=tiling,
+                                          tta=tta, multiscale=multiscale, crf_full=crf_full,
+                                          crf_iterations_given=iterations_given)
+        return _report(run_on_ray(run, settings, cluster, console, crf, max_pixels), out_dir, quiet)
     engine = None
     if run.work.todo:
         engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
