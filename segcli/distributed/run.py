@@ -20,7 +20,7 @@ from segcli.distributed.progress import RunProgress
 from segcli.distributed.settings import ClusterOptions, EngineSettings, WorkerRange, import_ray
 from segcli.errors import SegcliError
 from segcli.outputs.folder import OutputFolder
-from segcli.outputs.kinds import KINDS
+from segcli.outputs.kinds import KINDS, SET_MARK
 from segcli.pipeline import FolderRun, RunSummary, StopRequests
 from segcli.pipeline.scheduler import available_cores
 from segcli.text import printable
@@ -38,7 +38,7 @@ def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, 
                crf: "CRFParams | None" = None, max_pixels: int | None = None) -> RunSummary:
     """Segment the planned images of `run` on Ray actors; the summary a local `FolderRun.execute` would give."""
     ray = import_ray()
-    started = time.perf_counter()
+    started, wall_started = time.perf_counter(), time.time()
     summary = RunSummary()
     work = run.work
     total = len(work.todo) + len(work.skipped) + len(work.failed) + len(run.problems)
@@ -50,11 +50,13 @@ def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, 
             with OutputFolder(run.plan.out_dir) as folder, ray_session(ray, cluster) as workers:
                 summary.removed_temporaries = folder.remove_stale_temporaries(planned_names(run))
                 console.print(f"[bold]{engine.checkpoint.record.model}[/] "
-                              f"{printable(engine.checkpoint.describe())} on Ray: {workers} workers"
+                              f"{printable(engine.checkpoint.describe())} on Ray: {workers} worker{'' if workers.maximum == 1 else 's'}"
                               f"{'' if cluster.gpus_per_worker <= 0 else f', {cluster.gpus_per_worker:g} GPU each'}",
                               highlight=False)
                 dataset = segmentation_dataset(ray, run, engine, settings, cluster, workers)
                 _collect(ray, dataset, summary, progress)
+            if summary.interrupted:
+                _count_sets_landed_unreported(run, summary, since=wall_started)
     order = run.position.get
     summary.written.sort(key=lambda path: order(path, -1))
     summary.failed.sort(key=lambda item: order(item[0], -1))
@@ -71,6 +73,24 @@ def _count_planned_outcomes(run: FolderRun, summary: RunSummary, progress: RunPr
     for source in run.work.skipped:
         summary.skipped.append(source.path)
         progress.done(segmented=False)
+
+
+def _count_sets_landed_unreported(run: FolderRun, summary: RunSummary, since: float) -> None:
+    """After a stop: sets the actors finished whose rows had not reached the driver yet count as written.
+
+    A set is complete once its JSON summary (renamed last) is in place; one renamed since the run
+    started is this run's.
+    """
+    reported = set(summary.written) | {path for path, _ in summary.failed}
+    for item in run.work.todo:
+        if item.source.path in reported:
+            continue
+        try:
+            landed = os.stat(item.paths[SET_MARK]).st_mtime >= since
+        except OSError:
+            continue
+        if landed:
+            summary.written.append(item.source.path)
 
 
 def planned_names(run: FolderRun) -> dict[Path, set[str]]:
@@ -102,7 +122,7 @@ def _collect(ray: Any, dataset: Any, summary: RunSummary, progress: RunProgress)
     """Read the status rows as actors finish them; the first Ctrl-C/SIGTERM stops the run after the rows in hand."""
 
     def on_stop(number: int) -> None:
-        progress.say("stopping (outputs written so far are complete; a rerun with --skip-existing resumes)")
+        progress.say("stopping: the sets the workers finished are complete; a rerun with --skip-existing resumes")
 
     rows = dataset.iter_rows()
     progress.restart_clock()  # throughput from here: Ray's start-up is not the workers' speed
@@ -156,7 +176,7 @@ def ray_session(ray: Any, cluster: ClusterOptions) -> Iterator[WorkerRange]:
     try:
         if cluster.address is None:
             workers = workers or WorkerRange(available_cores(), available_cores())
-            ray.init(num_cpus=max(available_cores(), workers.maximum), **options)
+            ray.init(address="local", num_cpus=max(available_cores(), workers.maximum), **options)  # a new one
         else:
             ray.init(address=cluster.address, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
