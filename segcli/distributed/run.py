@@ -34,10 +34,17 @@ class DistributedRunError(SegcliError):
     """Ray could not be started or reached, or its workers failed in a way no single image explains."""
 
 
-def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, console: "Console",
+def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, console: "Console | None" = None,
                crf: "CRFParams | None" = None, max_pixels: int | None = None) -> RunSummary:
-    """Segment the planned images of `run` on Ray actors; the summary a local `FolderRun.execute` would give."""
+    """Segment the planned images of `run` on Ray actors; the summary a local `FolderRun.execute` would give.
+
+    `console`: where progress goes (default: stderr).
+    """
     ray = import_ray()
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
     started, wall_started = time.perf_counter(), time.time()
     summary = RunSummary()
     work = run.work
