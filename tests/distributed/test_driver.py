@@ -97,3 +97,14 @@ def test_piped_progress_prints_plain_lines_with_failures_named():
     assert lines[1] == "failed: /data/b.jpg is not an image segcli can read (unknown format)"
     assert lines[2].startswith("2/3 images, 1 failed, ") and lines[3].startswith("3/3 images, 1 failed, ")
     assert len(lines) == 4 and "\x1b" not in stream.getvalue()
+
+
+def test_on_a_terminal_one_bar_and_the_failures_above_it():
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=200)
+    with RunProgress(console, total=2) as progress:
+        progress.failed("/data/b.jpg is not an image segcli can read (unknown format)")
+        progress.done()
+    text = stream.getvalue()
+    assert "/data/b.jpg is not an image segcli can read" in text
+    assert "images, " not in text  # no plain progress lines on a terminal
