@@ -16,6 +16,7 @@ from segcli.cli.options import (
 from segcli.cli.output_choice import (
     checkpoint_classes, choose_outputs, finish_report, output_options, parse_classes, stream_image,
 )
+from segcli.distributed.options import cluster_from_options, ray_options
 
 
 @click.command("predict")
@@ -60,6 +61,7 @@ from segcli.cli.output_choice import (
                    "images side by side, each with half the cores; on a GPU 2]. Giving this or --batch-size runs "
                    "one image stream with torch's threads as they are.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
+@ray_options
 def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, classes, report, save_probs,
             no_overlay, overwrite, skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, multiscale,
             batch_size, io_workers, quiet, **crf_kwargs) -> None:
@@ -77,6 +79,9 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     if crf_full and not crf_kwargs.get("crf"):
         raise click.UsageError("--crf-full needs --crf")
     iterations_given = crf_kwargs.get("crf_iters") is not None
+    cluster = cluster_from_options(crf_kwargs, batch_size, io_workers)  # None: the local engine
+    if cluster is not None and choice.stream:
+        raise click.UsageError("--engine ray writes into an --out folder, not to stdout")
     crf = crf_params_from_options(crf_kwargs)
 
     from rich.console import Console
@@ -91,6 +96,14 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
                               skip_existing=skip_existing)
     # every output problem of the run fails here, before the model loads
     run = None if choice.stream else _plan_run(inputs, options, console, choice.report)
+    if cluster is not None:
+        from segcli.distributed import EngineSettings, run_on_ray
+
+        settings = EngineSettings.resolve(model, weights, download, device=device, precision=precision, tiling=tiling,
+                                          tta=tta, multiscale=multiscale, crf_full=crf_full,
+                                          crf_iterations_given=iterations_given)
+        return _finish(run, run_on_ray(run, settings, cluster, console, crf, max_pixels), choice, out_dir, console,
+                       quiet)
     engine = None
     if choice.stream or run.work.todo:
         engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
@@ -110,7 +123,12 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     if choice.stream:
         stream_image(engine, inputs[0], choice.kinds[0], crf, alpha, options.classes, max_pixels)
         return
-    summary = _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_workers)
+    _finish(run, _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_workers), choice, out_dir,
+            console, quiet)
+
+
+def _finish(run, summary, choice, out_dir, console, quiet) -> None:
+    """The report page (--report), then the run's final line and exit code."""
     report_failed = choice.report and not finish_report(run, summary, out_dir, console)
     _report(summary, out_dir, quiet)
     if report_failed:
