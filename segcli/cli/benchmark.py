@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from segcli.cli.options import PRECISION_CHOICES, crf_options, crf_params_from_options, device_option
+from segcli.cli.options import PRECISION_CHOICES, crf_options, crf_settings_from_options, device_option
 
 MIN_SIDE = 32
 
@@ -125,7 +125,7 @@ def benchmark(models, sizes, batch, device, precisions, warmup, iters, e2e_iters
       segcli benchmark --models lraspp,deeplabv3-mobilenet --sizes 256,512 --precision fp32,bf16
       segcli benchmark --models deeplabv3p --crf --json bench.json --plot bench.png
     """
-    crf = crf_params_from_options(crf_kwargs)
+    crf = crf_settings_from_options(crf_kwargs)
     if onnxruntime:
         from segcli.export.onnx_format import require_onnx
 
