@@ -7,8 +7,9 @@ shortcuts live (segcli/crf_fast.py holds the fast method):
 - "full" (`--crf-full`): the reference.
 - "fast" (default): labels that cannot win any pixel are dropped; mean field runs at half
   resolution (at most COARSE_MAX_SIDE per side for big images), capped at FAST_ITERATIONS
-  unless the user gave the iterations; then FINE_ITERATIONS full-resolution updates on the
-  uncertain band only (pixels whose top-2 margin is small, plus a context ring).
+  unless the user gave the iterations; then BAND_ITERATIONS full-resolution updates on the
+  uncertain band only (pixels whose top-2 margin is small, plus a context ring). A map uncertain
+  almost everywhere (a nearly flat softmax) gets the reference iterations at full size instead.
   benchmarks/crf_speed.md has its speed and agreement with the reference.
 """
 
@@ -33,6 +34,7 @@ BAND_ITERATIONS = 2          # "fast": full-resolution updates on the uncertain 
 BAND_MARGIN = 3.0            # "fast": uncertain = log(best / runner-up) below this after the coarse pass
 BAND_CONTEXT = 8             # "fast": pixels of context around the band that take part in its updates
 TWO_SCALE_MIN_SIDE = 96      # "fast": images with a shorter side below this run at full resolution
+MAX_BAND_FRACTION = 0.25     # "fast": a map uncertain on more of the image than this gets the reference CRF
 
 
 class CRFParameterError(SegcliError, ValueError):
@@ -206,10 +208,9 @@ def refine(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams =
         result[keep[0]] = 1.0
         return result, CRFRun("fast", params, 0, (width, height), tuple(keep), n_classes)
     subset = probabilities.astype(np.float32) if len(keep) == n_classes else normalised(probabilities[keep])
-    refined, run = _two_scale(subset, image_rgb, params, iterations)
+    refined, ran = _two_scale(subset, image_rgb, params, iterations)
     result[keep] = refined
-    return result, CRFRun("fast", params, iterations, run[0], tuple(int(k) for k in keep), n_classes,
-                          run[1], run[2])
+    return result, CRFRun("fast", params, labels=tuple(int(k) for k in keep), num_labels=n_classes, **ran)
 
 
 def run_iterations(params: CRFParams, method: str, iterations_given: bool) -> int:
@@ -242,21 +243,26 @@ def labels_that_can_win(probabilities: np.ndarray, params: CRFParams) -> np.ndar
 
 
 def _two_scale(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams,
-               iterations: int) -> tuple[np.ndarray, tuple[tuple[int, int], int, float]]:
+               iterations: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Mean field on a reduced grid, upsampled, then full-resolution updates on the uncertain band.
-    Returns the refined [C, H, W] and (coarse resolution, band iterations, band fraction)."""
+    Returns the refined [C, H, W] and what ran (CRFRun's fields)."""
     densecrf = _import_densecrf()
     n_classes, height, width = probabilities.shape
     if min(height, width) < TWO_SCALE_MIN_SIDE:
         crf = grid_crf(densecrf, probabilities, image_rgb, params)
         refined = np.asarray(crf.inference(int(iterations)), dtype=np.float32).reshape(n_classes, height, width)
-        return refined, ((width, height), 0, 0.0)
+        return refined, {"iterations": iterations, "resolution": (width, height)}
     scale = min(0.5, COARSE_MAX_SIDE / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = normalised(resize_planes(probabilities, size))
     coarse = grid_crf(densecrf, small, resize_image(image_rgb, size), params, scale).inference(int(iterations))
     start = normalised(resize_planes(np.asarray(coarse).reshape(n_classes, size[1], size[0]), (width, height)))
     band = (log_margin(start) < BAND_MARGIN) | (start.argmax(axis=0) != probabilities.argmax(axis=0))
+    if band.mean() > MAX_BAND_FRACTION:  # a nearly flat map: mean field moves labels far, no shortcut holds
+        crf = grid_crf(densecrf, probabilities, image_rgb, params)
+        refined = np.asarray(crf.inference(int(params.iterations)), dtype=np.float32)
+        ran = {"iterations": params.iterations, "resolution": (width, height), "band_fraction": float(band.mean())}
+        return refined.reshape(n_classes, height, width), ran
     indices = np.flatnonzero(dilate(band, BAND_CONTEXT))
     if len(indices):
         crf = pixel_set_crf(densecrf, probabilities, image_rgb, params, indices)
@@ -264,4 +270,5 @@ def _two_scale(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFPara
         updated = warm_steps(crf, flat[:, indices], BAND_ITERATIONS)
         in_band = band.ravel()[indices]
         flat[:, indices[in_band]] = updated[:, in_band]
-    return start, (size, BAND_ITERATIONS if len(indices) else 0, float(band.mean()))
+    return start, {"iterations": iterations, "resolution": size, "band_fraction": float(band.mean()),
+                   "band_iterations": BAND_ITERATIONS if len(indices) else 0}

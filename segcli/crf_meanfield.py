@@ -30,11 +30,14 @@ def unary_energy(probabilities: np.ndarray) -> np.ndarray:
 
 
 def grid_crf(densecrf, probabilities: np.ndarray, image_rgb: np.ndarray, params, scale: float = 1.0):
-    """pydensecrf's DenseCRF2D recipe; `scale` < 1 shrinks the spatial kernel widths for a reduced grid."""
+    """pydensecrf's DenseCRF2D recipe; `scale` < 1 shrinks the spatial kernel widths for a reduced grid
+    (the smoothness kernel to no less than one pixel: narrower, it reaches no neighbour there, and a
+    lattice that fine costs more than the rest of the reduced CRF)."""
     n_classes, height, width = probabilities.shape
     crf = densecrf.DenseCRF2D(width, height, n_classes)
     crf.setUnaryEnergy(unary_energy(probabilities))
-    crf.addPairwiseGaussian(sxy=params.gaussian_xy * scale, compat=params.gaussian_weight)
+    smooth_xy = params.gaussian_xy if scale == 1.0 else max(params.gaussian_xy * scale, 1.0)
+    crf.addPairwiseGaussian(sxy=smooth_xy, compat=params.gaussian_weight)
     crf.addPairwiseBilateral(sxy=params.bilateral_xy * scale, srgb=params.bilateral_rgb,
                              rgbim=np.require(image_rgb, np.uint8, ["C"]), compat=params.bilateral_weight)
     return crf
@@ -46,7 +49,7 @@ def pixel_set_crf(densecrf, probabilities: np.ndarray, image_rgb: np.ndarray, pa
     n_classes, height, width = probabilities.shape
     ys, xs = np.divmod(indices, width)
     crf = densecrf.DenseCRF(len(indices), n_classes)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary_energy(probabilities)[:, indices]))
+    crf.setUnaryEnergy(unary_energy(probabilities.reshape(n_classes, -1)[:, indices]))
     position = np.stack([xs, ys]).astype(np.float32)
     smooth = np.ascontiguousarray(position / np.float32(params.gaussian_xy), dtype=np.float32)
     crf.addPairwiseEnergy(smooth, compat=params.gaussian_weight)

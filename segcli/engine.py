@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from segcli.crf import CRFParams, CRFSettings
 
+MIN_MODEL_SIDE = 32  # smaller inputs are edge-padded to this before the forward pass
 CRFArgument = "CRFParams | CRFSettings | None"  # predict's crf=: FROM_OPTIONS (default), None, or explicit
 _ResolvedCRF = "tuple[CRFParams, CRFSettings] | None"  # what the internals get: kernel settings and the method
 
@@ -170,12 +171,22 @@ class SegmentationEngine:
         return self.record.num_classes
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Model logits (float32) for a preprocessed [N, 3, h, w] batch, on the plan's device."""
+        """Model logits (float32) for a preprocessed [N, 3, h, w] batch, on the plan's device.
+
+        Inputs with a side under MIN_MODEL_SIDE (a 1-2 px image, a 3x5 one scaled down by TTA) are
+        edge-padded to it and the logits cropped back: strided convolutions cannot run on fewer pixels."""
+        height, width = batch.shape[-2:]
+        padded = (max(height, MIN_MODEL_SIDE), max(width, MIN_MODEL_SIDE))
+        if padded != (height, width):
+            batch = F.pad(batch, (0, padded[1] - width, 0, padded[0] - height), mode="replicate")
         batch = batch.to(self.plan.device, non_blocking=True)
         if self.plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.plan.autocast():
             logits = self.model(batch)
+        if padded != (height, width):  # the logits' share of the padded input that is the image
+            logits = logits[..., :max(1, round(logits.shape[-2] * height / padded[0])),
+                            :max(1, round(logits.shape[-1] * width / padded[1]))]
         return logits.float()
 
     def predict(
