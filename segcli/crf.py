@@ -252,6 +252,8 @@ def _two_scale(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFPara
         crf = grid_crf(densecrf, probabilities, image_rgb, params)
         refined = np.asarray(crf.inference(int(iterations)), dtype=np.float32).reshape(n_classes, height, width)
         return refined, {"iterations": iterations, "resolution": (width, height)}
+    if (log_margin(probabilities) < BAND_MARGIN).mean() > 2 * MAX_BAND_FRACTION:  # flat already: skip the coarse pass
+        return _reference_iterations(densecrf, probabilities, image_rgb, params, 1.0)
     scale = min(0.5, COARSE_MAX_SIDE / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = normalised(resize_planes(probabilities, size))
@@ -259,10 +261,7 @@ def _two_scale(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFPara
     start = normalised(resize_planes(np.asarray(coarse).reshape(n_classes, size[1], size[0]), (width, height)))
     band = (log_margin(start) < BAND_MARGIN) | (start.argmax(axis=0) != probabilities.argmax(axis=0))
     if band.mean() > MAX_BAND_FRACTION:  # a nearly flat map: mean field moves labels far, no shortcut holds
-        crf = grid_crf(densecrf, probabilities, image_rgb, params)
-        refined = np.asarray(crf.inference(int(params.iterations)), dtype=np.float32)
-        ran = {"iterations": params.iterations, "resolution": (width, height), "band_fraction": float(band.mean())}
-        return refined.reshape(n_classes, height, width), ran
+        return _reference_iterations(densecrf, probabilities, image_rgb, params, float(band.mean()))
     indices = np.flatnonzero(dilate(band, BAND_CONTEXT))
     if len(indices):
         crf = pixel_set_crf(densecrf, probabilities, image_rgb, params, indices)
@@ -272,3 +271,12 @@ def _two_scale(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFPara
         flat[:, indices[in_band]] = updated[:, in_band]
     return start, {"iterations": iterations, "resolution": size, "band_fraction": float(band.mean()),
                    "band_iterations": BAND_ITERATIONS if len(indices) else 0}
+
+
+def _reference_iterations(densecrf, probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams,
+                          band_fraction: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """The fast method's way out on nearly flat maps: every given iteration at full size."""
+    n_classes, height, width = probabilities.shape
+    refined = np.asarray(grid_crf(densecrf, probabilities, image_rgb, params).inference(int(params.iterations)))
+    ran = {"iterations": int(params.iterations), "resolution": (width, height), "band_fraction": band_fraction}
+    return refined.astype(np.float32).reshape(n_classes, height, width), ran

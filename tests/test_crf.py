@@ -163,6 +163,24 @@ def test_iteration_cap_applies_only_when_the_iterations_were_not_given():
     np.testing.assert_array_equal(given, pydensecrf_reference(probs, image, CRFParams(iterations=10)))
 
 
+@needs_crf
+def test_a_nearly_flat_map_gets_the_reference_iterations_at_full_size():
+    _, image, probs = big_scene(size=128, seed=6)
+    flat = probs ** 0.05  # the same ranking, nearly flat: no shortcut is safe there
+    flat = (flat / flat.sum(0)).astype(np.float32)
+    refined, run = refine(flat, image, CRFParams())
+    assert (run.iterations, run.resolution, run.band_iterations, run.labels) == (10, (128, 128), 0, tuple(range(6)))
+    np.testing.assert_array_equal(refined, pydensecrf_reference(flat, image, CRFParams()))
+
+
+def test_log_margin_is_log_best_over_runner_up():
+    from segcli.crf_meanfield import log_margin
+
+    probs = np.random.default_rng(2).dirichlet(np.ones(5), size=(6, 7)).transpose(2, 0, 1).astype(np.float32)
+    top = np.sort(probs, axis=0)
+    np.testing.assert_allclose(log_margin(probs), np.log(top[-1]) - np.log(top[-2]), rtol=1e-5)
+
+
 def test_only_labels_that_cannot_win_are_pruned():
     from segcli.crf import labels_that_can_win
 
