@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from segcli.crf import CRFParams, CRFSettings
 
-MIN_MODEL_SIDE = 32  # smaller inputs are edge-padded to this before the forward pass
+MIN_MODEL_SIDE = 32  # inputs the model cannot take are edge-padded to this (SegmentationEngine.forward)
 CRFArgument = "CRFParams | CRFSettings | None"  # predict's crf=: FROM_OPTIONS (default), None, or explicit
 _ResolvedCRF = "tuple[CRFParams, CRFSettings] | None"  # what the internals get: kernel settings and the method
 
@@ -85,9 +85,7 @@ def labels_dtype(num_classes: int) -> np.dtype:
 
 
 class SegmentationEngine:
-    """A loaded model with its checkpoint record, execution plan and `InferenceOptions`
-    (tiling, TTA, CRF); `tiling` and `tta` read (and replace) the options' fields.
-    """
+    """A loaded model, its checkpoint record, plan and `InferenceOptions`; `tiling`/`tta` are the options' fields."""
 
     def __init__(
         self,
@@ -105,11 +103,8 @@ class SegmentationEngine:
         self.on_memory_retry: Callable[[str], None] | None = None  # told (one line) when an OOM shrinks a batch or tile
         self.plan = plan or plan_execution("cpu", "fp32", channels_last=False)
         self.source = source
-        self.options = options or InferenceOptions()
-        if tiling is not None:
-            self.tiling = tiling
-        if tta is not None:
-            self.tta = tta
+        given = {"tiling": tiling, "tta": tta}
+        self.options = replace(options or InferenceOptions(), **{k: v for k, v in given.items() if v is not None})
         model = model.eval().to(self.plan.device)
         if self.plan.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -144,10 +139,8 @@ class SegmentationEngine:
         channels_last: bool | None = None,
         options: InferenceOptions | None = None,
     ) -> "SegmentationEngine":
-        """Resolve the checkpoint (see `segcli.checkpoints.resolve`), build the model, load it strictly.
-
-        `precision`/`channels_last`, when given, override the options' fields.
-        """
+        """Resolve the checkpoint (`segcli.checkpoints.resolve`), build the model, load it strictly;
+        `precision`/`channels_last`, when given, override the options' fields."""
         from segcli.checkpoints.loading import load_checkpoint_model
         from segcli.checkpoints.resolve import resolve_checkpoint
 
@@ -171,22 +164,26 @@ class SegmentationEngine:
         return self.record.num_classes
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Model logits (float32) for a preprocessed [N, 3, h, w] batch, on the plan's device.
+        """Model logits (float32) for a preprocessed [N, 3, h, w] batch, on the plan's device. An input too small
+        for the model (1-2 px; 3x5 scaled down by TTA) is edge-padded to MIN_MODEL_SIDE, the logits cropped back."""
+        try:
+            return self._model_logits(batch)
+        except RuntimeError:
+            height, width = batch.shape[-2:]
+            if min(height, width) >= MIN_MODEL_SIDE:
+                raise
+        padding = (0, max(0, MIN_MODEL_SIDE - width), 0, max(0, MIN_MODEL_SIDE - height))
+        padded = F.pad(batch, padding, mode="replicate")
+        logits = self._model_logits(padded)
+        return logits[..., :max(1, round(logits.shape[-2] * height / padded.shape[-2])),
+                      :max(1, round(logits.shape[-1] * width / padded.shape[-1]))]
 
-        Inputs with a side under MIN_MODEL_SIDE (a 1-2 px image, a 3x5 one scaled down by TTA) are
-        edge-padded to it and the logits cropped back: strided convolutions cannot run on fewer pixels."""
-        height, width = batch.shape[-2:]
-        padded = (max(height, MIN_MODEL_SIDE), max(width, MIN_MODEL_SIDE))
-        if padded != (height, width):
-            batch = F.pad(batch, (0, padded[1] - width, 0, padded[0] - height), mode="replicate")
+    def _model_logits(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.plan.device, non_blocking=True)
         if self.plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.plan.autocast():
             logits = self.model(batch)
-        if padded != (height, width):  # the logits' share of the padded input that is the image
-            logits = logits[..., :max(1, round(logits.shape[-2] * height / padded[0])),
-                            :max(1, round(logits.shape[-1] * width / padded[1]))]
         return logits.float()
 
     def predict(

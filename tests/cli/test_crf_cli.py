@@ -47,13 +47,17 @@ def crf_calls(monkeypatch) -> list:
     (["--crf-iters", "8"], "fast", 8, [65, 60]),  # given: honoured, not capped
     (["--crf-full"], "full", 10, [130, 120]),     # the reference: every iteration, full size
 ])
-def test_predict_json_and_terminal_report_the_crf_that_ran(tmp_path, weights, flags, method, iterations, resolution):
-    image = save_image(Image.fromarray(random_rgb(120, 130, seed=3)), tmp_path / "in" / "scene.png")
-    result = run_predict([image], tmp_path / "out", weights, "--crf", *flags)
+def test_predict_json_and_terminal_report_the_crf_that_ran(tmp_path, flags, method, iterations, resolution):
+    """The shipped deeplabv3p on a synthetic scene: a confident map, so the fast CRF takes its two scales."""
+    from segcli.data.synth import make_scene
+
+    image = save_image(Image.fromarray(make_scene(3, 0, (120, 130)).image), tmp_path / "in" / "scene.png")
+    result = CliRunner().invoke(cli, ["predict", str(image), "--model", "deeplabv3p", "--out", str(tmp_path / "out"),
+                                      "--crf", *flags, *CPU], env={"COLUMNS": "1000"})
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "out" / "scene.json").read_text())["crf"]
     assert (report["method"], report["iterations"], report["resolution"]) == (method, iterations, resolution)
-    assert report["labels_total"] == 3 and set(report["labels_kept"]) <= {0, 1, 2} and report["labels_kept"]
+    assert report["labels_total"] == 9 and set(report["labels_kept"]) <= set(range(9)) and report["labels_kept"]
     assert report["params"]["bilateral_xy"] == 67.0 and report["params"]["iterations"] == (8 if flags[1:] == ["8"] else 10)
     assert report["band_iterations"] in ((0, 2) if method == "fast" else (0,)) and 0 <= report["band_fraction"] <= 1
     assert f"{method if method == 'fast' else 'reference'} dense CRF: {iterations} iterations" in result.stderr
