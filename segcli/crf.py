@@ -1,24 +1,40 @@
 """Fully connected (dense) CRF post-processing through pydensecrf, as in DeepLab v1/v2.
 
-The reference path (`dense_crf(probs, image, params)`) runs the CRF over every label at full
-resolution. Two opt-in shortcuts trade a little fidelity for speed, since the cost grows
-linearly with pixels times labels: `label_subset="auto"` drops labels that are nowhere
-likely, and `max_side` runs the CRF on a downscaled copy of big images.
+`dense_crf(probs, image, params)` is the reference: every label, full resolution, plain
+pydensecrf. `refine(probs, image, settings)` is what `--crf` runs, and the one place its
+shortcuts live (segcli/crf_fast.py holds the fast method):
+
+- "full" (`--crf-full`): the reference.
+- "fast" (default): labels that cannot win any pixel are dropped; mean field runs at half
+  resolution (at most COARSE_MAX_SIDE per side for big images), capped at FAST_ITERATIONS
+  unless the user gave the iterations; then BAND_ITERATIONS full-resolution updates on the
+  uncertain band only (pixels whose top-2 margin is small, plus a context ring). A map uncertain
+  almost everywhere (a nearly flat softmax) gets the reference iterations at full size instead.
+  benchmarks/crf_speed.md has its speed and agreement with the reference.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
-
+from segcli.crf_meanfield import (PROBABILITY_FLOOR, dilate, grid_crf, import_densecrf, log_margin, normalised,
+                                  pixel_set_crf, resize_image, resize_planes, warm_steps)
 from segcli.errors import MissingDependencyError, SegcliError, UnknownNameError
 
-INSTALL_HINT = "the dense CRF needs pydensecrf: pip install pydensecrf2 (or: make install-crf)"
-PROBABILITY_FLOOR = 1e-8     # -log(0) would be infinite; log(1e-8) = -18.4
-SUBSET_THRESHOLD = 1e-3      # label_subset="auto" keeps labels above this probability somewhere
+if TYPE_CHECKING:
+    from segcli.checkpoints.record import CheckpointRecord
+
+INSTALL_HINT = "the dense CRF needs pydensecrf: pip install 'segcli[crf]' (it installs pydensecrf2)"
+METHODS = ("fast", "full")
+FAST_ITERATIONS = 5          # "fast" caps mean-field iterations here unless the user gave them
+COARSE_MAX_SIDE = 512        # "fast": mean field at half size, and at most this many pixels per side
+BAND_ITERATIONS = 2          # "fast": full-resolution updates on the uncertain band
+BAND_MARGIN = 3.0            # "fast": uncertain = log(best / runner-up) below this after the coarse pass
+BAND_CONTEXT = 8             # "fast": pixels of context around the band that take part in its updates
+TWO_SCALE_MIN_SIDE = 96      # "fast": images with a shorter side below this run at full resolution
+MAX_BAND_FRACTION = 0.25     # "fast": a map uncertain on more of the image than this gets the reference CRF
 
 
 class CRFParameterError(SegcliError, ValueError):
@@ -69,11 +85,7 @@ CRF_PRESETS: dict[str, CRFParams] = {
 
 
 def _import_densecrf():
-    try:
-        import pydensecrf.densecrf as densecrf
-    except ImportError as exc:
-        raise MissingDependencyError(INSTALL_HINT) from exc
-    return densecrf
+    return import_densecrf(INSTALL_HINT)
 
 
 def crf_available() -> bool:
@@ -105,106 +117,166 @@ def _check_inputs(probabilities: np.ndarray, image_rgb: np.ndarray) -> None:
         raise ValueError("probabilities must lie in [0, 1]: pass softmax probabilities, not logits")
 
 
-def dense_crf(
-    probabilities: np.ndarray,
-    image_rgb: np.ndarray,
-    params: CRFParams = CRFParams(),
-    *,
-    label_subset: None | str | Sequence[int] = None,
-    subset_threshold: float = SUBSET_THRESHOLD,
-    max_side: int | None = None,
-) -> np.ndarray:
-    """Refine per-pixel class probabilities [C, H, W] with a dense CRF; returns float32 [C, H, W].
 
-    label_subset:
-      None (default, the reference): every label takes part.
-      "auto": only labels whose probability exceeds `subset_threshold` somewhere in the image;
-        the CRF cost is linear in labels, so 3 present labels out of 21 run ~7x faster. Pruned
-        labels get probability 0; the kept ones are renormalised first, so results differ from
-        the full CRF only where the pruned labels' tiny mass would have tipped a pixel.
-      a sequence of class indices: exactly those labels.
-    max_side: when the longer image side exceeds it, the CRF runs on a copy downscaled to that
-      side (probabilities and image resized, spatial kernel widths scaled alike) and the result
-      is upsampled bilinearly. Cost falls with the square of the scale; the price is that
-      boundaries are only as precise as the reduced grid (the CRF cannot snap them to image
-      edges finer than one reduced pixel), and thin structures below that size may vanish.
-    """
+
+def dense_crf(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams = CRFParams()) -> np.ndarray:
+    """The reference dense CRF: every label, full resolution, `params.iterations` mean-field
+    iterations, exactly as pydensecrf's DenseCRF2D recipe computes it; float32 [C, H, W]."""
     probabilities = np.asarray(probabilities)
     image_rgb = np.asarray(image_rgb)
     _check_inputs(probabilities, image_rgb)
-    n_classes = probabilities.shape[0]
-    keep = _labels_to_keep(probabilities, label_subset, subset_threshold)
+    n_classes, height, width = probabilities.shape
+    crf = grid_crf(_import_densecrf(), probabilities, image_rgb, params)
+    return np.asarray(crf.inference(int(params.iterations)), dtype=np.float32).reshape(n_classes, height, width)
+
+
+@dataclass(frozen=True)
+class CRFSettings:
+    """What `--crf` asks for: the settings the user named (the rest come from the checkpoint
+    record's `crf_defaults`, else DeepLab v2's) and the method ("fast", or "full" = the reference)."""
+
+    given: tuple[tuple[str, Any], ...] = ()  # CRFParams fields the user set, e.g. (("iterations", 10),)
+    method: str = "fast"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise CRFParameterError(f"unknown CRF method {self.method!r}: choose one of {', '.join(METHODS)}")
+        unknown = sorted(set(dict(self.given)) - {item.name for item in fields(CRFParams)})
+        if unknown:
+            raise CRFParameterError(f"unknown CRF setting {', '.join(unknown)}")
+        CRFParams(**dict(self.given))  # out-of-range values fail here
+
+    @classmethod
+    def from_params(cls, params: CRFParams, method: str = "fast") -> "CRFSettings":
+        """Every setting as given (so the iteration count is honoured, not capped)."""
+        return cls(given=tuple(asdict(params).items()), method=method)
+
+    @property
+    def iterations_given(self) -> bool:
+        return "iterations" in dict(self.given)
+
+    def params(self, record: "CheckpointRecord | None" = None) -> CRFParams:
+        """The kernel settings that run: the user's, else the record's defaults, else DeepLab v2's."""
+        given = dict(self.given)
+        return record.crf_params(**given) if record is not None else CRFParams(**given)
+
+
+@dataclass(frozen=True)
+class CRFRun:
+    """The CRF that actually ran on one image (per-image JSON `crf`, terminal line)."""
+
+    method: str                      # "fast" or "full"
+    params: CRFParams                # kernel settings; params.iterations as asked, before any cap
+    iterations: int                  # mean-field iterations run at `resolution` (after any cap)
+    resolution: tuple[int, int]      # (width, height) those iterations ran at
+    labels: tuple[int, ...]          # labels that took part (the others cannot win a pixel)
+    num_labels: int
+    band_iterations: int = 0         # "fast": full-resolution updates on the uncertain band
+    band_fraction: float = 0.0       # "fast": share of the image's pixels in that band
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "iterations": self.iterations, "resolution": list(self.resolution),
+                "labels_kept": list(self.labels), "labels_total": self.num_labels,
+                "band_iterations": self.band_iterations, "band_fraction": round(self.band_fraction, 4),
+                "params": asdict(self.params)}
+
+    def describe(self) -> str:
+        width, height = self.resolution
+        text = f"{self.method} CRF: {self.iterations} iterations at {width}x{height}"
+        if self.band_iterations:
+            text += f", then {self.band_iterations} at full size on {self.band_fraction:.0%} of the pixels"
+        return text + f", {len(self.labels)} of {self.num_labels} labels"
+
+
+def refine(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams = CRFParams(), *,
+           method: str = "fast", iterations_given: bool = False) -> tuple[np.ndarray, CRFRun]:
+    """`--crf`'s policy: the reference ("full") or the fast method, with the iteration cap only
+    when the user did not give the iterations. Returns float32 [C, H, W] and what ran."""
+    probabilities = np.asarray(probabilities)
+    image_rgb = np.asarray(image_rgb)
+    _check_inputs(probabilities, image_rgb)
+    n_classes, height, width = probabilities.shape
+    if method == "full":
+        run = CRFRun("full", params, params.iterations, (width, height), tuple(range(n_classes)), n_classes)
+        return dense_crf(probabilities, image_rgb, params), run
+    if method != "fast":
+        raise CRFParameterError(f"unknown CRF method {method!r}: choose one of {', '.join(METHODS)}")
+    iterations = run_iterations(params, method, iterations_given)
+    keep = labels_that_can_win(probabilities, params)
     result = np.zeros(probabilities.shape, dtype=np.float32)
-    if len(keep) == 1:  # a single label wins everywhere; no inference needed
+    if len(keep) == 1:  # one label wins everywhere whatever the pairwise terms do
         result[keep[0]] = 1.0
-        return result
-    subset = probabilities if len(keep) == n_classes else probabilities[keep]
-    subset = np.clip(subset.astype(np.float32), 0.0, None)
-    subset = subset / np.maximum(subset.sum(axis=0, keepdims=True), PROBABILITY_FLOOR)
-
-    height, width = image_rgb.shape[:2]
-    if max_side is not None and max(height, width) > max_side:
-        refined = _dense_crf_downscaled(subset, image_rgb, params, max_side)
-    else:
-        refined = _dense_crf_full(subset, image_rgb, params)
+        return result, CRFRun("fast", params, 0, (width, height), tuple(keep), n_classes)
+    subset = probabilities.astype(np.float32) if len(keep) == n_classes else normalised(probabilities[keep])
+    refined, ran = _two_scale(subset, image_rgb, params, iterations)
     result[keep] = refined
-    return result
+    return result, CRFRun("fast", params, labels=tuple(int(k) for k in keep), num_labels=n_classes, **ran)
 
 
-def _labels_to_keep(probabilities: np.ndarray, label_subset, threshold: float) -> np.ndarray:
+def run_iterations(params: CRFParams, method: str, iterations_given: bool) -> int:
+    """Mean-field iterations that run: as given, or (fast method, not given) capped at FAST_ITERATIONS."""
+    if method == "full" or iterations_given:
+        return int(params.iterations)
+    return min(int(params.iterations), FAST_ITERATIONS)
+
+
+def describe_plan(params: CRFParams, settings: CRFSettings) -> dict[str, Any]:
+    """What `--crf` will run for these settings, before seeing an image (evaluate/benchmark JSON, terminal)."""
+    iterations = run_iterations(params, settings.method, settings.iterations_given)
+    if settings.method == "full":
+        text = f"reference dense CRF: {iterations} iterations, every label, full size"
+    else:
+        text = (f"fast dense CRF: {iterations} iterations at half size (at most {COARSE_MAX_SIDE} px a side), "
+                f"then {BAND_ITERATIONS} at full size on the uncertain pixels; labels that cannot win dropped")
+    return {"method": settings.method, "iterations": iterations, "iterations_given": settings.iterations_given,
+            "params": asdict(params), "text": text}
+
+
+def labels_that_can_win(probabilities: np.ndarray, params: CRFParams) -> np.ndarray:
+    """Labels within exp(-(w1 + w2)) of some pixel's winner. The pairwise terms add at most about
+    w1 + w2 to a label's log-odds (normalised kernels, probabilities <= 1), so a label further
+    behind than that everywhere cannot take a pixel."""
     n_classes = probabilities.shape[0]
-    if label_subset is None:
-        return np.arange(n_classes)
-    if isinstance(label_subset, str):
-        if label_subset != "auto":
-            raise ValueError(f"label_subset must be None, 'auto' or class indices, got {label_subset!r}")
-        peak = probabilities.reshape(n_classes, -1).max(axis=1)
-        keep = np.flatnonzero(peak > threshold)
-        return keep if len(keep) else np.array([int(np.argmax(peak))])
-    keep = np.unique(np.asarray(list(label_subset), dtype=np.int64))
-    if len(keep) == 0 or keep.min() < 0 or keep.max() >= n_classes:
-        raise ValueError(f"label_subset must name classes in 0..{n_classes - 1}, got {list(label_subset)}")
-    return keep
+    flat = np.clip(probabilities.reshape(n_classes, -1), PROBABILITY_FLOOR, None)
+    ratio_peak = (flat / flat.max(axis=0, keepdims=True)).max(axis=1)
+    return np.flatnonzero(ratio_peak >= np.exp(-(params.bilateral_weight + params.gaussian_weight)))
 
 
-def _dense_crf_full(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams) -> np.ndarray:
-    """The pydensecrf recipe: unary -log p, a smoothness and an appearance kernel, mean field."""
+def _two_scale(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams,
+               iterations: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Mean field on a reduced grid, upsampled, then full-resolution updates on the uncertain band.
+    Returns the refined [C, H, W] and what ran (CRFRun's fields)."""
     densecrf = _import_densecrf()
     n_classes, height, width = probabilities.shape
-    crf = densecrf.DenseCRF2D(width, height, n_classes)
-    unary = -np.log(np.clip(probabilities, PROBABILITY_FLOOR, 1.0)).reshape(n_classes, -1)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=params.gaussian_xy, compat=params.gaussian_weight)
-    crf.addPairwiseBilateral(
-        sxy=params.bilateral_xy, srgb=params.bilateral_rgb,
-        rgbim=np.require(image_rgb, np.uint8, ["C", "W"]), compat=params.bilateral_weight,
-    )
-    refined = np.asarray(crf.inference(int(params.iterations)), dtype=np.float32)
-    return refined.reshape(n_classes, height, width)
+    if min(height, width) < TWO_SCALE_MIN_SIDE:
+        crf = grid_crf(densecrf, probabilities, image_rgb, params)
+        refined = np.asarray(crf.inference(int(iterations)), dtype=np.float32).reshape(n_classes, height, width)
+        return refined, {"iterations": iterations, "resolution": (width, height)}
+    if (log_margin(probabilities) < BAND_MARGIN).mean() > 2 * MAX_BAND_FRACTION:  # flat already: skip the coarse pass
+        return _reference_iterations(densecrf, probabilities, image_rgb, params, 1.0)
+    scale = min(0.5, COARSE_MAX_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = normalised(resize_planes(probabilities, size))
+    coarse = grid_crf(densecrf, small, resize_image(image_rgb, size), params, scale).inference(int(iterations))
+    start = normalised(resize_planes(np.asarray(coarse).reshape(n_classes, size[1], size[0]), (width, height)))
+    band = (log_margin(start) < BAND_MARGIN) | (start.argmax(axis=0) != probabilities.argmax(axis=0))
+    if band.mean() > MAX_BAND_FRACTION:  # a nearly flat map: mean field moves labels far, no shortcut holds
+        return _reference_iterations(densecrf, probabilities, image_rgb, params, float(band.mean()))
+    indices = np.flatnonzero(dilate(band, BAND_CONTEXT))
+    if len(indices):
+        crf = pixel_set_crf(densecrf, probabilities, image_rgb, params, indices)
+        flat = start.reshape(n_classes, -1)
+        updated = warm_steps(crf, flat[:, indices], BAND_ITERATIONS)
+        in_band = band.ravel()[indices]
+        flat[:, indices[in_band]] = updated[:, in_band]
+    return start, {"iterations": iterations, "resolution": size, "band_fraction": float(band.mean()),
+                   "band_iterations": BAND_ITERATIONS if len(indices) else 0}
 
 
-def _resize_planes(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of each [H, W] float plane to size (width, height); antialiased when shrinking."""
-    return np.stack([
-        np.asarray(Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), "F").resize(size, Image.BILINEAR))
-        for plane in planes
-    ])
-
-
-def _dense_crf_downscaled(
-    probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams, max_side: int
-) -> np.ndarray:
-    height, width = image_rgb.shape[:2]
-    scale = max_side / max(height, width)
-    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small_image = np.array(Image.fromarray(image_rgb, "RGB").resize(small_size, Image.BILINEAR))
-    small_probabilities = np.clip(_resize_planes(probabilities, small_size), 0.0, None)
-    small_probabilities /= np.maximum(small_probabilities.sum(axis=0, keepdims=True), PROBABILITY_FLOOR)
-    # the kernels should cover the same part of the scene at the reduced size
-    small_params = replace(
-        params, bilateral_xy=params.bilateral_xy * scale, gaussian_xy=params.gaussian_xy * scale
-    )
-    refined_small = _dense_crf_full(small_probabilities, small_image, small_params)
-    refined = np.clip(_resize_planes(refined_small, (width, height)), 0.0, None)
-    refined /= np.maximum(refined.sum(axis=0, keepdims=True), PROBABILITY_FLOOR)
-    return refined.astype(np.float32)
+def _reference_iterations(densecrf, probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams,
+                          band_fraction: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """The fast method's way out on nearly flat maps: every given iteration at full size."""
+    n_classes, height, width = probabilities.shape
+    refined = np.asarray(grid_crf(densecrf, probabilities, image_rgb, params).inference(int(params.iterations)))
+    ran = {"iterations": int(params.iterations), "resolution": (width, height), "band_fraction": band_fraction}
+    return refined.astype(np.float32).reshape(n_classes, height, width), ran

@@ -25,8 +25,19 @@ from segcli.memory_retry import OutOfDeviceMemoryError, halving_sizes, run_with_
 from segcli.tiling import (MIN_TILE_SIZE, TilingPolicy, TTAParams, tiled_logit_bands, tiled_logits,
                            tta_probabilities)
 
+from segcli.imageio import as_rgb
+from segcli.inference_options import FROM_OPTIONS, InferenceOptions, resolve_crf
+
 if TYPE_CHECKING:
-    from segcli.crf import CRFParams
+    from pathlib import Path
+
+    from PIL import Image
+
+    from segcli.crf import CRFParams, CRFSettings
+
+MIN_MODEL_SIDE = 32  # inputs the model cannot take are edge-padded to this (SegmentationEngine.forward)
+CRFArgument = "CRFParams | CRFSettings | None"  # predict's crf=: FROM_OPTIONS (default), None, or explicit
+_ResolvedCRF = "tuple[CRFParams, CRFSettings] | None"  # what the internals get: kernel settings and the method
 
 
 @dataclass
@@ -36,6 +47,7 @@ class Prediction:
     labels: np.ndarray                      # [H, W] class indices (uint8 when the classes fit)
     probabilities: np.ndarray | None = None  # [C, H, W] float32, when asked for
     timings_ms: dict[str, float] = field(default_factory=dict)
+    crf: dict | None = None                  # the CRF that ran (segcli.crf.CRFRun.to_dict), when one did
 
 
 def preprocess(image_rgb: np.ndarray, preprocessing: Preprocessing) -> torch.Tensor:
@@ -60,48 +72,6 @@ def preprocess(image_rgb: np.ndarray, preprocessing: Preprocessing) -> torch.Ten
     return (tensor - mean) / std
 
 
-@dataclass(frozen=True)
-class CRFShortcuts:
-    """How `--crf` trades fidelity for speed; `CRFShortcuts.full()` (`--crf-full`) is the reference CRF.
-
-    The CRF cost is a fixed part (building the permutohedral lattice) plus a part linear in
-    labels, times iterations, times pixels (benchmarks/FAST_PATH.md). Real probability maps keep
-    most of the 21 VOC labels above 1e-3 somewhere, so only a higher bar cuts labels; a label
-    below `label_min_peak` everywhere cannot win a pixel after the CRF in practice. Mean field
-    settles within 5 iterations on such maps, and big images run on a copy of at most
-    `max_side` pixels per side.
-    """
-
-    label_min_peak: float | None = 0.05  # keep labels reaching this probability somewhere (None: all)
-    max_iterations: int | None = 5       # cap on CRFParams.iterations (None: as given)
-    max_side: int | None = 1024          # CRF on a downscaled copy above this side (None: full size)
-
-    @classmethod
-    def full(cls) -> "CRFShortcuts":
-        return cls(label_min_peak=None, max_iterations=None, max_side=None)
-
-    def labels_to_keep(self, probabilities: np.ndarray) -> list[int] | None:
-        """Labels that take part in the CRF, or None for all."""
-        if self.label_min_peak is None:
-            return None
-        num_classes = probabilities.shape[0]
-        peak = probabilities.reshape(num_classes, -1).max(axis=1)
-        keep = set(np.flatnonzero(peak >= self.label_min_peak).tolist())
-        keep.update(np.unique(probabilities.argmax(axis=0)).tolist())  # every label that wins a pixel
-        return sorted(keep)
-
-
-def refine_with_crf(probabilities: np.ndarray, image_rgb: np.ndarray, params: "CRFParams",
-                    shortcuts: CRFShortcuts = CRFShortcuts()) -> np.ndarray:
-    """Dense CRF of [C, H, W] probabilities with the given shortcuts; float32 [C, H, W]."""
-    from segcli.crf import dense_crf
-
-    if shortcuts.max_iterations is not None and params.iterations > shortcuts.max_iterations:
-        params = replace(params, iterations=shortcuts.max_iterations)
-    return dense_crf(probabilities, image_rgb, params, label_subset=shortcuts.labels_to_keep(probabilities),
-                     max_side=shortcuts.max_side)
-
-
 def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear (align_corners=False) resize of [N, C, h, w] logits to `size`, in float32."""
     logits = logits.float()
@@ -115,12 +85,7 @@ def labels_dtype(num_classes: int) -> np.dtype:
 
 
 class SegmentationEngine:
-    """A loaded model with its checkpoint record and execution plan.
-
-    `tiling` (sliding windows for big inputs, `--tile`), `tta` (multi-scale + flip, `--tta`) and
-    `crf_shortcuts` (the fast CRF; `CRFShortcuts.full()` for `--crf-full`) are plain attributes:
-    set them after `load`.
-    """
+    """A loaded model, its checkpoint record, plan and `InferenceOptions`; `tiling`/`tta` are the options' fields."""
 
     def __init__(
         self,
@@ -130,7 +95,7 @@ class SegmentationEngine:
         source: str = "in-memory model",
         tiling: TilingPolicy | None = None,
         tta: TTAParams | None = None,
-        crf_shortcuts: CRFShortcuts | None = None,
+        options: InferenceOptions | None = None,
     ) -> None:
         self.record = record
         self.checkpoint = None  # the ResolvedCheckpoint when loaded through `load`
@@ -138,9 +103,8 @@ class SegmentationEngine:
         self.on_memory_retry: Callable[[str], None] | None = None  # told (one line) when an OOM shrinks a batch or tile
         self.plan = plan or plan_execution("cpu", "fp32", channels_last=False)
         self.source = source
-        self.tiling = tiling or TilingPolicy()
-        self.tta = tta
-        self.crf_shortcuts = crf_shortcuts or CRFShortcuts()
+        given = {"tiling": tiling, "tta": tta}
+        self.options = replace(options or InferenceOptions(), **{k: v for k, v in given.items() if v is not None})
         model = model.eval().to(self.plan.device)
         if self.plan.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -148,26 +112,48 @@ class SegmentationEngine:
             torch.backends.cudnn.benchmark = True
         self.model = model
 
+    @property
+    def tiling(self) -> TilingPolicy:
+        return self.options.tiling_policy()
+
+    @tiling.setter
+    def tiling(self, policy: TilingPolicy) -> None:
+        self.options = replace(self.options, tiling=policy)
+
+    @property
+    def tta(self) -> TTAParams | None:
+        return self.options.tta
+
+    @tta.setter
+    def tta(self, params: TTAParams | None) -> None:
+        self.options = replace(self.options, tta=params)
+
     @classmethod
     def load(
         cls,
         model: str,
         weights: str | None = None,
         device: str = "auto",
-        precision: str = "auto",
+        precision: str | None = None,
         allow_download: bool = False,
         channels_last: bool | None = None,
+        options: InferenceOptions | None = None,
     ) -> "SegmentationEngine":
-        """Resolve the checkpoint (see `segcli.checkpoints.resolve`), build the model, load it strictly."""
+        """Resolve the checkpoint (`segcli.checkpoints.resolve`), build the model, load it strictly;
+        `precision`/`channels_last`, when given, override the options' fields."""
         from segcli.checkpoints.loading import load_checkpoint_model
         from segcli.checkpoints.resolve import resolve_checkpoint
 
+        options = options or InferenceOptions()
+        if precision is not None or channels_last is not None:
+            options = replace(options, precision=precision or options.precision,
+                              channels_last=options.channels_last if channels_last is None else channels_last)
         resolved = resolve_checkpoint(model, weights, allow_download=allow_download)
         network = load_checkpoint_model(resolved)
         # an exported graph runs where and how its runtime does (segcli.export.runtime: cpu, fp32)
-        device, precision = getattr(network, "fixed_execution", (device, precision))
-        plan = plan_execution(device, precision, channels_last)
-        engine = cls(network, resolved.record, plan, source=resolved.describe())
+        device, precision = getattr(network, "fixed_execution", (device, options.precision))
+        plan = plan_execution(device, precision, options.channels_last)
+        engine = cls(network, resolved.record, plan, source=resolved.describe(), options=options)
         engine.checkpoint = resolved
         if engine.checkpoint_warning:  # the CLI prints it as `Warning: ...` (segcli.cli.main)
             warnings.warn(engine.checkpoint_warning, SyntheticScenesWarning, stacklevel=2)
@@ -178,7 +164,21 @@ class SegmentationEngine:
         return self.record.num_classes
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Model logits (float32) for a preprocessed [N, 3, h, w] batch, on the plan's device."""
+        """Model logits (float32) for a preprocessed [N, 3, h, w] batch, on the plan's device. An input too small
+        for the model (1-2 px; 3x5 scaled down by TTA) is edge-padded to MIN_MODEL_SIDE, the logits cropped back."""
+        try:
+            return self._model_logits(batch)
+        except RuntimeError:
+            height, width = batch.shape[-2:]
+            if min(height, width) >= MIN_MODEL_SIDE:
+                raise
+        padding = (0, max(0, MIN_MODEL_SIDE - width), 0, max(0, MIN_MODEL_SIDE - height))
+        padded = F.pad(batch, padding, mode="replicate")
+        logits = self._model_logits(padded)
+        return logits[..., :max(1, round(logits.shape[-2] * height / padded.shape[-2])),
+                      :max(1, round(logits.shape[-1] * width / padded.shape[-1]))]
+
+    def _model_logits(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.plan.device, non_blocking=True)
         if self.plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
@@ -188,20 +188,30 @@ class SegmentationEngine:
 
     def predict(
         self,
-        image_rgb: np.ndarray,
-        crf: "CRFParams | None" = None,
+        image: "np.ndarray | str | Path | Image.Image",
+        crf: CRFArgument = FROM_OPTIONS,
         return_probabilities: bool = False,
     ) -> Prediction:
-        """Segment one HxWx3 uint8 RGB image."""
-        return self.predict_batch([image_rgb], crf=crf, return_probabilities=return_probabilities)[0]
+        """Segment one image: an HxWx3 uint8 RGB array, a PIL image, or a file path (read as predict
+        reads files: EXIF orientation, pixel limit). `crf`: see `predict_batch`."""
+        return self.predict_batch([as_rgb(image)], crf=crf, return_probabilities=return_probabilities)[0]
+
+    def crf_for(self, crf: CRFArgument = FROM_OPTIONS) -> _ResolvedCRF:
+        """The kernel settings and method a `crf=` argument means for this checkpoint (None: no CRF)."""
+        return resolve_crf(crf, self.options, self.record)
 
     def predict_batch(
         self,
         images_rgb: Sequence[np.ndarray],
-        crf: "CRFParams | None" = None,
+        crf: CRFArgument = FROM_OPTIONS,
         return_probabilities: bool = False,
     ) -> list[Prediction]:
-        """Segment images; images of one size go through the model as one batch."""
+        """Segment images; images of one size go through the model as one batch.
+
+        `crf`: left out, the CRF of the engine's options (`options.crf`; None: none); None, no CRF;
+        `CRFSettings`, those (missing kernel settings from the checkpoint record); `CRFParams`, exactly those.
+        """
+        crf = self.crf_for(crf)
         predictions: list[Prediction | None] = [None] * len(images_rgb)
         for indices in _group_by_size(images_rgb):
             group = [images_rgb[i] for i in indices]
@@ -234,7 +244,7 @@ class SegmentationEngine:
         return int(shorter * height / width), shorter
 
     def _predict_same_size(
-        self, images_rgb: list[np.ndarray], crf: "CRFParams | None", return_probabilities: bool
+        self, images_rgb: list[np.ndarray], crf: "_ResolvedCRF", return_probabilities: bool
     ) -> list[Prediction]:
         height, width = images_rgb[0].shape[:2]
         started = time.perf_counter()
@@ -264,19 +274,24 @@ class SegmentationEngine:
         return results
 
     def _finish(
-        self, image: np.ndarray, probs: np.ndarray, crf: "CRFParams | None", return_probabilities: bool,
+        self, image: np.ndarray, probs: np.ndarray, crf: "_ResolvedCRF", return_probabilities: bool,
         timings: dict[str, float],
     ) -> Prediction:
         """CRF (when asked) and argmax of [C, H, W] probabilities at the image size."""
+        crf_run = None
         if crf is not None:
+            from segcli.crf import refine
+
             crf_started = time.perf_counter()
-            probs = refine_with_crf(probs, image, crf, self.crf_shortcuts)
+            params, settings = crf
+            probs, crf_run = refine(probs, image, params, method=settings.method,
+                                    iterations_given=settings.iterations_given)
             timings["crf"] = (time.perf_counter() - crf_started) * 1000.0
         labels = probs.argmax(axis=0).astype(labels_dtype(self.num_classes))
         return Prediction(
             labels=labels,
             probabilities=np.ascontiguousarray(probs, dtype=np.float32) if return_probabilities else None,
-            timings_ms=timings,
+            timings_ms=timings, crf=None if crf_run is None else crf_run.to_dict(),
         )
 
     def _batch_retry_note(self, failed: int, retry: int, reason: str) -> None:
@@ -284,7 +299,7 @@ class SegmentationEngine:
             self.on_memory_retry(f"out of memory at batch size {failed}; retrying at {retry}")
 
     def _predict_one_with_tile_retry(
-        self, image: np.ndarray, crf: "CRFParams | None", return_probabilities: bool, whole_failed: bool = False
+        self, image: np.ndarray, crf: "_ResolvedCRF", return_probabilities: bool, whole_failed: bool = False
     ) -> Prediction:
         """Tiled (or TTA) inference; on out-of-memory, again with tiles half the size, one per forward pass.
 
@@ -325,7 +340,7 @@ class SegmentationEngine:
         return self.forward(batch)
 
     def _predict_one_tiled_or_augmented(
-        self, image: np.ndarray, crf: "CRFParams | None", return_probabilities: bool,
+        self, image: np.ndarray, crf: "_ResolvedCRF", return_probabilities: bool,
         policy: TilingPolicy | None = None,
     ) -> Prediction:
         """One image through sliding windows and/or TTA; memory stays at one band of logits when it can."""

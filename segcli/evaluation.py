@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from segcli.data.voc import load_mask, load_rgb, read_classes, read_split
 from segcli.errors import DatasetError
+from segcli.inference_options import FROM_OPTIONS
 from segcli.metrics import ConfusionMatrix
 
 if TYPE_CHECKING:
@@ -15,9 +16,15 @@ if TYPE_CHECKING:
 
 
 def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: str = "val",
-                    crf: "CRFParams | None" = None,
-                    on_image: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Confusion-matrix metrics of `engine` over one split; `on_image(done, total)` reports progress."""
+                    crf: "CRFParams | None" = FROM_OPTIONS,
+                    on_image: Callable[[int, int], None] | None = None,
+                    max_pixels: int | None = None) -> dict[str, Any]:
+    """Confusion-matrix metrics of `engine` over one split; `on_image(done, total)` reports progress.
+
+    `crf` as `engine.predict` takes it (left out: the engine's options); images are read as
+    predict reads them (EXIF orientation; `max_pixels`, None: segcli's default limit).
+    """
+    resolved = engine.crf_for(crf)
     pairs = read_split(data_dir, split)
     categories = tuple(engine.record.categories)
     dataset_classes = read_classes(data_dir)
@@ -26,17 +33,23 @@ def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: s
                            f"{len(categories)} ({engine.record.name}); evaluate it on data with its classes")
     confusion = ConfusionMatrix(len(categories), categories)
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
-        image = load_rgb(image_path)
+        image = load_rgb(image_path, max_pixels)
         target = load_mask(mask_path, len(categories))
         if target.shape != image.shape[:2]:
             raise DatasetError(f"{image_path} and its mask {mask_path} differ in size")
-        prediction = engine.predict(image, crf=crf)
+        prediction = engine.predict(image, crf=None if resolved is None else resolved[1])
         confusion.update(prediction.labels, target)
         if on_image is not None:
             on_image(done, len(pairs))
     result = confusion.to_dict()
     result.update({
         "split": split, "images": len(pairs), "data": str(data_dir), "model": engine.record.model,
-        "checkpoint": engine.record.name, "crf": crf is not None,
+        "checkpoint": engine.record.name, "crf": None if resolved is None else _describe(resolved),
     })
     return result
+
+
+def _describe(resolved) -> dict[str, Any]:
+    from segcli.crf import describe_plan
+
+    return describe_plan(*resolved)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import threading
 import warnings
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from io import BytesIO
+from os import PathLike
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -75,15 +76,14 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         return _decode(handle, path, max_pixels)
 
 
-def load_image_bytes(data: bytes, name: str = "stdin", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """`load_image` for an encoded image in memory (e.g. read from stdin); `name` stands for the file in messages."""
+def load_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """`load_image` for an encoded image held in memory (`name` appears in messages)."""
     if not data:
         raise InputImageError(f"{name} is empty (0 bytes)")
-    return _decode(BytesIO(data), Path(name), max_pixels)
+    return _decode(io.BytesIO(data), Path(name), max_pixels)
 
 
 def _decode(handle: BinaryIO, path: Path, max_pixels: int | None) -> LoadedImage:
-    """Decode an open image file (see `load_image`); `path` names it in messages."""
     with _segcli_pixel_limit():
         try:
             image = Image.open(handle)
@@ -168,3 +168,20 @@ def _to_rgb_array(image: Image.Image, path: Path) -> np.ndarray:
         blended = (array[:, :, :3].astype(np.uint32) * alpha + ALPHA_BACKGROUND * (255 - alpha) + 127) // 255
         array = blended.astype(np.uint8)
     return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """A PIL image -> H x W x 3 uint8 in displayed (EXIF) orientation, as `load_image` converts files."""
+    image, _ = _displayed_orientation(image)
+    return _to_rgb_array(image, Path("<PIL image>"))
+
+
+def as_rgb(image: "np.ndarray | str | Path | Image.Image", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An HxWx3 uint8 RGB array from an array (as it is), a PIL image, or an image file (`load_image`)."""
+    if isinstance(image, np.ndarray):
+        return image
+    if isinstance(image, (str, PathLike)):
+        return load_image(image, max_pixels=max_pixels).rgb
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    raise InputImageError(f"expected an RGB array, a PIL image or an image file path, not {type(image).__name__}")

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from segcli.crf import CRF_PRESETS, CRFParameterError, CRFParams, crf_available, dense_crf
+from segcli.crf import CRF_PRESETS, CRFParameterError, CRFParams, crf_available, dense_crf, refine
 from segcli.errors import MissingDependencyError, UnknownNameError
 
 needs_crf = pytest.mark.skipif(not crf_available(), reason="pydensecrf is not installed")
@@ -90,18 +90,131 @@ def test_crf_follows_the_image_not_just_smoothing():
     assert accuracy(with_appearance, truth) > accuracy(no_appearance, truth)
 
 
+def pydensecrf_reference(probs: np.ndarray, image: np.ndarray, params: CRFParams) -> np.ndarray:
+    """The plain pydensecrf recipe, written out here independently of segcli."""
+    import pydensecrf.densecrf as densecrf
+
+    n, h, w = probs.shape
+    crf = densecrf.DenseCRF2D(w, h, n)
+    crf.setUnaryEnergy(np.ascontiguousarray(-np.log(np.clip(probs, 1e-8, 1)).reshape(n, -1), dtype=np.float32))
+    crf.addPairwiseGaussian(sxy=params.gaussian_xy, compat=params.gaussian_weight)
+    crf.addPairwiseBilateral(sxy=params.bilateral_xy, srgb=params.bilateral_rgb,
+                             rgbim=np.ascontiguousarray(image), compat=params.bilateral_weight)
+    return np.array(crf.inference(params.iterations), dtype=np.float32).reshape(n, h, w)
+
+
+def big_scene(size: int = 160, n_classes: int = 6, seed: int = 4):
+    """A scene large enough for the fast CRF's two scales: shapes, a blurred noisy prediction."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    truth = np.zeros((size, size), np.int64)
+    truth[(yy - 60) ** 2 + (xx - 55) ** 2 < 35**2] = 1
+    truth[(yy > 90) & (yy < 150) & (xx > 70) & (xx < 150)] = 2
+    truth[(yy > 20) & (yy < 40) & (xx > 100)] = 3
+    colours = rng.uniform(0, 255, (4, 3))
+    image = np.clip(colours[truth] + rng.normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)
+    onehot = np.eye(4)[truth].transpose(2, 0, 1)
+    logits = np.full((n_classes, size, size), -12.0)
+    logits[:4] = 5 * box_blur(onehot, 15) + rng.normal(0, 0.7, (4, size, size))
+    exp = np.exp(logits - logits.max(0))
+    return truth, image, (exp / exp.sum(0)).astype(np.float32)
+
+
 @needs_crf
-def test_label_subset_agrees_with_full_crf_and_zeroes_pruned_labels():
+def test_full_method_is_plain_pydensecrf_exactly():
     truth, image, rng = scene(2)
-    probs = blurred_prediction(truth, rng, n_classes=21)
-    full = dense_crf(probs, image)
-    fast = dense_crf(probs, image, label_subset="auto")
-    assert fast.shape == (21, SIZE, SIZE)
-    assert np.all(fast[3:] == 0)
+    probs = blurred_prediction(truth, rng, n_classes=5)
+    params = CRFParams(iterations=7)
+    expected = pydensecrf_reference(probs, image, params)
+    np.testing.assert_array_equal(dense_crf(probs, image, params), expected)
+    refined, run = refine(probs, image, params, method="full")
+    np.testing.assert_array_equal(refined, expected)
+    assert (run.method, run.iterations, run.resolution, run.labels) == ("full", 7, (SIZE, SIZE), tuple(range(5)))
+
+
+@needs_crf
+def test_fast_crf_agrees_with_the_reference_and_says_what_ran():
+    truth, image, probs = big_scene()
+    reference = pydensecrf_reference(probs, image, CRFParams())
+    assert (reference.argmax(0) != probs.argmax(0)).mean() > 0.002  # the CRF does change this prediction
+    fast, run = refine(probs, image, CRFParams())
     np.testing.assert_allclose(fast.sum(0), 1.0, atol=1e-4)
-    assert (full.argmax(0) == fast.argmax(0)).mean() >= 0.99
-    explicit = dense_crf(probs, image, label_subset=[0, 1, 2])
-    np.testing.assert_allclose(explicit, fast, atol=1e-6)
+    assert (fast.argmax(0) == reference.argmax(0)).mean() >= 0.99
+    # two scales: capped iterations at half size, then full-size updates on a small band
+    assert (run.method, run.iterations, run.resolution, run.band_iterations) == ("fast", 5, (80, 80), 2)
+    assert 0 < run.band_fraction < 0.5
+    # labels 4 and 5 sit over e^-9 behind the winner everywhere: the pairwise terms (w1 + w2 = 7) cannot lift them
+    assert run.labels == (0, 1, 2, 3) and np.all(fast[4:] == 0)
+    document = run.to_dict()
+    assert document["labels_kept"] == [0, 1, 2, 3] and document["resolution"] == [80, 80]
+
+
+@needs_crf
+def test_iteration_cap_applies_only_when_the_iterations_were_not_given():
+    """On a small image the fast CRF runs at full size, so with every label kept it is the reference
+    at the iterations it ran: 5 (capped) when not given, 10 when given."""
+    truth, image, rng = scene(3)
+    probs = blurred_prediction(truth, rng)  # 3 labels, all within reach
+    capped, run = refine(probs, image, CRFParams(iterations=10))
+    assert run.iterations == 5
+    np.testing.assert_array_equal(capped, pydensecrf_reference(probs, image, CRFParams(iterations=5)))
+    given, run = refine(probs, image, CRFParams(iterations=10), iterations_given=True)
+    assert run.iterations == 10
+    np.testing.assert_array_equal(given, pydensecrf_reference(probs, image, CRFParams(iterations=10)))
+
+
+@needs_crf
+def test_a_nearly_flat_map_gets_the_reference_iterations_at_full_size():
+    _, image, probs = big_scene(size=128, seed=6)
+    flat = probs ** 0.05  # the same ranking, nearly flat: no shortcut is safe there
+    flat = (flat / flat.sum(0)).astype(np.float32)
+    refined, run = refine(flat, image, CRFParams())
+    assert (run.iterations, run.resolution, run.band_iterations, run.labels) == (10, (128, 128), 0, tuple(range(6)))
+    np.testing.assert_array_equal(refined, pydensecrf_reference(flat, image, CRFParams()))
+
+
+def test_log_margin_is_log_best_over_runner_up():
+    from segcli.crf_meanfield import log_margin
+
+    probs = np.random.default_rng(2).dirichlet(np.ones(5), size=(6, 7)).transpose(2, 0, 1).astype(np.float32)
+    top = np.sort(probs, axis=0)
+    np.testing.assert_allclose(log_margin(probs), np.log(top[-1]) - np.log(top[-2]), rtol=1e-5)
+
+
+def test_only_labels_that_cannot_win_are_pruned():
+    from segcli.crf import labels_that_can_win
+
+    flat = np.random.default_rng(0).dirichlet(np.ones(21) * 50, size=(20, 20)).transpose(2, 0, 1)
+    assert list(labels_that_can_win(flat, CRFParams())) == list(range(21))  # nothing pruned on a flat softmax
+    probs = np.full((4, 8, 8), 1e-5)
+    probs[0], probs[1, 0, 0], probs[2, 5, 5] = 1.0, 2e-3, 5e-4  # 2e-3 > e^-7 = 9.1e-4 > 5e-4
+    assert list(labels_that_can_win(probs, CRFParams())) == [0, 1]
+    assert list(labels_that_can_win(probs, CRFParams(bilateral_weight=5))) == [0, 1, 2]  # e^-8 = 3.4e-4
+
+
+@needs_crf
+def test_pixel_set_crf_on_every_pixel_is_the_grid_crf():
+    import pydensecrf.densecrf as densecrf
+
+    from segcli.crf_meanfield import grid_crf, pixel_set_crf
+
+    truth, image, rng = scene(5)
+    probs = blurred_prediction(truth, rng)
+    everywhere = np.arange(SIZE * SIZE)
+    on_set = pixel_set_crf(densecrf, probs, image, CRFParams(), everywhere).inference(4)
+    np.testing.assert_array_equal(np.array(on_set), np.array(grid_crf(densecrf, probs, image, CRFParams()).inference(4)))
+
+
+def test_dilate_matches_a_direct_maximum_filter():
+    from segcli.crf_meanfield import dilate
+
+    mask = np.random.default_rng(1).random((23, 31)) > 0.97
+    padded = np.pad(mask, 3)
+    expected = np.zeros_like(mask)
+    for dy in range(7):
+        for dx in range(7):
+            expected |= padded[dy:dy + 23, dx:dx + 31]
+    np.testing.assert_array_equal(dilate(mask, 3), expected)
 
 
 @needs_crf
@@ -109,21 +222,9 @@ def test_single_surviving_label_is_certain_everywhere():
     _, image, _ = scene()
     probs = np.full((4, SIZE, SIZE), 1e-5, np.float32)
     probs[2] = 1 - 3e-5
-    out = dense_crf(probs, image, label_subset="auto")
+    out, run = refine(probs, image)
     assert np.all(out[2] == 1) and np.all(out[[0, 1, 3]] == 0)
-
-
-@needs_crf
-def test_max_side_runs_reduced_and_returns_full_size():
-    truth, image, rng = scene(3)
-    probs = blurred_prediction(truth, rng)
-    full = dense_crf(probs, image)
-    reduced = dense_crf(probs, image, max_side=48)
-    assert reduced.shape == probs.shape
-    np.testing.assert_allclose(reduced.sum(0), 1.0, atol=1e-4)
-    assert (reduced.argmax(0) == full.argmax(0)).mean() > 0.95
-    # max_side at or above the image size is the full path
-    np.testing.assert_array_equal(dense_crf(probs, image, max_side=SIZE), full)
+    assert run.labels == (2,) and run.iterations == 0
 
 
 def test_shapes_checked_before_pydensecrf():
@@ -137,8 +238,8 @@ def test_shapes_checked_before_pydensecrf():
         dense_crf(probs[0], image)
     with pytest.raises(ValueError, match="not logits"):
         dense_crf(probs * 10 - 5, image)
-    with pytest.raises(ValueError, match="label_subset"):
-        dense_crf(probs, image, label_subset=[0, 7])
+    with pytest.raises(CRFParameterError, match="method"):
+        refine(probs, image, method="quick")
 
 
 def test_missing_pydensecrf_gives_install_hint(monkeypatch):
@@ -147,5 +248,5 @@ def test_missing_pydensecrf_gives_install_hint(monkeypatch):
     assert crf_available() is False
     _, image, _ = scene()
     probs = np.full((3, SIZE, SIZE), 1 / 3, np.float32)
-    with pytest.raises(MissingDependencyError, match="pip install pydensecrf2"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'segcli\[crf\]'"):
         dense_crf(probs, image)

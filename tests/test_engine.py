@@ -108,7 +108,9 @@ def test_engine_batches_same_size_images_and_keeps_order():
 # --- the fast path: bf16, channels_last, CRF shortcuts -------------------------------------------
 
 from segcli.device import cpu_supports_bf16, plan_execution  # noqa: E402
-from segcli.engine import CRFShortcuts, refine_with_crf  # noqa: E402
+import dataclasses  # noqa: E402
+
+from segcli.inference_options import InferenceOptions  # noqa: E402
 
 
 class _SmallConvNet(nn.Module):
@@ -155,49 +157,52 @@ def test_channels_last_gives_the_same_logits_in_fp32():
     torch.testing.assert_close(channels_last, contiguous, atol=1e-4, rtol=1e-4)
 
 
-def _peaked_probabilities(num_classes: int = 6, size: int = 40, seed: int = 10) -> np.ndarray:
-    """Two regions won by labels 1 and 3, label 4 a runner-up at 0.1, the rest tiny."""
-    logits = np.full((num_classes, size, size), -6.0)
-    logits[1, :, : size // 2] = 3.0
-    logits[3, :, size // 2:] = 3.0
-    logits[4] = 1.0
-    logits += np.random.default_rng(seed).normal(0, 0.5, logits.shape)
-    exp = np.exp(logits - logits.max(0))
-    return (exp / exp.sum(0)).astype(np.float32)
-
-
-def test_crf_shortcuts_keep_winning_and_runner_up_labels_only():
-    probabilities = _peaked_probabilities()
-    keep = CRFShortcuts().labels_to_keep(probabilities)
-    assert keep == [1, 3, 4]
-    assert CRFShortcuts.full().labels_to_keep(probabilities) is None
-
-
-def test_fast_crf_is_the_reference_crf_on_the_kept_labels_with_capped_iterations():
-    crf = pytest.importorskip("segcli.crf")
-    pytest.importorskip("pydensecrf.densecrf")
-    probabilities = _peaked_probabilities()
-    image = _image(40, 40, seed=11)
-    params = crf.CRFParams(iterations=10)
-    full = refine_with_crf(probabilities, image, params, CRFShortcuts.full())
-    np.testing.assert_array_equal(full, crf.dense_crf(probabilities, image, params))
-    fast = refine_with_crf(probabilities, image, params, CRFShortcuts())
-    expected = crf.dense_crf(probabilities, image, crf.CRFParams(iterations=5), label_subset=[1, 3, 4])
-    np.testing.assert_array_equal(fast, expected)
-    assert (fast.argmax(0) == full.argmax(0)).mean() >= 0.99
-
-
-def test_engine_crf_uses_its_shortcuts():
+def test_engine_runs_the_crf_its_options_name():
     crf = pytest.importorskip("segcli.crf")
     pytest.importorskip("pydensecrf.densecrf")
     image = _image(24, 20, seed=12)
-    for shortcuts in (CRFShortcuts(), CRFShortcuts.full()):
-        engine = SegmentationEngine(_HalfResolutionNet(), _record(), crf_shortcuts=shortcuts)
-        plain = engine.predict(image, return_probabilities=True)
-        refined = engine.predict(image, crf=crf.CRFParams(), return_probabilities=True)
-        expected = refine_with_crf(plain.probabilities, image, crf.CRFParams(), shortcuts)
+    plain = SegmentationEngine(_HalfResolutionNet(), _record()).predict(image, return_probabilities=True)
+    assert plain.crf is None
+    for method in ("fast", "full"):
+        options = InferenceOptions(crf=crf.CRFSettings(method=method))
+        refined = SegmentationEngine(_HalfResolutionNet(), _record(), options=options).predict(
+            image, return_probabilities=True)
+        expected, run = crf.refine(plain.probabilities, image, crf.CRFParams(), method=method)
         np.testing.assert_allclose(refined.probabilities, expected, atol=1e-6)
+        assert refined.crf == run.to_dict() and refined.crf["method"] == method
+        assert refined.crf["iterations"] == (10 if method == "full" else 5)
         assert "crf" in refined.timings_ms
+    # crf=None turns the options' CRF off for one call
+    engine = SegmentationEngine(_HalfResolutionNet(), _record(), options=InferenceOptions(crf=crf.CRFSettings()))
+    assert engine.predict(image, crf=None).crf is None
+
+
+def test_checkpoint_crf_defaults_apply_unless_the_user_overrides_them():
+    crf = pytest.importorskip("segcli.crf")
+    pytest.importorskip("pydensecrf.densecrf")
+    record = dataclasses.replace(_record(), crf_defaults=(("bilateral_xy", 30.0), ("iterations", 3)))
+    given = crf.CRFSettings(given=(("gaussian_xy", 2.0),))
+    engine = SegmentationEngine(_HalfResolutionNet(), record, options=InferenceOptions(crf=given))
+    report = engine.predict(_image(24, 20, seed=13)).crf
+    assert report["params"] == dataclasses.asdict(crf.CRFParams(bilateral_xy=30.0, iterations=3, gaussian_xy=2.0))
+    assert report["iterations"] == 3
+    overridden = crf.CRFSettings(given=(("bilateral_xy", 50.0), ("iterations", 8)))
+    report = engine.predict(_image(24, 20, seed=13), crf=overridden).crf
+    assert report["params"]["bilateral_xy"] == 50.0 and report["iterations"] == 8  # given: not capped at 5
+
+
+def test_predict_takes_a_path_or_a_pil_image(tmp_path):
+    from PIL import Image
+
+    image = _image(20, 26, seed=14)
+    path = tmp_path / "image.png"
+    Image.fromarray(image).save(path)
+    engine = SegmentationEngine(_HalfResolutionNet(), _record())
+    expected = engine.predict(image).labels
+    for given in (path, str(path), Image.fromarray(image)):
+        np.testing.assert_array_equal(engine.predict(given).labels, expected)
+    with pytest.raises(SegcliError, match="PIL image or an image file path"):
+        engine.predict(42)
 
 
 @pytest.mark.slow

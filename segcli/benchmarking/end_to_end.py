@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segcli.benchmarking.measure import LatencyStats, PeakMemory
+from segcli.inference_options import FROM_OPTIONS
 
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
@@ -37,8 +38,9 @@ class EndToEndResult:
 
 
 def measure_end_to_end(engine: "SegmentationEngine", jpegs: list[bytes], batch: int, warmup: int, iters: int,
-                       crf: "CRFParams | None" = None) -> EndToEndResult:
-    """Segment `warmup` then `iters` batches of JPEG files with the folder pipeline; time each batch."""
+                       crf: "CRFParams | None" = FROM_OPTIONS) -> EndToEndResult:
+    """Segment `warmup` then `iters` batches of JPEG files with the folder pipeline; time each batch
+    (`crf` as `engine.predict` takes it; left out: the engine's options)."""
     from segcli.pipeline import FolderRun, OutputOptions, Schedule
     from segcli.inputs import find_images
 

@@ -20,8 +20,10 @@ from segcli.benchmarking.subjects import BenchmarkSubject
 from segcli.device import ExecutionPlan, plan_execution, resolve_device
 from segcli.engine import SegmentationEngine, preprocess
 
+from segcli.inference_options import InferenceOptions
+
 if TYPE_CHECKING:
-    from segcli.crf import CRFParams
+    from segcli.crf import CRFSettings
 
 # Timed-run defaults: accelerators as MMSegmentation's benchmark (5 warm-up, 200 timed);
 # CPUs get fewer, since one 512x512 ResNet forward takes about a second on 2 cores.
@@ -37,7 +39,7 @@ class BenchmarkSettings:
     batch: int = 1
     device: str = "auto"
     precisions: tuple[str, ...] = ("auto",)
-    crf: "CRFParams | None" = None
+    crf: "CRFSettings | None" = None   # as predict's --crf* flags give it (kernel settings not given: the record's)
     warmup: int | None = None
     iters: int | None = None
     e2e_iters: int | None = None     # default: min(iters, E2E_ITERS_CAP)
@@ -46,6 +48,12 @@ class BenchmarkSettings:
     data_dir: Path | None = None     # VOC-format folder for mIoU / pixel accuracy
     split: str = "val"
     onnxruntime: bool = False        # also export each model to ONNX and time it in onnxruntime (CPU)
+
+    def __post_init__(self) -> None:
+        from segcli.crf import CRFParams, CRFSettings
+
+        if isinstance(self.crf, CRFParams):  # exact kernel settings: run as given
+            object.__setattr__(self, "crf", CRFSettings.from_params(self.crf))
 
     def runs_for(self, device: torch.device) -> tuple[int, int, int]:
         default_warmup, default_iters = DEFAULT_RUNS["cpu" if device.type == "cpu" else "accelerator"]
@@ -153,8 +161,10 @@ def synthetic_jpeg(height: int, width: int, seed: int = 0) -> bytes:
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
-        return np.array(image.convert("RGB"))  # a writable copy, as imageio.load_image gives
+    """Decoded as `predict` decodes files (segcli.imageio)."""
+    from segcli.imageio import load_image_bytes
+
+    return load_image_bytes(data, "benchmark.jpg").rgb
 
 
 def run_benchmark(
@@ -210,7 +220,7 @@ def _settings_dict(settings: BenchmarkSettings, warmup: int, iters: int, e2e_ite
         "command": command,
         "sizes": [f"{h}x{w}" for h, w in settings.sizes],
         "batch": settings.batch, "device": settings.device, "precisions": list(settings.precisions),
-        "crf": None if settings.crf is None else dataclasses.asdict(settings.crf),
+        "crf": None if settings.crf is None else {"method": settings.crf.method, "given": dict(settings.crf.given)},
         "warmup": warmup, "iters": iters, "e2e_iters": e2e_iters,
         "end_to_end": settings.end_to_end, "baseline": settings.baseline,
         "data_dir": None if settings.data_dir is None else str(settings.data_dir), "split": settings.split,
@@ -272,7 +282,8 @@ class _SizeRun:
         return self._row("baseline", plan, samples, memory)
 
     def engine_row(self, plan: ExecutionPlan, accuracy_cache: dict[str, tuple[float, float]]) -> BenchmarkRow:
-        engine = SegmentationEngine(self.subject.model, self.record, plan, source=self.subject.source)
+        engine = SegmentationEngine(self.subject.model, self.record, plan, source=self.subject.source,
+                                    options=InferenceOptions(precision=plan.precision, crf=self.settings.crf))
         batch = self.batch_cpu.to(plan.device)
         if plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
@@ -292,8 +303,7 @@ class _SizeRun:
         """What `predict` does per image, every default output written (see segcli/benchmarking/end_to_end.py)."""
         from segcli.benchmarking.end_to_end import measure_end_to_end
 
-        result = measure_end_to_end(engine, self.jpegs, self.settings.batch, self.warmup, self.e2e_iters,
-                                    self.settings.crf)
+        result = measure_end_to_end(engine, self.jpegs, self.settings.batch, self.warmup, self.e2e_iters)
         stats, stages = result.stats, result.stage_ms
         row.e2e_mean_ms, row.e2e_p50_ms, row.e2e_p95_ms = stats.mean_ms, stats.p50_ms, stats.p95_ms
         row.e2e_images_per_s = self.settings.batch * 1000.0 / stats.mean_ms
@@ -309,6 +319,7 @@ def _accuracy(subject: BenchmarkSubject, plan: ExecutionPlan, settings: Benchmar
     """mIoU and pixel accuracy on the VOC-format folder, with the checkpoint's own preprocessing."""
     from segcli.evaluation import evaluate_folder
 
-    engine = SegmentationEngine(subject.model, subject.record, plan, source=subject.source)
-    metrics = evaluate_folder(engine, settings.data_dir, settings.split, settings.crf)
+    engine = SegmentationEngine(subject.model, subject.record, plan, source=subject.source,
+                                options=InferenceOptions(precision=plan.precision, crf=settings.crf))
+    metrics = evaluate_folder(engine, settings.data_dir, settings.split)
     return metrics["miou"], metrics["pixel_acc"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from segcli.cli.options import (
-    PRECISION_CHOICES, batch_size_option, crf_options, crf_params_from_options, device_option, size_callback,
+    PRECISION_CHOICES, batch_size_option, crf_options, crf_settings_from_options, device_option, size_callback,
 )
 
 MIN_SIDE = 32
@@ -106,7 +106,7 @@ def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_
       segcli benchmark --models lraspp,deeplabv3-mobilenet --sizes 256,512 --precision fp32,bf16
       segcli benchmark --models deeplabv3p --crf --json bench.json --plot bench.png
     """
-    crf = crf_params_from_options(crf_kwargs)
+    crf = crf_settings_from_options(crf_kwargs)
     if onnxruntime:
         from segcli.export.onnx_format import require_onnx
 

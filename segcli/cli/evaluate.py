@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from segcli.cli.options import crf_options, crf_params_from_options, device_option, model_option, \
-    precision_option, weights_option
+from segcli.cli.options import crf_options, crf_settings_from_options, device_option, max_pixels_option, \
+    model_option, precision_option, weights_option
 from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_json
 
 
@@ -20,25 +20,25 @@ from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_js
 @crf_options
 @device_option
 @precision_option
+@max_pixels_option
 def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_path: str | None, tta: bool,
-             device: str, precision: str, **crf_kwargs) -> None:
+             device: str, precision: str, max_pixels: int | None, **crf_kwargs) -> None:
     """Measure mIoU and pixel accuracy on a labelled folder, with predict's exact preprocessing."""
     from rich.console import Console
     from rich.progress import Progress
 
     from segcli.engine import SegmentationEngine
     from segcli.evaluation import evaluate_folder
+    from segcli.inference_options import InferenceOptions
+    from segcli.tiling import TTAParams
 
-    crf = crf_params_from_options(crf_kwargs)
+    options = InferenceOptions(precision=precision, tta=TTAParams() if tta else None,
+                               crf=crf_settings_from_options(crf_kwargs))
     console = Console(stderr=True)  # progress and notes; stdout holds only the table or the JSON
-    engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision)
-    if tta:
-        from segcli.tiling import TTAParams
-
-        engine.tta = TTAParams()
+    engine = SegmentationEngine.load(model, weights=weights, device=device, options=options)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
-        metrics = evaluate_folder(engine, data_dir, split, crf=crf,
+        metrics = evaluate_folder(engine, data_dir, split, max_pixels=max_pixels,
                                   on_image=lambda done, total: progress.update(task, completed=done, total=total))
     metrics.update(weights=engine.source, device=engine.plan.device.type, precision=engine.plan.precision, tta=tta,
                    **_measured_on(data_dir))
@@ -50,6 +50,8 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
     excluded = ", ".join(metrics["excluded_classes"]) or \
         "none (every class appears in the prediction or the ground truth)"
     console.print(f"excluded from mIoU (absent from both prediction and ground truth): {excluded}", highlight=False)
+    if metrics["crf"]:
+        console.print(metrics["crf"]["text"], highlight=False)
     if json_path is not None:
         console.print(f"wrote {json_path}", highlight=False)
 

@@ -91,32 +91,47 @@ precision_option = click.option(
 )
 
 
+max_pixels_option = click.option(
+    "--max-pixels", type=click.IntRange(min=1), default=None,
+    help="Refuse images with more pixels than this [default: 100 million].",
+)
+
+
 def crf_options(func: Callable) -> Callable:
-    """--crf and its kernel parameters; defaults from DeepLab v2 (ResNet-101, VOC)."""
+    """--crf, --crf-full and the kernel parameters; unset ones come from the checkpoint, else DeepLab v2."""
     options = [
         click.option("--crf/--no-crf", "crf", default=False, show_default=True,
-                     help="Refine with a fully connected CRF (needs pydensecrf2)."),
+                     help="Refine with a fully connected CRF (needs pydensecrf: pip install 'segcli[crf]'). "
+                          "Fast by default: mean field at half size, then full-size updates on the uncertain "
+                          "pixels only (benchmarks/crf_speed.md)."),
+        click.option("--crf-full", is_flag=True,
+                     help="With --crf: the reference CRF instead (every label, every iteration, full size)."),
         click.option("--crf-iters", type=click.IntRange(1, 100), default=None,
-                     help="Mean-field iterations [DeepLab: 10]."),
+                     help="Mean-field iterations, honoured as given [default: the checkpoint's, else 10 "
+                          "(DeepLab v2); the fast CRF stops at 5 when this is not given]."),
         click.option("--crf-bilateral-weight", type=click.FloatRange(min=0), default=None,
-                     help="Appearance kernel weight w1 [DeepLab v2: 4]."),
+                     help="Appearance kernel weight w1 [default: the checkpoint's, else 4 (DeepLab v2)]."),
         click.option("--crf-bilateral-xy", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Appearance kernel spatial sigma [DeepLab v2: 67]."),
+                     help="Appearance kernel spatial sigma [default: the checkpoint's, else 67]."),
         click.option("--crf-bilateral-rgb", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Appearance kernel colour sigma [DeepLab v2: 3]."),
+                     help="Appearance kernel colour sigma [default: the checkpoint's, else 3]."),
         click.option("--crf-gaussian-weight", type=click.FloatRange(min=0), default=None,
-                     help="Smoothness kernel weight w2 [DeepLab v2: 3]."),
+                     help="Smoothness kernel weight w2 [default: the checkpoint's, else 3]."),
         click.option("--crf-gaussian-xy", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Smoothness kernel spatial sigma [DeepLab v2: 1]."),
+                     help="Smoothness kernel spatial sigma [default: the checkpoint's, else 1]."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def crf_params_from_options(kwargs: dict):
-    """Build CRFParams from the --crf* options (None when --crf is off); checks pydensecrf early."""
-    use_crf = kwargs.pop("crf")
+def crf_settings_from_options(kwargs: dict):
+    """CRFSettings from the --crf* options (None when --crf is off); checks pydensecrf early.
+
+    Only the kernel settings the user gave are recorded: the engine fills the rest from the
+    checkpoint record (`crf_defaults`), else DeepLab v2's.
+    """
+    use_crf, full = kwargs.pop("crf"), kwargs.pop("crf_full")
     overrides = {
         "iterations": kwargs.pop("crf_iters"),
         "bilateral_weight": kwargs.pop("crf_bilateral_weight"),
@@ -127,14 +142,13 @@ def crf_params_from_options(kwargs: dict):
     }
     given = {name: value for name, value in overrides.items() if value is not None}
     if not use_crf:
-        if given:
-            raise click.UsageError(f"--crf-* options need --crf (given: {', '.join(sorted(given))})")
+        if given or full:
+            named = sorted(given) + (["full"] if full else [])
+            raise click.UsageError(f"--crf-* options need --crf (given: {', '.join(named)})")
         return None
-    from dataclasses import replace
-
-    from segcli.crf import INSTALL_HINT, CRFParams, crf_available
+    from segcli.crf import INSTALL_HINT, CRFSettings, crf_available
     from segcli.errors import MissingDependencyError
 
     if not crf_available():
         raise MissingDependencyError(INSTALL_HINT)
-    return replace(CRFParams(), **given)
+    return CRFSettings(given=tuple(given.items()), method="full" if full else "fast")

@@ -153,7 +153,7 @@ def parse_classes(items: Sequence[str], categories: Sequence[str], checkpoint: s
     return tuple(sorted(indices))
 
 
-def stream_image(engine, source: str, kind: str, crf, alpha: float, classes: tuple[int, ...] | None,
+def stream_image(engine, source: str, kind: str, alpha: float, classes: tuple[int, ...] | None,
                  max_pixels: int | None) -> None:
     """Segment one image (stdin for "-") and write output `kind` to stdout as bytes."""
     from segcli.errors import OutputError
@@ -165,7 +165,7 @@ def stream_image(engine, source: str, kind: str, crf, alpha: float, classes: tup
         loaded = load_image_bytes(click.get_binary_stream("stdin").read(), "stdin", limit)
     else:
         loaded = load_image(source, limit)
-    data = predict_to_bytes(engine, loaded, kind, crf=crf, alpha=alpha, classes=classes)
+    data = predict_to_bytes(engine, loaded, kind, alpha=alpha, classes=classes)
     try:
         write_all(click.get_binary_stream("stdout"), data)
     except OutputError:

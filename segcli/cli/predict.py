@@ -11,7 +11,8 @@ from rich.markup import escape
 from segcli.text import printable
 
 from segcli.cli.options import (
-    crf_options, crf_params_from_options, device_option, model_option, precision_option, weights_option,
+    crf_options, crf_settings_from_options, device_option, max_pixels_option, model_option, precision_option,
+    weights_option,
 )
 from segcli.cli.output_choice import (
     checkpoint_classes, choose_outputs, finish_report, output_options, parse_classes, stream_image,
@@ -39,13 +40,9 @@ from segcli.distributed.options import cluster_from_options, ray_options
               help="Replace outputs an earlier run wrote (never an input, never a file segcli did not write).")
 @click.option("--skip-existing", is_flag=True,
               help="Keep images whose outputs are complete and segment the rest (resume a run).")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Refuse images with more pixels than this [default: 100 million].")
+@max_pixels_option
 @click.option("--download/--no-download", default=False, show_default=True,
               help="Download a missing published checkpoint (checked against its hash).")
-@click.option("--crf-full", is_flag=True,
-              help="Reference CRF: every label, all iterations, full size (--crf alone skips unlikely labels, "
-                   "caps at 5 iterations and runs big images at 1024 px; see benchmarks/FAST_PATH.md).")
 @click.option("--tile", default="auto", show_default=True, metavar="auto|off|SIZE",
               help="Sliding-window inference: auto tiles inputs above 4 MP with 1024 px tiles; SIZE forces tiles.")
 @click.option("--tile-overlap", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,
@@ -63,7 +60,7 @@ from segcli.distributed.options import cluster_from_options, ray_options
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
 @ray_options
 def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, classes, report, save_probs,
-            no_overlay, overwrite, skip_existing, max_pixels, download, crf_full, tile, tile_overlap, tta, multiscale,
+            no_overlay, overwrite, skip_existing, max_pixels, download, tile, tile_overlap, tta, multiscale,
             batch_size, io_workers, quiet, **crf_kwargs) -> None:
     """Segment INPUTS (files, folders searched recursively, or globs) and write, per image,
     a label PNG (palettized, pixel value = class index), an overlay with a legend and a JSON summary
@@ -76,22 +73,23 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing exclude each other")
     choice = choose_outputs(inputs, out_dir, outputs, classes, report, save_probs, no_overlay, overwrite, skip_existing)
-    if crf_full and not crf_kwargs.get("crf"):
-        raise click.UsageError("--crf-full needs --crf")
-    iterations_given = crf_kwargs.get("crf_iters") is not None
     cluster = cluster_from_options(crf_kwargs, batch_size, io_workers)  # None: the local engine
     if cluster is not None and choice.stream:
         raise click.UsageError("--engine ray writes into an --out folder, not to stdout")
-    crf = crf_params_from_options(crf_kwargs)
+    crf = crf_settings_from_options(crf_kwargs)
 
     from rich.console import Console
 
-    from segcli.engine import CRFShortcuts, SegmentationEngine
-    from segcli.models.base import set_input_scales
+    from segcli.errors import SegcliError
+    from segcli.inference_options import InferenceOptions
     from segcli.tiling import TilingPolicy, TTAParams
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
+    try:
+        tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
+    except SegcliError as exc:  # a usage error (exit 2), as every bad flag value
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
+    inference = InferenceOptions(precision=precision, tiling=tiling, tta=TTAParams() if tta else None, crf=crf)
     options = _output_options(choice, model, weights, download, out_dir=out_dir, alpha=alpha, overwrite=overwrite,
                               skip_existing=skip_existing)
     # every output problem of the run fails here, before the model loads
@@ -99,32 +97,36 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     if cluster is not None:
         from segcli.distributed import EngineSettings, run_on_ray
 
-        settings = EngineSettings.resolve(model, weights, download, device=device, precision=precision, tiling=tiling,
-                                          tta=tta, multiscale=multiscale, crf_full=crf_full,
-                                          crf_iterations_given=iterations_given)
-        return _finish(run, run_on_ray(run, settings, cluster, console, crf, max_pixels), choice, out_dir, console,
-                       quiet)
-    engine = None
-    if choice.stream or run.work.todo:
-        engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
-                                         allow_download=download)
-        engine.tiling = tiling
-        engine.tta = TTAParams() if tta else None
-        if not multiscale:
-            set_input_scales(engine.model, (1.0,))
-        scales = "/".join(f"{scale:g}" for scale in sorted(engine.model.input_scales))
-        # an explicit --crf-iters is honoured, not capped
-        engine.crf_shortcuts = CRFShortcuts.full() if crf_full else CRFShortcuts(
-            max_iterations=None if iterations_given else CRFShortcuts().max_iterations)
-        console.print(f"[bold]{engine.record.model}[/] {escape(printable(engine.source))} on {engine.plan.device} "
-                      f"({engine.plan.precision}){' + dense CRF' if crf else ''}"
-                      f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
-        engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
+        settings = EngineSettings.resolve(model, weights, download, device=device, options=inference,
+                                          multiscale=multiscale)
+        return _finish(run, run_on_ray(run, settings, cluster, console, max_pixels), choice, out_dir, console, quiet)
+    engine = _load_engine(model, weights, device, download, inference, multiscale, console) \
+        if choice.stream or run.work.todo else None
     if choice.stream:
-        stream_image(engine, inputs[0], choice.kinds[0], crf, alpha, options.classes, max_pixels)
+        stream_image(engine, inputs[0], choice.kinds[0], alpha, options.classes, max_pixels)
         return
-    _finish(run, _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_workers), choice, out_dir,
+    _finish(run, _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers), choice, out_dir,
             console, quiet)
+
+
+def _load_engine(model, weights, device, download, inference, multiscale, console):
+    """Load the engine once and say what runs: checkpoint, device, precision, multi-scale and the CRF."""
+    from segcli.engine import SegmentationEngine
+    from segcli.models.base import set_input_scales
+
+    engine = SegmentationEngine.load(model, weights=weights, device=device, allow_download=download, options=inference)
+    if not multiscale:
+        set_input_scales(engine.model, (1.0,))
+    scales = "/".join(f"{scale:g}" for scale in sorted(engine.model.input_scales))
+    console.print(f"[bold]{engine.record.model}[/] {escape(printable(engine.source))} on {engine.plan.device} "
+                  f"({engine.plan.precision}){' + dense CRF' if inference.crf else ''}"
+                  f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
+    engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
+    if inference.crf is not None:  # the CRF that runs: iterations after any cap, resolution, labels (per image: JSON)
+        from segcli.crf import describe_plan
+
+        console.print(describe_plan(*engine.crf_for())["text"], highlight=False)
+    return engine
 
 
 def _finish(run, summary, choice, out_dir, console, quiet) -> None:
@@ -164,7 +166,7 @@ def _plan_run(inputs, options, console, report: bool = False):
     return FolderRun(options, scan.sources, scan.problems)
 
 
-def _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_workers):
+def _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from segcli.pipeline import Schedule
@@ -188,7 +190,7 @@ def _run_with_progress(run, engine, crf, max_pixels, console, batch_size, io_wor
             progress.console.print("stopping after the images in hand (press Ctrl-C again to stop at once)",
                                    highlight=False)
 
-        summary = run.execute(engine, crf=crf, max_pixels=max_pixels, schedule=schedule, on_progress=on_progress,
+        summary = run.execute(engine, max_pixels=max_pixels, schedule=schedule, on_progress=on_progress,
                               on_stop=on_stop)
     if summary.removed_temporaries:
         console.print(f"removed {len(summary.removed_temporaries)} temporary files an interrupted run left behind",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from segcli.cli.options import (
-    PRECISION_CHOICES, batch_size_option, device_option, overwrite_option, size_callback, zoo_model_option,
+    PRECISION_CHOICES, batch_size_option, device_option, max_pixels_option, overwrite_option, size_callback, zoo_model_option,
 )
 
 
@@ -78,6 +78,7 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--augment-on", type=click.Choice(["auto", "cpu", "device"]), default="auto", show_default=True,
               help="Where crops are augmented; auto: on the GPU when training there on same-size images.")
 @overwrite_option("Replace an existing --out (and an earlier run's state file).")
+@max_pixels_option
 @device_option
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
               help="auto: bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 autocast gave some models "

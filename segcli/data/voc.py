@@ -69,12 +69,12 @@ def read_dataset_name(data_dir: str | Path) -> str:
     return "VOC-format"
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except OSError as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}") from None
+def load_rgb(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """An image as `predict` reads it (segcli.imageio.load_image: EXIF orientation, pixel limit;
+    None: segcli's default limit)."""
+    from segcli.imageio import DEFAULT_MAX_PIXELS, load_image
+
+    return load_image(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS).rgb
 
 
 def load_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
@@ -85,7 +85,7 @@ def load_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
                 raise DatasetError(f"mask {path} is mode {image.mode}: masks must be palettized (P) or grey (L) "
                                    "PNGs whose values are class indices")
             mask = np.asarray(image, dtype=np.uint8)
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"cannot read mask {path}: {exc}") from None
     if num_classes is not None:
         bad = (mask >= num_classes) & (mask != IGNORE_INDEX)
@@ -127,8 +127,8 @@ class SegmentationDataset:
 
     def __init__(self, pairs: Sequence[tuple[Path, Path]], num_classes: int, preprocessing,
                  crop: tuple[int, int] | None = None, scale_range: tuple[float, float] = (0.5, 2.0),
-                 flip: bool = True, augment: bool = True) -> None:
-        self.images = [load_rgb(image) for image, _ in pairs]
+                 flip: bool = True, augment: bool = True, max_pixels: int | None = None) -> None:
+        self.images = [load_rgb(image, max_pixels) for image, _ in pairs]
         self.masks = [load_mask(mask, num_classes) for _, mask in pairs]
         for (image_path, _), image, mask in zip(pairs, self.images, self.masks):
             if image.shape[:2] != mask.shape:

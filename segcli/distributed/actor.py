@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from segcli.errors import SegcliError
 
 if TYPE_CHECKING:
-    from segcli.crf import CRFParams
     from segcli.distributed.settings import EngineSettings
     from segcli.engine import Prediction
     from segcli.imageio import LoadedImage
@@ -29,9 +28,9 @@ FAILED = "failed"
 
 @dataclass(frozen=True)
 class WriteSettings:
-    """What every image of the run shares beyond the engine: CRF, pixel limit, overlay opacity, probabilities."""
+    """What every image of the run shares beyond the engine (whose options hold the CRF): pixel limit, overlay
+    opacity, probabilities, kept classes."""
 
-    crf: "CRFParams | None" = None
     max_pixels: int | None = None
     alpha: float = 0.5
     save_probabilities: bool = False
@@ -53,8 +52,10 @@ class SegmentActor:
 
         self.engine = engine.build()
         self.settings = settings
-        self.run_info = RunInfo.from_engine(self.engine, settings.crf, settings.alpha, classes=settings.classes)
-        self.predict_options = {"crf": settings.crf, "return_probabilities": settings.save_probabilities}
+        resolved = self.engine.crf_for()  # the CRF of the engine's options, kernel settings filled from the record
+        self.run_info = RunInfo.from_engine(self.engine, None if resolved is None else resolved[0], settings.alpha,
+                                            classes=settings.classes)
+        self.predict_options = {"return_probabilities": settings.save_probabilities}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         """Rows in (path, outputs, replace) -> rows out (path, status, message, timings as JSON)."""
@@ -115,7 +116,8 @@ class SegmentActor:
 
         timings = {"decode": decode_ms, **prediction.timings_ms}
         result = ImageResult(path=Path(row["path"]), rgb=image.rgb, labels=prediction.labels,
-                             probabilities=prediction.probabilities, note=image.note, timings_ms=timings)
+                             probabilities=prediction.probabilities, note=image.note, timings_ms=timings,
+                             crf=prediction.crf)
         paths = {kind: Path(path) for kind, path in row["outputs"].items()}
         written = write_image_outputs(paths, result, self.run_info, replace=row["replace"])
         return {**timings, **written}

@@ -28,8 +28,6 @@ from segcli.text import printable
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from segcli.crf import CRFParams
-
 MAX_ROWS_PER_BLOCK = 1024
 
 
@@ -38,7 +36,7 @@ class DistributedRunError(SegcliError):
 
 
 def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, console: "Console | None" = None,
-               crf: "CRFParams | None" = None, max_pixels: int | None = None) -> RunSummary:
+               max_pixels: int | None = None) -> RunSummary:
     """Segment the planned images of `run` on Ray actors; the summary a local `FolderRun.execute` would give.
 
     `console`: where progress goes (default: stderr).
@@ -55,7 +53,7 @@ def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, 
     with RunProgress(console, total) as progress:
         _count_planned_outcomes(run, summary, progress)
         if work.todo:
-            settings = WriteSettings(crf=crf, max_pixels=max_pixels, alpha=run.options.alpha,
+            settings = WriteSettings(max_pixels=max_pixels, alpha=run.options.alpha,
                                      save_probabilities=run.options.save_probabilities, classes=run.options.classes)
             with OutputFolder(run.plan.out_dir) as folder, ray_session(ray, cluster) as workers:
                 summary.removed_temporaries = folder.remove_stale_temporaries(planned_names(run))

@@ -10,7 +10,7 @@ from segcli.errors import MissingDependencyError, SegcliError
 if TYPE_CHECKING:
     from segcli.checkpoints.record import ResolvedCheckpoint
     from segcli.engine import SegmentationEngine
-    from segcli.tiling import TilingPolicy
+    from segcli.inference_options import InferenceOptions
 
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'segcli[ray]' (or pip install 'ray[data]')"
 
@@ -70,12 +70,8 @@ class EngineSettings:
 
     checkpoint: "ResolvedCheckpoint"        # resolved and hash-checked on the driver; actors load its path
     device: str = "auto"
-    precision: str = "auto"
-    tiling: "TilingPolicy | None" = None
-    tta: bool = False
+    options: "InferenceOptions | None" = None  # precision, tiling, TTA, CRF: as predict builds them
     multiscale: bool = True
-    crf_full: bool = False
-    crf_iterations_given: bool = False      # an explicit --crf-iters is honoured, not capped
 
     @classmethod
     def resolve(cls, model: str, weights: str | None = None, allow_download: bool = False,
@@ -89,20 +85,17 @@ class EngineSettings:
         """The engine `segcli predict` builds with the same options (`SegmentationEngine.load` without the lookup)."""
         from segcli.checkpoints.loading import load_checkpoint_model
         from segcli.device import plan_execution
-        from segcli.engine import CRFShortcuts, SegmentationEngine
+        from segcli.engine import SegmentationEngine
+        from segcli.inference_options import InferenceOptions
         from segcli.models.base import set_input_scales
-        from segcli.tiling import TTAParams
 
+        options = self.options or InferenceOptions()
         network = load_checkpoint_model(self.checkpoint)
-        device, precision = getattr(network, "fixed_execution", (self.device, self.precision))
-        engine = SegmentationEngine(network, self.checkpoint.record, plan_execution(device, precision, None),
-                                    source=self.checkpoint.describe())
+        device, precision = getattr(network, "fixed_execution", (self.device, options.precision))
+        engine = SegmentationEngine(network, self.checkpoint.record,
+                                    plan_execution(device, precision, options.channels_last),
+                                    source=self.checkpoint.describe(), options=options)
         engine.checkpoint = self.checkpoint
-        if self.tiling is not None:
-            engine.tiling = self.tiling
-        engine.tta = TTAParams() if self.tta else None
         if not self.multiscale:
             set_input_scales(engine.model, (1.0,))
-        engine.crf_shortcuts = CRFShortcuts.full() if self.crf_full else CRFShortcuts(
-            max_iterations=None if self.crf_iterations_given else CRFShortcuts().max_iterations)
         return engine

@@ -74,6 +74,7 @@ class ImageResult:
     probabilities: np.ndarray | None = None  # C x H x W, when asked for
     note: str | None = None                  # e.g. "animated GIF: first of 3 frames used"
     timings_ms: dict[str, float] = field(default_factory=dict)
+    crf: dict[str, Any] | None = None        # the CRF that ran on this image (segcli.crf.CRFRun.to_dict)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def summary_document(result: ImageResult, run: RunInfo) -> dict[str, Any]:
     return {
         "image": str(result.path), "size": [width, height],
         "model": run.model, "checkpoint": run.checkpoint, "checkpoint_source": run.checkpoint_source,
-        "device": run.device, "precision": run.precision, "crf": run.crf,
+        "device": run.device, "precision": run.precision,
+        "crf": result.crf if result.crf is not None else run.crf,  # per image: iterations, labels, resolution
         "note": "; ".join(note for note in (result.note, run.note) if note) or None,
         "timings_ms": {key: round(value, 3) for key, value in result.timings_ms.items()},
         "categories": list(run.categories),

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from segcli.inference_options import FROM_OPTIONS
 from segcli.outputs.folder import OutputFolder
 from segcli.outputs.kinds import KINDS, ImageResult, RunInfo
 from segcli.outputs.plan import OutputOptions, OutputPlan, PlannedImage
@@ -54,12 +55,13 @@ class FolderRun:
         self.problems = list(problems)  # inputs that could not be used (unreadable folders, broken links)
         self.position = {source.path: index for index, source in enumerate(sources)}
 
-    def execute(self, engine: "SegmentationEngine | None", crf: "CRFParams | None" = None,
+    def execute(self, engine: "SegmentationEngine | None", crf: "CRFParams | None" = FROM_OPTIONS,
                 max_pixels: int | None = None, schedule: Schedule | None = None,
                 on_progress: Progress | None = None, on_stop: Callable[[int], None] | None = None) -> RunSummary:
         """Segment every planned image; a bad file is recorded and skipped, Ctrl-C/SIGTERM stop between images.
 
         `engine` may be None when the plan has nothing to segment (every image skipped or failed);
+        `crf` as `engine.predict_batch` takes it (left out: the engine's options);
         `on_stop(signal)` is told when the first Ctrl-C or SIGTERM arrives (the run then finishes
         the images in hand).
         """
@@ -79,7 +81,9 @@ class FolderRun:
         from segcli.imageio import DEFAULT_MAX_PIXELS
 
         self._max_pixels = max_pixels or DEFAULT_MAX_PIXELS
-        self._run_info = RunInfo.from_engine(engine, crf, self.options.alpha, classes=self.options.classes)
+        resolved = engine.crf_for(crf)
+        self._run_info = RunInfo.from_engine(engine, None if resolved is None else resolved[0], self.options.alpha,
+                                            classes=self.options.classes)
         self._decode_ms: dict[Path, float] = {}
         self._stage_lock = threading.Lock()  # lanes add their stage times from several threads
         schedule = schedule or Schedule.auto(engine.plan.device.type)
@@ -128,7 +132,8 @@ class FolderRun:
     def _write(self, item: PlannedImage, loaded: "LoadedImage", prediction: "Prediction") -> None:
         timings = {"decode": self._decode_ms.pop(item.source.path, 0.0), **prediction.timings_ms}
         result = ImageResult(path=item.source.path, rgb=loaded.rgb, labels=prediction.labels,
-                             probabilities=prediction.probabilities, note=loaded.note, timings_ms=timings)
+                             probabilities=prediction.probabilities, note=loaded.note, timings_ms=timings,
+                             crf=prediction.crf)
         written = write_image_outputs(item.paths, result, self._run_info, replace=item.replace)
         # recorded by the writing thread itself, right after the set landed: a Ctrl-C arriving in the
         # scheduler's thread in between cannot lose a complete set from the count
@@ -172,7 +177,7 @@ def segment_files(
     engine: "SegmentationEngine",
     sources: Sequence["ImageSource"],
     options: OutputOptions,
-    crf: "CRFParams | None" = None,
+    crf: "CRFParams | None" = FROM_OPTIONS,
     max_pixels: int | None = None,
     on_progress: Progress | None = None,
     batch_size: int | None = None,

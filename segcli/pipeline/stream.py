@@ -13,23 +13,24 @@ from typing import TYPE_CHECKING
 from segcli.outputs.kinds import KINDS, ImageResult, RunInfo
 
 if TYPE_CHECKING:
-    from segcli.crf import CRFParams
     from segcli.engine import SegmentationEngine
     from segcli.imageio import LoadedImage
 
 STREAM_KINDS = tuple(name for name, kind in KINDS.items() if not kind.per_class)  # one file each
 
 
-def predict_to_bytes(engine: "SegmentationEngine", loaded: "LoadedImage", kind: str,
-                     crf: "CRFParams | None" = None, alpha: float = 0.5,
+def predict_to_bytes(engine: "SegmentationEngine", loaded: "LoadedImage", kind: str, alpha: float = 0.5,
                      classes: tuple[int, ...] | None = None) -> bytes:
-    """Segment a decoded image and return the file of output `kind` (one of STREAM_KINDS) as bytes."""
+    """Segment a decoded image (with the CRF of the engine's options, if any) and return the file of output
+    `kind` (one of STREAM_KINDS) as bytes."""
     if kind not in STREAM_KINDS:
         raise ValueError(f"{kind!r} is not a one-file output: choose from {', '.join(STREAM_KINDS)}")
-    prediction = engine.predict(loaded.rgb, crf=crf, return_probabilities=kind == "probs")
+    prediction = engine.predict(loaded.rgb, return_probabilities=kind == "probs")
     result = ImageResult(path=Path(loaded.path), rgb=loaded.rgb, labels=prediction.labels,
                          probabilities=prediction.probabilities, note=loaded.note,
-                         timings_ms=dict(prediction.timings_ms))
+                         timings_ms=dict(prediction.timings_ms), crf=prediction.crf)
+    resolved = engine.crf_for()
+    run = RunInfo.from_engine(engine, None if resolved is None else resolved[0], alpha, classes=classes)
     buffer = io.BytesIO()
-    KINDS[kind].write(result, RunInfo.from_engine(engine, crf, alpha, classes=classes), buffer)
+    KINDS[kind].write(result, run, buffer)
     return buffer.getvalue()

@@ -67,6 +67,7 @@ class TrainConfig:
     split: str = "train"
     val_split: str | None = "val"           # evaluated at the end when the folder has it
     bn_recalibration_batches: int = 50      # BatchNorm statistics recomputed for the final weights (0: off)
+    max_pixels: int | None = None           # refuse bigger training images (None: segcli.imageio's default)
 
     @property
     def state_file(self) -> Path:

@@ -93,7 +93,7 @@ def prepare(config: TrainConfig, model_factory: Callable[[int], nn.Module] | Non
     preprocessing = source.record.preprocessing if source is not None else IMAGENET_PREPROCESSING
     record = build_record(config, categories, read_dataset_name(config.data_dir), preprocessing)
     dataset = SegmentationDataset(read_split(config.data_dir, config.split), len(categories), record.preprocessing,
-                                  crop=config.crop, scale_range=config.scale_range)
+                                  crop=config.crop, scale_range=config.scale_range, max_pixels=config.max_pixels)
     if config.crop is None and len({m.shape for m in dataset.masks}) > 1:
         raise DatasetError("training images differ in size: pass --crop HxW")
     state = read_state(Path(config.resume)) if config.resume else None

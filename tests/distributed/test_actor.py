@@ -29,8 +29,11 @@ def folder(tmp_path) -> Path:
 def actor_run(folder: Path, out: Path, checkpoint: Path, batch: int, crf=None, **choice) -> dict[str, list]:
     """Plan as `predict` does, then hand every planned image to one actor in calls of `batch` rows."""
     run = FolderRun(OutputOptions(out_dir=out, **choice), scan_inputs([str(folder)], exclude=[out]).sources)
-    settings = EngineSettings.resolve("lraspp", str(checkpoint), device="cpu", precision="fp32")
-    actor = SegmentActor(settings, WriteSettings(crf=crf, classes=run.options.classes))
+    from segcli.inference_options import InferenceOptions
+
+    settings = EngineSettings.resolve("lraspp", str(checkpoint), device="cpu",
+                                      options=InferenceOptions(precision="fp32", crf=crf))
+    actor = SegmentActor(settings, WriteSettings(classes=run.options.classes))
     rows = [planned_row(item) for item in run.work.todo]
     results: dict[str, list] = {"path": [], "status": [], "message": [], "timings": []}
     for start in range(0, len(rows), batch):
@@ -56,12 +59,12 @@ def test_actor_writes_the_local_engines_files_and_names_the_failure(tmp_path, fo
 
 
 def test_actor_with_crf_matches_the_local_crf(tmp_path, folder, checkpoint, assert_same_outputs):
-    from segcli.crf import CRFParams, crf_available
+    from segcli.crf import CRFSettings, crf_available
 
     if not crf_available():
         pytest.skip("pydensecrf is not installed")
     assert run_predict([folder], tmp_path / "local", checkpoint, "--crf").exit_code == 1
-    results = actor_run(folder, tmp_path / "actor", checkpoint, batch=2, crf=CRFParams())
+    results = actor_run(folder, tmp_path / "actor", checkpoint, batch=2, crf=CRFSettings())
     assert results["status"].count(OK) == 3
     assert_same_outputs(tmp_path / "local", tmp_path / "actor")
 
