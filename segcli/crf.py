@@ -2,7 +2,7 @@
 
 `dense_crf(probs, image, params)` is the reference: every label, full resolution, plain
 pydensecrf. `refine(probs, image, settings)` is what `--crf` runs, and the one place its
-shortcuts live (segcli/crf_fast.py holds the fast method):
+shortcuts live (segcli/crf_meanfield.py holds the pydensecrf building blocks):
 
 - "full" (`--crf-full`): the reference.
 - "fast" (default): labels that cannot win any pixel are dropped; mean field runs at half
@@ -16,15 +16,13 @@ shortcuts live (segcli/crf_fast.py holds the fast method):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from segcli.crf_meanfield import (PROBABILITY_FLOOR, dilate, grid_crf, import_densecrf, log_margin, normalised,
                                   pixel_set_crf, resize_image, resize_planes, warm_steps)
 from segcli.errors import MissingDependencyError, SegcliError, UnknownNameError
 
-if TYPE_CHECKING:
-    from segcli.checkpoints.record import CheckpointRecord
 
 INSTALL_HINT = "the dense CRF needs pydensecrf: pip install 'segcli[crf]' (it installs pydensecrf2)"
 METHODS = ("fast", "full")
@@ -155,7 +153,7 @@ class CRFSettings:
     def iterations_given(self) -> bool:
         return "iterations" in dict(self.given)
 
-    def params(self, record: "CheckpointRecord | None" = None) -> CRFParams:
+    def params(self, record=None) -> CRFParams:  # record: a CheckpointRecord (not imported: it imports this module)
         """The kernel settings that run: the user's, else the record's defaults, else DeepLab v2's."""
         given = dict(self.given)
         return record.crf_params(**given) if record is not None else CRFParams(**given)

@@ -18,7 +18,7 @@ from segcli.outputs.images import check_labels
 from segcli.outputs.png import encode_mask_png, encode_png
 
 if TYPE_CHECKING:
-    from segcli.outputs.kinds import ImageResult, RunInfo
+    from segcli.outputs.results import ImageResult, RunInfo
 
 BACKGROUND_NAMES = frozenset({"background", "bg"})  # compared with "_" stripped, case-insensitive
 COCO_HINT = "COCO RLE needs pycocotools: pip install 'segcli[coco]' (or pip install pycocotools)"

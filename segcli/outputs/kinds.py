@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -25,56 +24,7 @@ from segcli.outputs.classwise import is_our_rle, write_class_mask, write_cutout,
 from segcli.outputs.images import class_fractions, label_indices
 from segcli.outputs.overlay import overlay_pixels
 from segcli.outputs.png import encode_png, written_by_segcli
-from segcli.palettes import display_palette, flat_palette
-
-if TYPE_CHECKING:
-    from segcli.crf import CRFParams
-    from segcli.engine import SegmentationEngine
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What every image's outputs share: the checkpoint, how the model ran, how outputs are drawn."""
-
-    model: str
-    checkpoint: str
-    checkpoint_source: str
-    device: str
-    precision: str
-    categories: tuple[str, ...]
-    palette: Any                   # as outputs draw it (`display_palette`)
-    crf: dict[str, Any] | None = None
-    alpha: float = 0.5             # overlay opacity of the class colours
-    note: str | None = None        # said in every image's JSON note (e.g. the checkpoint's synthetic-scenes warning)
-    classes: tuple[int, ...] | None = None  # the classes masks, cut-outs and RLE keep (--classes); None: their defaults
-
-    @classmethod
-    def from_engine(cls, engine: "SegmentationEngine", crf: "CRFParams | None" = None, alpha: float = 0.5,
-                    classes: tuple[int, ...] | None = None) -> "RunInfo":
-        record = engine.record
-        return cls(model=record.model, checkpoint=record.name, checkpoint_source=engine.source,
-                   device=str(engine.plan.device), precision=engine.plan.precision,
-                   categories=tuple(record.categories), palette=display_palette(record.palette, record.dataset),
-                   crf=None if crf is None else asdict(crf), alpha=alpha,
-                   # engines that know their checkpoint was trained on synthetic scenes say so (issue 12)
-                   note=getattr(engine, "checkpoint_warning", None), classes=classes)
-
-    @cached_property
-    def flat_palette(self) -> list[int]:
-        return flat_palette(self.palette, len(self.categories))
-
-
-@dataclass
-class ImageResult:
-    """One image's prediction, as the output kinds write it."""
-
-    path: Path                               # the input file
-    rgb: np.ndarray                          # H x W x 3 uint8, as the model saw it
-    labels: np.ndarray                       # H x W class indices
-    probabilities: np.ndarray | None = None  # C x H x W, when asked for
-    note: str | None = None                  # e.g. "animated GIF: first of 3 frames used"
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    crf: dict[str, Any] | None = None        # the CRF that ran on this image (segcli.crf.CRFRun.to_dict)
+from segcli.outputs.results import ImageResult, RunInfo
 
 
 @dataclass(frozen=True)
