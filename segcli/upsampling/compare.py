@@ -103,11 +103,9 @@ def compare_upsampling(
             continue
         labels = {m: results[m].labels for m in methods}
         agreement.update(labels)
-        scores: dict[str, dict[str, float]] = {m: {} for m in methods}
-        if gt is not None:
-            with_gt += 1
-            for m in methods:
-                scores[m] = _score_image(totals[m], results[m].replicas, gt, n_classes, boundary_px)
+        with_gt += gt is not None
+        scores = {m: {} if gt is None else _score_image(totals[m], results[m].replicas, gt, n_classes, boundary_px)
+                  for m in methods}
         for m in methods:
             totals[m].upsample_ms.append(results[m].upsample_ms)
             totals[m].end_to_end_ms.append(results[m].end_to_end_ms)
