@@ -10,6 +10,7 @@ Run with training/upsampling/train_all.sh (one background process, one thread).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ import torch
 from segcli.checkpoints.record import IMAGENET_PREPROCESSING
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
 from segcli.data.voc import read_split
+from segcli.atomic import atomic_write_bytes
 from segcli.outputs import atomic_write_json
 from segcli.upsampling.encoder import load_shared_encoder
 from segcli.upsampling.features import FeatureCache, cache_features
@@ -83,7 +85,9 @@ def plot_curves(curves: dict, path: Path) -> Path:
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
