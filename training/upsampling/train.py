@@ -78,7 +78,7 @@ def plot_curves(curves: dict, path: Path) -> Path:
         label = method if run["seed"] == 0 else None
         loss_axes.plot(run["iteration"], run["loss"], color=colour, lw=0.8, alpha=0.8, label=label)
         miou_axes.plot(run["val_iteration"], run["val_miou"], color=colour, lw=1.0, marker=".", label=label)
-    loss_axes.set(xlabel="iteration", ylabel="training loss (CE)", yscale="log", title="loss (every seed)")
+    loss_axes.set(xlabel="iteration", ylabel="training loss (OHEM cross-entropy)", yscale="log", title="loss (every seed)")
     miou_axes.set(xlabel="iteration", ylabel="val mIoU", title="validation mIoU (every seed)")
     miou_axes.set_ylim(0, 1)
     for axes in (loss_axes, miou_axes):
