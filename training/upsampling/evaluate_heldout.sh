@@ -18,4 +18,5 @@ cp upsampling-out/heldout-2024/chart.png "$RESULTS/heldout-seed2024-chart.png"
 "$PYTHON" -m segcli compare-upsampling "$DATA" --model deeplabv3p --weights deeplabv3p-mobilenet-synth \
   --out upsampling-out/heldout-2024-zoo --json "$RESULTS/heldout-seed2024-zoo-deeplabv3p.json" \
   | tee "$RESULTS/heldout-seed2024-zoo-deeplabv3p.txt"
-"$PYTHON" training/upsampling/readme_results.py "$RESULTS/heldout-seed2024.json"
+"$PYTHON" training/upsampling/readme_results.py "$RESULTS/heldout-seed2024.json" \
+  --zoo "$RESULTS/heldout-seed2024-zoo-deeplabv3p.json"

@@ -80,7 +80,14 @@ def paper_comparison(summary: dict) -> list[str]:
     return lines
 
 
-def block(summary: dict, source: str) -> str:
+def zoo_section(zoo: dict, source: str) -> list[str]:
+    """The --model run: training-free methods on one zoo model's logits, intervals over images."""
+    return ["", f"The `--model` path on the same draw: the training-free methods upsampling {zoo['model']}'s "
+                f"logits ({zoo['checkpoints']['model']}); intervals over images; `{source}`:", "",
+            *table(zoo), "", *(f"- {verdict(pair, 'miou')}." for pair in zoo["pairwise"])]
+
+
+def block(summary: dict, source: str, zoo: dict | None = None, zoo_source: str = "") -> str:
     boot = summary["bootstrap"]
     lines = [BEGIN, "",
              f"Held-out draw: {summary['images']} synth scenes (`segcli data synth --n 48 --seed 2024`, a seed used "
@@ -89,7 +96,8 @@ def block(summary: dict, source: str) -> str:
              *table(summary), "",
              "Verdicts (paired bootstrap over the same images and seeds; real = the 95% interval of the "
              "difference excludes 0):", "", *verdicts(summary), "",
-             "Against the papers:", "", *paper_comparison(summary), "", END]
+             "Against the papers:", "", *paper_comparison(summary),
+             *(zoo_section(zoo, zoo_source) if zoo else []), "", END]
     return "\n".join(lines)
 
 
@@ -97,14 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("json", type=Path)
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--zoo", type=Path, default=None, help="JSON of a --model run on the same draw")
     args = parser.parse_args(argv)
     summary = json.loads(args.json.read_text())
+    zoo = json.loads(args.zoo.read_text()) if args.zoo else None
     text = args.readme.read_text()
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{args.readme} has no result markers ({BEGIN} ... {END})")
     before, rest = text.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
-    atomic_write_bytes(args.readme, (before + block(summary, args.json.as_posix()) + after).encode())
+    generated = block(summary, args.json.as_posix(), zoo, args.zoo.as_posix() if args.zoo else "")
+    atomic_write_bytes(args.readme, (before + generated + after).encode())
     print(f"wrote the result block of {args.readme} from {args.json}")
     return 0
 
