@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcli.errors import UnknownNameError
-from segcli.upsampling.encoder import CONTEXT_CHANNELS, LOW_LEVEL_CHANNELS, LOW_LEVEL_STRIDE, flat_indices
+from segcli.upsampling.encoder import CONTEXT_CHANNELS, LOW_LEVEL_CHANNELS, flat_indices
 from segcli.upsampling.methods import METHOD_NAMES, bilinear_kernel, max_unpool
 
 DEFAULT_WIDTHS = (64, 32, 24, 16)  # channels upsampled by stage (strides 16, 8, 4, 2), see encoder.py
