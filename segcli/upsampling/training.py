@@ -25,7 +25,7 @@ from segcli.upsampling.network import DEFAULT_WIDTHS, UpsamplingDecoder
 
 @dataclass(frozen=True)
 class DecoderTraining:
-    iterations: int = 1000
+    iterations: int = 1500
     batch_size: int = 8
     crop: int = 64                  # pixels, a multiple of the encoder stride 16
     lr: float = 3e-3                # AdamW, poly decay 0.9 to zero
