@@ -14,7 +14,8 @@ from segcli.models import CHOICES as MODEL_CHOICES
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "-m", "model", type=click.Choice(MODEL_CHOICES), default=None,
               help="Compare the training-free methods on this zoo model's low-resolution logits. "
-                   "Default: the five shipped decoders (one per method, trained identically on synth data).")
+                   "Default: the shipped decoders (per method three seeds, trained identically on synth data "
+                   "on one frozen DeepLab v3+ MobileNetV2 encoder).")
 @weights_option
 @click.option("--decoders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of decoder checkpoints [default: weights/upsampling/].")
@@ -76,7 +77,7 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
     summary = _run(runner, samples, out_dir, boundary_px, max_pixels, console)
 
     from segcli.outputs import atomic_write_json
-    from segcli.upsampling.report import agreement_table, summary_table, write_chart
+    from segcli.upsampling.report import agreement_table, cost_table, pairwise_table, summary_table, write_chart
 
     chart = write_chart(out_dir / "chart.png", summary)
     summary["outputs"] = {"grids": [entry["grid"] for entry in summary["per_image"]], "chart": str(chart)}
@@ -86,6 +87,9 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
         atomic_write_json(json_path, summary)
     stdout = Console()
     stdout.print(summary_table(summary))
+    if summary.get("pairwise"):
+        stdout.print(pairwise_table(summary))
+        stdout.print(cost_table(summary))
     stdout.print(agreement_table(summary))
     console.print(f"grids and chart -> {out_dir}" + (f"; summary -> {json_path}" if json_path else ""))
     if summary["failed"]:
@@ -97,12 +101,16 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
 def _decoder_runner(decoders: Path | None, device: str, methods: tuple[str, ...]):
     from segcli.device import resolve_device
     from segcli.upsampling.decoders import find_decoders, load_decoder, shipped_decoders_dir
+    from segcli.upsampling.encoder import load_shared_encoder
     from segcli.upsampling.runners import DecoderRunner
 
     paths = find_decoders(decoders or shipped_decoders_dir(), methods)
-    loaded = {method: load_decoder(path) for method, path in paths.items()}
-    return DecoderRunner({m: net for m, (net, _) in loaded.items()}, {m: rec for m, (_, rec) in loaded.items()},
-                         resolve_device(device))
+    loaded = {method: [load_decoder(path) for path in files] for method, files in paths.items()}
+    nets = {method: [net for net, _ in pairs] for method, pairs in loaded.items()}
+    records = {method: [record for _, record in pairs] for method, pairs in loaded.items()}
+    resolved = resolve_device(device)
+    encoder = load_shared_encoder(nets[methods[0]][0].widths, resolved)
+    return DecoderRunner(encoder, nets, records, resolved)
 
 
 def _zoo_runner(model: str, weights: str | None, device: str, precision: str, download: bool,

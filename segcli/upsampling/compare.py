@@ -1,9 +1,11 @@
 """Run every method on every image, score them, and collect the JSON summary.
 
 Scores per method (over all images with ground truth): mIoU and pixel accuracy from one
-confusion matrix, boundary precision / recall / F within `boundary_px`; always: pairwise
-agreement, learned parameters of the upsampling, mean time per image (upsampling alone and end
-to end, after one untimed warm-up image) and the peak memory of the upsampling step.
+confusion matrix, boundary precision / recall / F within `boundary_px`, each averaged over the
+method's seeds (trained decoders) and with a 95% bootstrap interval, plus a paired verdict for
+each pair of methods (`segcli.upsampling.intervals`); always: pairwise agreement, learned
+parameters of the upsampling, mean time per image (upsampling alone and end to end, after one
+untimed warm-up image) and the peak memory of the upsampling step.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 from segcli.errors import SegcliError
 from segcli.metrics import ConfusionMatrix
 from segcli.upsampling.boundary import AgreementCounter, BoundaryCounts, boundary_counts
+from segcli.upsampling.intervals import MethodScores, summarize
 from segcli.upsampling.methods import METHODS
 from segcli.upsampling.runners import MethodResult
 from segcli.upsampling.samples import Sample, load_ground_truth
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 TIMING_NOTE = "mean ms per image after one untimed warm-up image"
 MEMORY_NOTES = {
     "cuda_max_allocated": "CUDA max allocated during the upsampling step, above what was allocated before it",
@@ -47,8 +50,8 @@ class ComparisonRunner(Protocol):
 
 @dataclass
 class MethodTotals:
-    confusion: ConfusionMatrix
-    boundary: BoundaryCounts = field(default_factory=BoundaryCounts)
+    confusions: list[np.ndarray] = field(default_factory=list)  # per image with ground truth: [S, C, C]
+    boundaries: list[np.ndarray] = field(default_factory=list)  # per image with ground truth: [S, 4]
     upsample_ms: list[float] = field(default_factory=list)
     end_to_end_ms: list[float] = field(default_factory=list)
     peak_bytes: int = 0
@@ -62,7 +65,7 @@ class ImageOutcome:
     rgb: np.ndarray
     ground_truth: np.ndarray | None
     labels: dict[str, np.ndarray]
-    scores: dict[str, dict[str, float]]  # method -> miou / pixel_acc / boundary_f (with ground truth)
+    scores: dict[str, dict[str, float]]  # method -> miou / pixel_acc / boundary_f, mean over seeds (with ground truth)
 
 
 def compare_upsampling(
@@ -72,13 +75,14 @@ def compare_upsampling(
     max_pixels: int | None = None,
     on_image: Callable[[ImageOutcome], dict[str, Any]] | None = None,
     on_failure: Callable[[Sample, str], None] | None = None,
+    draws: int = 2000,
 ) -> dict[str, Any]:
     """Compare the runner's methods on `samples`; `on_image` may return extra per-image JSON (grid path)."""
     from segcli.imageio import DEFAULT_MAX_PIXELS, load_image
 
     methods = runner.methods
     n_classes = len(runner.categories)
-    totals = {m: MethodTotals(ConfusionMatrix(n_classes, runner.categories)) for m in methods}
+    totals = {m: MethodTotals() for m in methods}
     agreement = AgreementCounter(methods)
     per_image: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
@@ -99,17 +103,9 @@ def compare_upsampling(
             continue
         labels = {m: results[m].labels for m in methods}
         agreement.update(labels)
-        scores: dict[str, dict[str, float]] = {m: {} for m in methods}
-        if gt is not None:
-            with_gt += 1
-            for m in methods:
-                image_confusion = ConfusionMatrix(n_classes)
-                image_confusion.update(labels[m], gt)
-                totals[m].confusion.matrix += image_confusion.matrix
-                counts = boundary_counts(labels[m], gt, boundary_px)
-                totals[m].boundary = totals[m].boundary + counts
-                scores[m] = {"miou": image_confusion.miou(), "pixel_acc": image_confusion.pixel_accuracy(),
-                             "boundary_f": counts.f_score}
+        with_gt += gt is not None
+        scores = {m: {} if gt is None else _score_image(totals[m], results[m].replicas, gt, n_classes, boundary_px)
+                  for m in methods}
         for m in methods:
             totals[m].upsample_ms.append(results[m].upsample_ms)
             totals[m].end_to_end_ms.append(results[m].end_to_end_ms)
@@ -127,7 +123,38 @@ def compare_upsampling(
         per_image.append(entry)
     if not per_image:
         raise SegcliError(f"none of the {len(samples)} images could be compared: {failed[0]['error'] if failed else 'no images'}")
-    return _summary(runner, totals, agreement, per_image, failed, boundary_px, with_gt)
+    summary = _summary(runner, totals, agreement, per_image, failed, boundary_px, with_gt)
+    if with_gt:
+        _add_intervals(summary, totals, draws)
+    return summary
+
+
+def _score_image(total: MethodTotals, replicas: tuple[np.ndarray, ...], gt: np.ndarray, n_classes: int,
+                 boundary_px: int) -> dict[str, float]:
+    """Add one image's confusion and boundary counts (per seed) to `total`; its scores, mean over seeds."""
+    confusions, boundaries, per_seed = [], [], []
+    for labels in replicas:
+        confusion = ConfusionMatrix(n_classes)
+        confusion.update(labels, gt)
+        counts = boundary_counts(labels, gt, boundary_px)
+        confusions.append(confusion.matrix)
+        boundaries.append([counts.pred_matched, counts.pred_total, counts.gt_matched, counts.gt_total])
+        per_seed.append((confusion.miou(), confusion.pixel_accuracy(), counts.f_score))
+    total.confusions.append(np.stack(confusions))
+    total.boundaries.append(np.asarray(boundaries, dtype=np.int64))
+    miou, pixel_acc, boundary_f = (float(np.mean(column)) for column in zip(*per_seed))
+    return {"miou": miou, "pixel_acc": pixel_acc, "boundary_f": boundary_f}
+
+
+def _add_intervals(summary: dict[str, Any], totals: dict[str, MethodTotals], draws: int) -> None:
+    """Point estimates (mean over seeds), 95% intervals and the pairwise verdicts."""
+    scores = {m: MethodScores(np.stack(t.confusions, axis=1), np.stack(t.boundaries, axis=1))
+              for m, t in totals.items()}
+    intervals = summarize(scores, draws=draws)
+    for m, entry in intervals["methods"].items():
+        summary["methods"][m].update(entry)
+    summary["pairwise"] = intervals["pairwise"]
+    summary["bootstrap"] = intervals["bootstrap"]
 
 
 def _summary(runner: ComparisonRunner, totals: dict[str, MethodTotals], agreement: AgreementCounter,
@@ -143,14 +170,12 @@ def _summary(runner: ComparisonRunner, totals: dict[str, MethodTotals], agreemen
             "end_to_end_ms": round(float(np.mean(total.end_to_end_ms)), 4),
             "upsample_peak_bytes": int(total.peak_bytes),
         }
-        if with_gt:
-            confusion = total.confusion.to_dict()
-            entry.update({
-                "miou": confusion["miou"], "pixel_acc": confusion["pixel_acc"],
-                "per_class_iou": confusion["per_class"],
-                "boundary_f": total.boundary.f_score, "boundary_precision": total.boundary.precision,
-                "boundary_recall": total.boundary.recall,
-            })
+        if with_gt:  # over all seeds together; miou, pixel_acc and boundary_f come from _add_intervals
+            confusion = ConfusionMatrix(len(runner.categories), runner.categories)
+            confusion.matrix = np.sum(total.confusions, axis=(0, 1))
+            boundary = BoundaryCounts(*(int(v) for v in np.sum(total.boundaries, axis=(0, 1))))
+            entry.update({"per_class_iou": confusion.to_dict()["per_class"],
+                          "boundary_precision": boundary.precision, "boundary_recall": boundary.recall})
         methods[m] = entry
     return {
         "command": "compare-upsampling",

@@ -1,9 +1,13 @@
-"""A small SegNet-style encoder-decoder whose decoders differ only in the upsampling method.
+"""The compare-upsampling decoder: the same small network for every method but its upsampling.
 
-Encoder: 4 stages of two 3x3 conv-BN-ReLU and a 2x2 max-pool that records its indices
-(stride 16 in all). Decoder: per stage, upsample x2 with the chosen method, then one 3x3
-conv-BN-ReLU; a 1x1 classifier at full resolution. No skip connections, so the only thing
-that differs between the five variants is how each decoder stage upsamples.
+Input: the frozen shared encoder's features (`segcli.upsampling.encoder`): the ASPP context at
+output stride 16, the projected low-level features at stride 4 and the SegNet-style window
+positions of each stage. The decoder reduces the context to `widths[0]` channels (1x1 conv-BN-ReLU),
+then four times upsamples `widths[i]` channels x2 with the chosen method and applies one 3x3
+conv-BN-ReLU to `widths[i + 1]` channels (the last keeps `widths[-1]`), the one at
+stride 4 over the upsampled features concatenated with the low-level ones (as DeepLab v3+ does);
+a 1x1 classifier at full resolution. What differs between the five variants is only how each
+stage upsamples.
 """
 
 from __future__ import annotations
@@ -16,23 +20,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcli.errors import UnknownNameError
+from segcli.upsampling.encoder import CONTEXT_CHANNELS, LOW_LEVEL_CHANNELS, flat_indices
 from segcli.upsampling.methods import METHOD_NAMES, bilinear_kernel, max_unpool
 
-DEFAULT_WIDTHS: tuple[int, ...] = (16, 24, 32, 48)
-ARCHITECTURE = "segcli-upsampling-net"
+DEFAULT_WIDTHS = (64, 32, 24, 16)  # channels upsampled by stage (strides 16, 8, 4, 2), see encoder.py
+STAGES = 4  # x2 each: output stride 16 -> 1
+SKIP_STAGE = 1  # stage i upsamples to stride 16 / 2 ** (i + 1): stage 1 ends at the low-level stride 4
+ARCHITECTURE = "segcli-upsampling-decoder"
 
 
 class ConvBNReLU(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
 
 
 class Upsample2x(nn.Module):
-    """One decoder stage's x2 upsampling; `size` is the encoder's size before pooling."""
+    """One decoder stage's x2 upsampling; `indices` (unpool) are flat, as max_pool2d gives them."""
 
     def __init__(self, method: str, channels: int) -> None:
         super().__init__()
@@ -50,7 +57,8 @@ class Upsample2x(nn.Module):
                 for channel in range(channels):
                     self.deconv.weight[channel, channel] = kernel
 
-    def forward(self, x: torch.Tensor, indices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None) -> torch.Tensor:
+        size = (2 * x.shape[-2], 2 * x.shape[-1])
         if self.method == "nearest":
             return F.interpolate(x, size=size, mode="nearest-exact")
         if self.method == "bilinear":
@@ -96,26 +104,22 @@ class UpsampleMeter:
         return result
 
 
-class UpsamplingNet(nn.Module):
-    """Encoder with pooling indices + decoder using one upsampling `method` at every stage."""
+class UpsamplingDecoder(nn.Module):
+    """Shared-encoder features -> logits at 16x their resolution, upsampling with one `method`."""
 
     def __init__(self, num_classes: int, method: str, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
         super().__init__()
+        if len(widths) != STAGES:
+            raise ValueError(f"{len(widths)} widths for {STAGES} stages")
         self.method = method
         self.widths = tuple(widths)
-        self.stride = 2 ** len(widths)
-        channels = (3, *widths)
-        self.encoder = nn.ModuleList(
-            nn.Sequential(ConvBNReLU(c_in, c_out), ConvBNReLU(c_out, c_out))
-            for c_in, c_out in zip(channels[:-1], channels[1:])
-        )
-        self.bottleneck = ConvBNReLU(widths[-1], widths[-1])
-        # decoder stage i upsamples widths[i] channels, then maps them to widths[i - 1] (widths[0] last)
-        self.decoder = nn.ModuleList(
-            ConvBNReLU(width, widths[max(index - 1, 0)]) for index, width in enumerate(widths)
-        )
-        self.classifier = nn.Conv2d(widths[0], num_classes, 1)
-        # built last, so that under one seed every variant starts from the same encoder and decoder weights
+        outputs = (*widths[1:], widths[-1])
+        self.reduce = ConvBNReLU(CONTEXT_CHANNELS, widths[0], kernel_size=1)
+        self.stages = nn.ModuleList(
+            ConvBNReLU(widths[index] + (LOW_LEVEL_CHANNELS if index == SKIP_STAGE else 0), outputs[index])
+            for index in range(STAGES))
+        self.classifier = nn.Conv2d(outputs[-1], num_classes, 1)
+        # built last, so that under one seed every variant starts from the same weights elsewhere
         self.upsamplers = nn.ModuleList(Upsample2x(method, width) for width in widths)
         self.meter: UpsampleMeter | None = None
 
@@ -123,26 +127,18 @@ class UpsamplingNet(nn.Module):
         """Learned parameters of the upsampling layers (0 for all but transposed-learned)."""
         return sum(p.numel() for p in self.upsamplers.parameters())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] -> logits [N, classes, H, W]; any H, W (padded to a multiple of 16 inside)."""
-        height, width = x.shape[-2:]
-        pad_h, pad_w = (-height) % self.stride, (-width) % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        records: list[tuple[torch.Tensor, tuple[int, int]]] = []
-        for stage in self.encoder:
-            x = stage(x)
-            size = (x.shape[-2], x.shape[-1])
-            x, indices = F.max_pool2d(x, 2, stride=2, return_indices=True)
-            records.append((indices, size))
-        x = self.bottleneck(x)
-        for index in reversed(range(len(self.encoder))):
-            indices, size = records[index]
-            upsample = self.upsamplers[index]
+    def forward(self, features: dict) -> torch.Tensor:
+        """{"context": [N, 256, h, w], "low_level": [N, 48, 4h, 4w], "positions": 4 x uint8 windows}
+        -> logits [N, classes, 16h, 16w]."""
+        x = self.reduce(features["context"])
+        for index, (stage, upsample) in enumerate(zip(self.stages, self.upsamplers)):
+            positions = features["positions"][index]
+            indices = flat_indices(positions) if self.method == "unpool" else None
             if self.meter is None:
-                x = upsample(x, indices, size)
+                x = upsample(x, indices)
             else:
-                extra = indices if self.method == "unpool" else None
-                x = self.meter.measure(lambda: upsample(x, indices, size), x, extra)
-            x = self.decoder[index](x)
-        return self.classifier(x)[..., :height, :width]
+                x = self.meter.measure(lambda: upsample(x, indices), x, indices)
+            if index == SKIP_STAGE:
+                x = torch.cat([x, features["low_level"]], dim=1)
+            x = stage(x)
+        return self.classifier(x)

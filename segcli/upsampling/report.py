@@ -96,10 +96,12 @@ def write_chart(path: Path, summary: dict[str, Any]) -> Path:
 
     methods = list(summary["methods"])
     values = summary["methods"]
+    errors: dict[str, np.ndarray] = {}
     if summary["images_with_ground_truth"]:
         series = [("mIoU", [100 * (values[m]["miou"] or 0.0) for m in methods]),
                   (f"boundary F ({summary['boundary_px']} px)", [100 * values[m]["boundary_f"] for m in methods])]
-        unit, title = "%", "accuracy per upsampling method"
+        errors = {label: _error_bars(values, methods, key) for (label, _), key in zip(series, ("miou", "boundary_f"))}
+        unit, title = "%", "accuracy per upsampling method, 95% bootstrap intervals"
     else:
         series = [("upsampling", [values[m]["upsample_ms"] for m in methods]),
                   ("end to end", [values[m]["end_to_end_ms"] for m in methods])]
@@ -109,8 +111,9 @@ def write_chart(path: Path, summary: dict[str, Any]) -> Path:
     positions = np.arange(len(methods))
     width = 0.8 / len(series)
     for offset, (label, numbers) in enumerate(series):
-        bars = axes.bar(positions + (offset - (len(series) - 1) / 2) * width, numbers, width, label=label)
-        axes.bar_label(bars, fmt="%.1f", fontsize=7)
+        bars = axes.bar(positions + (offset - (len(series) - 1) / 2) * width, numbers, width, label=label,
+                        yerr=errors.get(label), capsize=3, error_kw={"elinewidth": 0.8})
+        axes.bar_label(bars, fmt="%.1f", fontsize=7, padding=2, label_type="center")
     axes.set_xticks(positions, methods, fontsize=8)
     top = max((max(numbers) for _, numbers in series), default=0.0)
     axes.set_ylim(0, 115 if unit == "%" else max(top * 1.25, 1e-3))  # headroom for the legend and labels
@@ -125,30 +128,77 @@ def write_chart(path: Path, summary: dict[str, Any]) -> Path:
     return path
 
 
+def _error_bars(values: dict[str, Any], methods: list[str], key: str) -> np.ndarray:
+    """[2, methods] distances (in %) from each point estimate down and up to its interval's ends."""
+    low = [100 * (values[m][key] - values[m][f"{key}_ci95"][0]) for m in methods]
+    high = [100 * (values[m][f"{key}_ci95"][1] - values[m][key]) for m in methods]
+    return np.clip(np.array([low, high]), 0, None)
+
+
 def summary_table(summary: dict[str, Any]):
-    """A rich Table: one row per method, accuracy columns only with ground truth."""
+    """A rich Table: one row per method; with ground truth, the scores and their 95% intervals."""
     from rich import box
     from rich.table import Table
 
-    with_gt = bool(summary["images_with_ground_truth"])
+    if not summary["images_with_ground_truth"]:
+        return cost_table(summary)
+    resampled = " and ".join(summary["bootstrap"]["resampled"])
     table = Table(title=f"upsampling methods: {summary['images']} image(s), {summary['mode']}, {summary['device']}",
-                  caption=f"times: {summary['timing']}; memory: {summary['memory_kind']}",
+                  caption=f"% with the 95% CI (bootstrap over {resampled}); mean over seeds",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("method", no_wrap=True)
-    if with_gt:
-        for column in ("mIoU %", "acc %", f"bF@{summary['boundary_px']} %"):
-            table.add_column(column, justify="right")
-    for column in ("params", "up ms", "e2e ms", "up mem"):
+    table.add_column("method")
+    table.add_column("seeds", justify="right")
+    for column in ("mIoU [95% CI]", "pixel acc [95% CI]", f"bF@{summary['boundary_px']}px [95% CI]"):
         table.add_column(column, justify="right", no_wrap=True)
     for method in ranked_methods(summary):
         row = summary["methods"][method]
-        cells = [method]
-        if with_gt:
-            cells += [_percent(row["miou"]), _percent(row["pixel_acc"]), _percent(row["boundary_f"])]
-        cells += [f"{row['upsample_params']:,}", _milliseconds(row["upsample_ms"]),
-                  _milliseconds(row["end_to_end_ms"]), _bytes(row["upsample_peak_bytes"])]
+        table.add_row(_wrappable(method), str(row["seeds"]),
+                      *(_with_interval(row, key) for key in ("miou", "pixel_acc", "boundary_f")))
+    return table
+
+
+def cost_table(summary: dict[str, Any]):
+    """A rich Table: learned upsampling parameters, time and memory per method."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"cost: {summary['images']} image(s), {summary['mode']}, {summary['device']}",
+                  caption=f"times: {summary['timing']}; memory: {summary['memory_kind']}",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("method", no_wrap=True)
+    for column in ("up params", "up ms", "e2e ms", "up mem"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for method in ranked_methods(summary):
+        row = summary["methods"][method]
+        table.add_row(method, f"{row['upsample_params']:,}", _milliseconds(row["upsample_ms"]),
+                      _milliseconds(row["end_to_end_ms"]), _bytes(row["upsample_peak_bytes"]))
+    return table
+
+
+def pairwise_table(summary: dict[str, Any]):
+    """Each pair of methods: the paired difference in mIoU and boundary F, its 95% interval and the verdict."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="pairwise differences a - b (points), same images and seeds",
+                  caption="real: the 95% CI of the difference excludes 0", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("a")
+    table.add_column("b")
+    for column in ("ΔmIoU [95% CI]", f"ΔbF@{summary['boundary_px']}px [95% CI]", "real"):
+        table.add_column(column, justify="right" if column != "real" else "left", no_wrap=True)
+    for pair in summary.get("pairwise", []):
+        cells = [_wrappable(pair["a"]), _wrappable(pair["b"])]
+        for key in ("miou", "boundary_f"):
+            low, high = pair[key]["ci95"]
+            cells.append(f"{100 * pair[key]['difference']:+.1f} [{100 * low:+.1f},{100 * high:+.1f}]")
+        real = [label for key, label in (("miou", "mIoU"), ("boundary_f", "bF")) if pair[key]["significant"]]
+        cells.append(", ".join(real) or "no")
         table.add_row(*cells)
     return table
+
+
+def _wrappable(method: str) -> str:
+    return method.replace("-", "-\n")
 
 
 def agreement_table(summary: dict[str, Any]):
@@ -160,7 +210,7 @@ def agreement_table(summary: dict[str, Any]):
     table = Table(title="agreement: % of pixels with the same label", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("", no_wrap=True)
     for method in methods:
-        table.add_column(method.replace("-", "-\n"), justify="right")
+        table.add_column(_wrappable(method), justify="right")
     for method in methods:
         table.add_row(method, *(_percent(summary["agreement"][method][other]) for other in methods))
     return table
@@ -168,6 +218,11 @@ def agreement_table(summary: dict[str, Any]):
 
 def _milliseconds(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _with_interval(row: dict[str, Any], key: str) -> str:
+    low, high = row[f"{key}_ci95"]
+    return f"{_percent(row[key])} [{100 * low:.1f},{100 * high:.1f}]"
 
 
 def _percent(value: float | None) -> str:

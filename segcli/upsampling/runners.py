@@ -1,6 +1,7 @@
-"""Produce one label map per upsampling method for an image, with the time and memory it took.
+"""Produce label maps per upsampling method for an image, with the time and memory it took.
 
-`DecoderRunner`: the five shipped `UpsamplingNet`s (one per method, trained identically).
+`DecoderRunner`: the shipped decoders (per method one per seed, trained identically) on the
+frozen shared encoder, whose features are computed once per image for all of them.
 `ZooLogitsRunner`: one zoo model's low-resolution logits, upsampled by each training-free method.
 """
 
@@ -8,16 +9,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.engine import labels_dtype, preprocess
 from segcli.models.base import SegmentationModel
 from segcli.upsampling.methods import METHOD_NAMES, upsample_logits_with
-from segcli.upsampling.network import UpsampleMeter, UpsamplingNet
+from segcli.upsampling.encoder import ENCODER_STRIDE, SharedEncoder
+from segcli.upsampling.network import UpsampleMeter, UpsamplingDecoder
 
 if TYPE_CHECKING:
     from segcli.engine import SegmentationEngine
@@ -25,30 +28,40 @@ if TYPE_CHECKING:
 
 @dataclass
 class MethodResult:
-    labels: np.ndarray           # [H, W] class indices at the image size
-    upsample_ms: float           # the upsampling step(s) alone
-    end_to_end_ms: float         # preprocess + network + upsampling + argmax
+    labels: np.ndarray           # [H, W] class indices at the image size (the first seed's)
+    upsample_ms: float           # the upsampling step(s) alone (mean over seeds)
+    end_to_end_ms: float         # preprocess + network + upsampling + argmax (mean over seeds)
     upsample_peak_bytes: int     # see UpsampleMeter.memory_kind
+    seed_labels: tuple[np.ndarray, ...] = ()  # every seed's labels, when the method has several models
+
+    @property
+    def replicas(self) -> tuple[np.ndarray, ...]:
+        return self.seed_labels or (self.labels,)
 
 
 class DecoderRunner:
-    """The trained decoders: each method has its own network (same architecture, data and schedule)."""
+    """The trained decoders on one frozen shared encoder: per method, one decoder per seed."""
 
     mode = "trained-decoders"
 
-    def __init__(self, nets: Mapping[str, UpsamplingNet], records: Mapping[str, CheckpointRecord],
-                 device: torch.device) -> None:
-        unknown = [m for m in nets if m not in METHOD_NAMES]
+    def __init__(self, encoder: SharedEncoder, decoders: Mapping[str, Sequence[UpsamplingDecoder]],
+                 records: Mapping[str, Sequence[CheckpointRecord]], device: torch.device) -> None:
+        unknown = [m for m in decoders if m not in METHOD_NAMES]
         if unknown:
             raise ValueError(f"unknown methods {unknown}")
-        self.methods = tuple(nets)
+        self.methods = tuple(decoders)
         self.device = device
-        self.nets = {method: net.eval().to(device) for method, net in nets.items()}
-        self.records = dict(records)
-        first = self.records[self.methods[0]]
-        for method, record in self.records.items():
-            if record.categories != first.categories:
+        self.encoder = encoder.eval().to(device)
+        self.decoders = {method: [net.eval().to(device) for net in nets] for method, nets in decoders.items()}
+        self.records = {method: list(recs) for method, recs in records.items()}
+        first = self.records[self.methods[0]][0]
+        for method, recs in self.records.items():
+            if any(record.categories != first.categories for record in recs):
                 raise ValueError(f"decoder {method} predicts other classes than {self.methods[0]}")
+        widths = tuple(encoder.widths.values())
+        for method, nets in self.decoders.items():
+            if any(net.widths != widths for net in nets):
+                raise ValueError(f"decoder {method} was built for other encoder widths than {widths}")
         self.categories = first.categories
         self.palette = first.palette
         self.preprocessing = first.preprocessing
@@ -59,32 +72,52 @@ class DecoderRunner:
         return UpsampleMeter(self.device).memory_kind
 
     def upsampling_parameters(self) -> dict[str, int]:
-        return {method: net.upsampling_parameters() for method, net in self.nets.items()}
+        return {method: nets[0].upsampling_parameters() for method, nets in self.decoders.items()}
 
     def describe(self) -> dict[str, Any]:
         return {
-            "model": "segcli-upsampling-net (SegNet-style, 4 stages, trained on segcli-synth)",
-            "checkpoints": {method: record.filename for method, record in self.records.items()},
-            "total_params": {method: sum(p.numel() for p in net.parameters()) for method, net in self.nets.items()},
+            "model": "segcli-upsampling-decoder on the frozen deeplabv3p-mobilenet-synth encoder "
+                     "(ASPP at stride 16, low-level features at stride 4)",
+            "encoder": "deeplabv3p-mobilenet-synth (frozen; features computed once per image)",
+            "checkpoints": {method: [record.filename for record in recs] for method, recs in self.records.items()},
+            "seeds": {method: [record.kwargs.get("seed") for record in recs] for method, recs in self.records.items()},
+            "total_params": {method: sum(p.numel() for p in nets[0].parameters())
+                             for method, nets in self.decoders.items()},
         }
 
     def run(self, image_rgb: np.ndarray) -> dict[str, MethodResult]:
-        results: dict[str, MethodResult] = {}
-        for method, net in self.nets.items():
+        height, width = image_rgb.shape[:2]
+        _synchronize(self.device)
+        started = time.perf_counter()
+        batch = preprocess(image_rgb, self.preprocessing).to(self.device)
+        pad_h, pad_w = (-height) % ENCODER_STRIDE, (-width) % ENCODER_STRIDE
+        if pad_h or pad_w:
+            batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
+        with torch.inference_mode():
+            inputs = self.encoder(batch).as_inputs()
+        _synchronize(self.device)
+        shared_ms = (time.perf_counter() - started) * 1000.0
+        return {method: self._run_method(nets, inputs, (height, width), shared_ms)
+                for method, nets in self.decoders.items()}
+
+    def _run_method(self, nets: Sequence[UpsamplingDecoder], inputs: dict, size: tuple[int, int],
+                    shared_ms: float) -> MethodResult:
+        labels, upsample_ms, decode_ms, peak = [], [], [], 0
+        for net in nets:
             meter = UpsampleMeter(self.device)
-            _synchronize(self.device)
             started = time.perf_counter()
-            batch = preprocess(image_rgb, self.preprocessing).to(self.device)
             net.meter = meter
             try:
                 with torch.inference_mode():
-                    labels = net(batch).argmax(1)[0]
+                    logits = net(inputs)[..., :size[0], :size[1]]
+                    labels.append(logits.argmax(1)[0].cpu().numpy().astype(labels_dtype(len(self.categories))))
             finally:
                 net.meter = None
-            labels_np = labels.cpu().numpy().astype(labels_dtype(len(self.categories)))
-            elapsed = time.perf_counter() - started
-            results[method] = MethodResult(labels_np, meter.seconds * 1000.0, elapsed * 1000.0, meter.peak_bytes)
-        return results
+            decode_ms.append((time.perf_counter() - started) * 1000.0)
+            upsample_ms.append(meter.seconds * 1000.0)
+            peak = max(peak, meter.peak_bytes)
+        return MethodResult(labels[0], float(np.mean(upsample_ms)), shared_ms + float(np.mean(decode_ms)), peak,
+                            tuple(labels))
 
 
 class ZooLogitsRunner:

@@ -1,4 +1,5 @@
-"""`segcli compare-upsampling` end to end on tiny folders (random-weight decoders, 37x45 scenes)."""
+"""`segcli compare-upsampling` end to end on tiny folders (random-weight decoders, two seeds each, on the
+shipped frozen encoder; 37x45 scenes)."""
 
 from __future__ import annotations
 
@@ -17,24 +18,28 @@ from segcli.data.synth import SYNTH_CLASSES, encode_mask_png, make_scene
 from segcli.engine import SegmentationEngine, preprocess
 from segcli.metrics import ConfusionMatrix
 from segcli.upsampling.compare import compare_upsampling
-from segcli.upsampling.decoders import decoder_filename, load_decoder, save_decoder
+from segcli.upsampling.decoders import decoder_filename, find_decoders, load_decoder, save_decoder
 from segcli.upsampling.methods import METHOD_NAMES, TRAINING_FREE_METHODS
-from segcli.upsampling.network import UpsamplingNet
+from segcli.upsampling.encoder import load_shared_encoder
+from segcli.upsampling.network import DEFAULT_WIDTHS, UpsamplingDecoder
 from segcli.upsampling.runners import ZooLogitsRunner
 from segcli.upsampling.samples import find_samples
 
 SIZE = (37, 45)  # odd on purpose
 METHOD_KEYS = {"description", "upsample_params", "upsample_ms", "end_to_end_ms", "upsample_peak_bytes"}
-ACCURACY_KEYS = {"miou", "pixel_acc", "per_class_iou", "boundary_f", "boundary_precision", "boundary_recall"}
+ACCURACY_KEYS = {"miou", "pixel_acc", "per_class_iou", "boundary_f", "boundary_precision", "boundary_recall",
+                 "miou_ci95", "pixel_acc_ci95", "boundary_f_ci95", "seeds", "per_seed"}
+SEEDS = (0, 1)
 
 
 @pytest.fixture(scope="module")
 def decoders(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("decoders")
     for method in METHOD_NAMES:
-        torch.manual_seed(0)
-        net = UpsamplingNet(len(SYNTH_CLASSES), method).eval()
-        save_decoder(folder / decoder_filename(method), net, SYNTH_CLASSES, {"val_miou": 0.0})
+        for seed in SEEDS:
+            torch.manual_seed(seed)
+            net = UpsamplingDecoder(len(SYNTH_CLASSES), method).eval()
+            save_decoder(folder / decoder_filename(method, seed), net, SYNTH_CLASSES, seed, {"val_miou": 0.0})
     return folder
 
 
@@ -53,15 +58,17 @@ def _invoke(*args: str):
 
 
 def test_decoder_file_is_small_fp16_and_loads_back(decoders):
-    path = decoders / decoder_filename("transposed-learned")
-    assert path.stat().st_size < 1_000_000
+    path = decoders / decoder_filename("transposed-learned", 1)
+    assert path.stat().st_size < 400_000
     net, record = load_decoder(path)
-    assert record.kwargs["method"] == "transposed-learned" and record.categories == SYNTH_CLASSES
-    torch.manual_seed(0)
-    original = UpsamplingNet(len(SYNTH_CLASSES), "transposed-learned").eval()
-    x = torch.randn(1, 3, 32, 32)
+    assert record.kwargs["method"] == "transposed-learned" and record.kwargs["seed"] == 1
+    assert record.categories == SYNTH_CLASSES
+    torch.manual_seed(1)
+    original = UpsamplingDecoder(len(SYNTH_CLASSES), "transposed-learned").eval()
     with torch.no_grad():
-        torch.testing.assert_close(net(x), original(x), atol=2e-2, rtol=2e-2)  # weights stored as fp16
+        features = load_shared_encoder(DEFAULT_WIDTHS)(torch.randn(1, 3, 32, 32)).as_inputs()
+        torch.testing.assert_close(net(features), original(features), atol=2e-2, rtol=2e-2)  # stored as fp16
+    assert find_decoders(decoders, ("unpool",))["unpool"] == [decoders / decoder_filename("unpool", s) for s in SEEDS]
 
 
 @pytest.mark.slow
@@ -82,7 +89,12 @@ def test_cli_with_masks_writes_grids_chart_and_json(tmp_path, decoders):
         assert 0.0 <= row["miou"] <= 1.0 and 0.0 <= row["boundary_f"] <= 1.0
         assert row["upsample_ms"] > 0 and row["end_to_end_ms"] >= row["upsample_ms"]
         assert row["upsample_peak_bytes"] > 0
-    assert summary["methods"]["transposed-learned"]["upsample_params"] == sum(c * c * 16 for c in (16, 24, 32, 48))
+    assert summary["methods"]["transposed-learned"]["upsample_params"] == sum(c * c * 16 for c in DEFAULT_WIDTHS)
+    for row in summary["methods"].values():
+        assert row["seeds"] == 2 and row["miou_ci95"][0] <= row["miou"] <= row["miou_ci95"][1]
+    assert len(summary["pairwise"]) == 10 and summary["bootstrap"]["resampled"] == ["images", "seeds"]
+    assert all(isinstance(pair["significant"], bool) for pair in summary["pairwise"])
+    assert "ΔmIoU" in result.output and "95% CI" in result.output  # the intervals and verdicts on screen
     assert summary["methods"]["unpool"]["upsample_params"] == 0
     assert summary["agreement"]["bilinear"]["bilinear"] == 1.0
     assert summary["agreement"]["nearest"]["unpool"] == summary["agreement"]["unpool"]["nearest"]
@@ -95,16 +107,21 @@ def test_cli_with_masks_writes_grids_chart_and_json(tmp_path, decoders):
     assert Image.open(out / "chart.png").format == "PNG"
     assert summary["outputs"]["chart"] == str(out / "chart.png")
 
-    # an independent evaluation of one decoder reproduces the reported mIoU and pixel accuracy
-    net, record = load_decoder(decoders / decoder_filename("bilinear"))
-    confusion = ConfusionMatrix(len(SYNTH_CLASSES))
-    for index in range(2):
-        scene = make_scene(11, index, SIZE)
-        with torch.no_grad():
-            labels = net(preprocess(scene.image, record.preprocessing)).argmax(1)[0].numpy()
-        confusion.update(labels, scene.mask)
-    assert summary["methods"]["bilinear"]["miou"] == pytest.approx(confusion.miou())
-    assert summary["methods"]["bilinear"]["pixel_acc"] == pytest.approx(confusion.pixel_accuracy())
+    # an independent evaluation of one method's decoders reproduces the reported mIoU (mean over seeds)
+    encoder = load_shared_encoder(DEFAULT_WIDTHS)
+    per_seed = []
+    for seed in SEEDS:
+        net, record = load_decoder(decoders / decoder_filename("bilinear", seed))
+        confusion = ConfusionMatrix(len(SYNTH_CLASSES))
+        for index in range(2):
+            scene = make_scene(11, index, SIZE)
+            x = torch.nn.functional.pad(preprocess(scene.image, record.preprocessing), (0, 3, 0, 11), mode="replicate")
+            with torch.no_grad():
+                labels = net(encoder(x).as_inputs())[0, :, :SIZE[0], :SIZE[1]].argmax(0).numpy()
+            confusion.update(labels, scene.mask)
+        per_seed.append(confusion.miou())
+    assert summary["methods"]["bilinear"]["per_seed"]["miou"] == pytest.approx(per_seed, abs=1e-6)
+    assert summary["methods"]["bilinear"]["miou"] == pytest.approx(np.mean(per_seed), abs=1e-6)
 
 
 def test_cli_without_masks_has_no_accuracy_columns(tmp_path, decoders):
@@ -167,8 +184,12 @@ def test_zoo_logits_runner_bilinear_matches_the_engine(tmp_path):
                               filename="tiny.safetensors", preprocessing=Preprocessing())
     engine = SegmentationEngine(_TinyZooModel(), record)
     runner = ZooLogitsRunner(engine, TRAINING_FREE_METHODS)
-    summary = compare_upsampling(runner, find_samples(tmp_path / "set"), boundary_px=2)
+    summary = compare_upsampling(runner, find_samples(tmp_path / "set"), boundary_px=2, draws=200)
     assert summary["mode"] == "zoo-logits" and list(summary["methods"]) == list(TRAINING_FREE_METHODS)
+    # the --model path gets the same intervals (over images; one model, so no seeds) and verdicts
+    assert summary["bootstrap"]["resampled"] == ["images"] and len(summary["pairwise"]) == 3
+    for row in summary["methods"].values():
+        assert row["seeds"] == 1 and row["miou_ci95"][0] <= row["miou"] <= row["miou_ci95"][1]
     assert all(row["upsample_params"] == 0 for row in summary["methods"].values())
     scene = make_scene(11, 0, SIZE)
     results = runner.run(scene.image)

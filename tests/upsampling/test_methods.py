@@ -11,7 +11,7 @@ from segcli.upsampling.methods import (
     METHOD_NAMES, TRAINING_FREE_METHODS, bilinear_kernel, max_unpool, parse_methods,
     transposed_bilinear_upsample, upsample_logits_with,
 )
-from segcli.upsampling.network import Upsample2x, UpsamplingNet
+from segcli.upsampling.network import Upsample2x, UpsamplingDecoder
 
 
 def test_bilinear_kernel_factor_2_by_hand():
@@ -114,20 +114,42 @@ def test_transposed_fixed_at_an_integer_factor_is_the_plain_operator():
                                transposed_bilinear_upsample(logits, 8))
 
 
+WIDTHS = (4, 8, 8, 16)
+
+
+def _features(height: int, width: int, widths=WIDTHS) -> dict:
+    """Random shared-encoder features for a decoder whose output is 16 * (height, width)."""
+    generator = torch.Generator().manual_seed(1)
+    return {"context": torch.randn(2, 256, height, width, generator=generator),
+            "low_level": torch.randn(2, 48, 4 * height, 4 * width, generator=generator),
+            "positions": tuple(torch.randint(0, 4, (2, c, height * 2 ** k, width * 2 ** k), generator=generator,
+                                             dtype=torch.uint8) for k, c in enumerate(widths))}
+
+
 @pytest.mark.parametrize("method", METHOD_NAMES)
-@pytest.mark.parametrize("size", [(37, 53), (16, 16), (33, 17)])
-def test_every_decoder_returns_logits_at_odd_input_sizes(method, size):
+def test_every_decoder_returns_logits_at_16_times_the_context(method):
     torch.manual_seed(0)
-    net = UpsamplingNet(5, method, widths=(4, 4, 8, 8)).eval()
+    net = UpsamplingDecoder(5, method, widths=WIDTHS).eval()
     with torch.no_grad():
-        assert net(torch.randn(1, 3, *size)).shape == (1, 5, *size)
+        assert net(_features(2, 3)).shape == (2, 5, 32, 48)
+
+
+def test_unpool_decoder_uses_the_positions_and_the_others_ignore_them():
+    features = _features(2, 2)
+    moved = dict(features, positions=tuple((p + 1) % 4 for p in features["positions"]))
+    for method in METHOD_NAMES:
+        torch.manual_seed(0)
+        net = UpsamplingDecoder(5, method, widths=WIDTHS).eval()
+        with torch.no_grad():
+            same = torch.equal(net(features), net(moved))
+        assert same == (method != "unpool"), method
 
 
 def test_learned_transposed_starts_as_the_fixed_bilinear_one():
     torch.manual_seed(0)
     x = torch.randn(1, 6, 5, 7)
-    fixed = Upsample2x("transposed-fixed", 6)(x, None, (10, 14))
-    learned = Upsample2x("transposed-learned", 6)(x, None, (10, 14))
+    fixed = Upsample2x("transposed-fixed", 6)(x, None)
+    learned = Upsample2x("transposed-learned", 6)(x, None)
     torch.testing.assert_close(learned, fixed)
 
 
@@ -135,9 +157,9 @@ def test_variants_start_from_the_same_weights_and_only_transposed_learned_has_up
     states = {}
     for method in METHOD_NAMES:
         torch.manual_seed(3)
-        net = UpsamplingNet(5, method, widths=(4, 8, 8, 16))
+        net = UpsamplingDecoder(5, method, widths=WIDTHS)
         states[method] = net.state_dict()
-        expected = sum(c * c * 16 for c in (4, 8, 8, 16)) if method == "transposed-learned" else 0
+        expected = sum(c * c * 16 for c in WIDTHS) if method == "transposed-learned" else 0
         assert net.upsampling_parameters() == expected
     shared = [key for key in states["nearest"] if not key.startswith("upsamplers.")]
     for method in METHOD_NAMES:
