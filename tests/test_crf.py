@@ -103,7 +103,7 @@ def pydensecrf_reference(probs: np.ndarray, image: np.ndarray, params: CRFParams
     return np.array(crf.inference(params.iterations), dtype=np.float32).reshape(n, h, w)
 
 
-def big_scene(size: int = 160, n_classes: int = 6, seed: int = 4):
+def big_scene(size: int = 288, n_classes: int = 6, seed: int = 4):
     """A scene large enough for the fast CRF's two scales: shapes, a blurred noisy prediction."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
@@ -141,12 +141,25 @@ def test_fast_crf_agrees_with_the_reference_and_says_what_ran():
     np.testing.assert_allclose(fast.sum(0), 1.0, atol=1e-4)
     assert (fast.argmax(0) == reference.argmax(0)).mean() >= 0.99
     # two scales: capped iterations at half size, then full-size updates on a small band
-    assert (run.method, run.iterations, run.resolution, run.band_iterations) == ("fast", 5, (80, 80), 2)
+    assert (run.method, run.iterations, run.resolution, run.band_iterations) == ("fast", 5, (144, 144), 2)
     assert 0 < run.band_fraction < 0.5
     # labels 4 and 5 sit over e^-9 behind the winner everywhere: the pairwise terms (w1 + w2 = 7) cannot lift them
     assert run.labels == (0, 1, 2, 3) and np.all(fast[4:] == 0)
     document = run.to_dict()
-    assert document["labels_kept"] == [0, 1, 2, 3] and document["resolution"] == [80, 80]
+    assert document["labels_kept"] == [0, 1, 2, 3] and document["resolution"] == [144, 144]
+
+
+@needs_crf
+def test_small_images_run_the_fast_crf_at_full_size():
+    """Below TWO_SCALE_MIN_SIDE the half-size grid would lose thin structures: full size, capped iterations."""
+    from segcli.crf import TWO_SCALE_MIN_SIDE
+
+    truth, image, probs = big_scene(size=160)
+    assert 160 < TWO_SCALE_MIN_SIDE
+    fast, run = refine(probs, image, CRFParams())
+    assert (run.iterations, run.resolution) == (5, (160, 160))
+    expected = pydensecrf_reference(probs[:4] / probs[:4].sum(0), image, CRFParams(iterations=5))
+    assert (fast.argmax(0) == expected.argmax(0)).mean() >= 0.999
 
 
 @needs_crf
@@ -165,11 +178,11 @@ def test_iteration_cap_applies_only_when_the_iterations_were_not_given():
 
 @needs_crf
 def test_a_nearly_flat_map_gets_the_reference_iterations_at_full_size():
-    _, image, probs = big_scene(size=128, seed=6)
+    _, image, probs = big_scene(size=256, seed=6)  # an image big enough for the two scales
     flat = probs ** 0.05  # the same ranking, nearly flat: no shortcut is safe there
     flat = (flat / flat.sum(0)).astype(np.float32)
     refined, run = refine(flat, image, CRFParams())
-    assert (run.iterations, run.resolution, run.band_iterations, run.labels) == (10, (128, 128), 0, tuple(range(6)))
+    assert (run.iterations, run.resolution, run.band_iterations, run.labels) == (10, (256, 256), 0, tuple(range(6)))
     np.testing.assert_array_equal(refined, pydensecrf_reference(flat, image, CRFParams()))
 
 

@@ -43,15 +43,15 @@ def crf_calls(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("flags, method, iterations, resolution", [
-    ([], "fast", 5, [65, 60]),                    # capped at 5 (not given), at half size
-    (["--crf-iters", "8"], "fast", 8, [65, 60]),  # given: honoured, not capped
-    (["--crf-full"], "full", 10, [130, 120]),     # the reference: every iteration, full size
+    ([], "fast", 5, [135, 130]),                    # capped at 5 (not given), at half size
+    (["--crf-iters", "8"], "fast", 8, [135, 130]),  # given: honoured, not capped
+    (["--crf-full"], "full", 10, [270, 260]),       # the reference: every iteration, full size
 ])
 def test_predict_json_and_terminal_report_the_crf_that_ran(tmp_path, flags, method, iterations, resolution):
     """The shipped deeplabv3p on a synthetic scene: a confident map, so the fast CRF takes its two scales."""
     from segcli.data.synth import make_scene
 
-    image = save_image(Image.fromarray(make_scene(3, 0, (120, 130)).image), tmp_path / "in" / "scene.png")
+    image = save_image(Image.fromarray(make_scene(3, 0, (260, 270)).image), tmp_path / "in" / "scene.png")
     result = CliRunner().invoke(cli, ["predict", str(image), "--model", "deeplabv3p", "--out", str(tmp_path / "out"),
                                       "--crf", *flags, *CPU], env={"COLUMNS": "1000"})
     assert result.exit_code == 0, result.output
