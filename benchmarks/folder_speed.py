@@ -147,7 +147,8 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model, as /proc/cpuinfo names it (also used by ray_throughput.py)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -177,7 +178,7 @@ def main() -> None:
         return
     cpus = sorted(args.cpus) if args.cpus else sorted(os.sched_getaffinity(0))
     report = {"command": shlex.join(["python", "benchmarks/folder_speed.py", *sys.argv[1:]]), "rounds": args.rounds,
-              "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+              "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "cpus": ",".join(map(str, cpus)), "device": args.device,
               "images": [args.small, args.large], "nice": args.nice, "naive_loop": NAIVE_LOOP, "models": []}
     report["load_average_before"] = [round(value, 2) for value in os.getloadavg()]

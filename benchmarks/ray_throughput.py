@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from folder_speed import cpu_name  # this folder is on sys.path when a script here runs
+
 REPO = Path(__file__).resolve().parent.parent
 SIZE = (384, 512)  # height, width of every image: 512x384 synthetic scenes, JPEG quality 90
 # variant -> (extra arguments, extra environment); "local_1_lane" runs what one Ray worker runs (one image
@@ -125,16 +127,6 @@ def _autogroup() -> str:
         return "unknown"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lraspp", help="zoo name (shipped weights)")
@@ -149,7 +141,7 @@ def main() -> None:
         return
     report = {"command": shlex.join(["python", "benchmarks/ray_throughput.py", *sys.argv[1:]]),
               "rounds": args.rounds, "model": args.model, "images": args.images,
-              "machine": f"{_cpu_name()}, {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
+              "machine": f"{cpu_name()}, {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
                          f"Python {platform.python_version()}",
               "load_average_before": [round(value, 2) for value in os.getloadavg()], "autogroup": _autogroup()}
     with tempfile.TemporaryDirectory(prefix="segcli-ray-throughput-") as tmp:
