@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from segcli.cli.options import (
-    PRECISION_CHOICES, batch_size_option, crf_options, crf_settings_from_options, device_option, size_callback,
+    PRECISION_CHOICES, batch_size_option, quiet_option, crf_options, crf_settings_from_options, device_option, size_callback,
 )
 
 MIN_SIDE = 32
@@ -87,7 +87,7 @@ def _invocation() -> str | None:
               help="Write the command, machine, conventions and table as Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG: latency vs size, or mIoU vs speed with --data (needs matplotlib).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the table.")
+@quiet_option("No progress lines, only the table.")
 def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
               data_dir, split, onnxruntime, json_path, csv_path, markdown_path, plot_path, quiet,
               **crf_kwargs) -> None:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from segcli.cli.options import device_option, precision_option, weights_option
-from segcli.models import CHOICES as MODEL_CHOICES
+from segcli.cli.options import (
+    device_option, download_option, max_pixels_option, precision_option, quiet_option, weights_option, zoo_model_option,
+)
 
 
 @click.command("compare-upsampling")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", "-m", "model", type=click.Choice(MODEL_CHOICES), default=None,
-              help="Compare the training-free methods on this zoo model's low-resolution logits. "
+@zoo_model_option(help="Compare the training-free methods on this zoo model's low-resolution logits. "
                    "Default: the shipped decoders (per method three seeds, trained identically on synth data "
                    "on one frozen DeepLab v3+ MobileNetV2 encoder).")
 @weights_option
@@ -30,13 +30,11 @@ from segcli.models import CHOICES as MODEL_CHOICES
               help="Boundary F-score tolerance: a boundary pixel is matched when the other map has one within this many pixels.")
 @click.option("--split", default=None, help="VOC layout: only the ids of ImageSets/Segmentation/SPLIT.txt.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Compare at most this many images.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Refuse images with more pixels than this [default: 100 million].")
+@max_pixels_option
 @device_option
 @precision_option
-@click.option("--download/--no-download", default=False, show_default=True,
-              help="With --model: download a missing published checkpoint.")
-@click.option("--quiet", "-q", is_flag=True, help="Only the table and errors.")
+@download_option
+@quiet_option("Only the table and errors.")
 def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_path, boundary_px, split, limit,
                        max_pixels, device, precision, download, quiet) -> None:
     """Compare upsampling methods on the images in FOLDER and write a side-by-side grid per image,

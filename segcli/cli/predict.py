@@ -11,8 +11,8 @@ from rich.markup import escape
 from segcli.text import printable
 
 from segcli.cli.options import (
-    crf_options, crf_settings_from_options, device_option, max_pixels_option, model_option, precision_option,
-    weights_option,
+    batch_size_option, crf_options, crf_settings_from_options, device_option, download_option, max_pixels_option,
+    model_option, overwrite_option, precision_option, quiet_option, weights_option,
 )
 from segcli.cli.output_choice import (
     checkpoint_classes, choose_outputs, finish_report, output_options, parse_classes, stream_image,
@@ -36,13 +36,11 @@ from segcli.distributed.options import cluster_from_options, ray_options
 @click.option("--save-probs", is_flag=True, help="Also write class probabilities (float16 .npz); same as adding probs "
                                                  "to --outputs.")
 @click.option("--no-overlay", is_flag=True, help="Write no overlay image; same as leaving overlay out of --outputs.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace outputs an earlier run wrote (never an input, never a file segcli did not write).")
+@overwrite_option("Replace outputs an earlier run wrote (never an input, never a file segcli did not write).")
 @click.option("--skip-existing", is_flag=True,
               help="Keep images whose outputs are complete and segment the rest (resume a run).")
 @max_pixels_option
-@click.option("--download/--no-download", default=False, show_default=True,
-              help="Download a missing published checkpoint (checked against its hash).")
+@download_option
 @click.option("--tile", default="auto", show_default=True, metavar="auto|off|SIZE",
               help="Sliding-window inference: auto tiles inputs above 4 MP with 1024 px tiles; SIZE forces tiles.")
 @click.option("--tile-overlap", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,
@@ -51,13 +49,12 @@ from segcli.distributed.options import cluster_from_options, ray_options
 @click.option("--multiscale/--no-multiscale", default=True, show_default=True,
               help="Fuse the input scales the checkpoint's authors tested with (kazuto1011's DeepLab v2: "
                    "0.5/0.75/1, max of the logits); --no-multiscale runs one scale.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Same-size images per forward pass [default: auto: 1 on a CPU, 4 on a GPU].")
+@batch_size_option(default=None, help="Same-size images per forward pass [default: auto: 1 on a CPU, 4 on a GPU].")
 @click.option("--io-workers", type=click.IntRange(min=0), default=None,
               help="Threads decoding ahead and writing behind the model (0: none) [default: auto: on a CPU two "
                    "images side by side, each with half the cores; on a GPU 2]. Giving this or --batch-size runs "
                    "one image stream with torch's threads as they are.")
-@click.option("--quiet", "-q", is_flag=True, help="Only errors and the final line.")
+@quiet_option()
 @ray_options
 def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, classes, report, save_probs,
             no_overlay, overwrite, skip_existing, max_pixels, download, tile, tile_overlap, tta, multiscale,

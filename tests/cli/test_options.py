@@ -26,7 +26,7 @@ def _options(name: str):
 
 @pytest.mark.parametrize("idea, spelled", [
     ("batch_size", "--batch-size"), ("quiet", "--quiet"), ("model", "--model"), ("overwrite", "--overwrite"),
-    ("download", "--download"),
+    ("download", "--download"), ("max_pixels", "--max-pixels"),
 ])
 def test_each_shared_option_has_one_name_in_every_command(idea, spelled):
     seen = {name: params[idea].opts[0] for name, _ in _commands(cli) if idea in (params := _options(name))}
