@@ -75,6 +75,19 @@ def _tracked_copy(destination: Path) -> Path:
     return destination
 
 
+def _see_this_environments_packages(venv: Path) -> None:
+    """Make the scratch venv see the packages of the environment running the tests (torch, Pillow, ...), which
+    may be a virtual environment itself (then --system-site-packages alone reaches only the base Python's). A
+    directory named in a .pth file is added after the venv's own site-packages and its own .pth files are not
+    run, so the wheel's segcli comes first and the checkout's editable install stays invisible."""
+    import sysconfig
+
+    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    here = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(site) / "segcli_test_parent_environment.pth").write_text("".join(f"{path}\n" for path in here))
+
+
 def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-3000:])
@@ -97,8 +110,9 @@ def test_wheel_built_from_the_sdist_installs_and_runs_from_an_empty_folder(tmp_p
         license_files = [name for name in archive.namelist() if name.endswith("LICENSE")]
     assert license_files, "the wheel carries no LICENSE"
 
-    venv = tmp_path / "venv"  # sees torch etc. from the system, segcli only from the wheel
+    venv = tmp_path / "venv"  # sees torch etc. from the environment running the tests, segcli only from the wheel
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    _see_this_environments_packages(venv)
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HOME=str(tmp_path / "home"), SEGCLI_HOME=str(tmp_path / "segcli-home"),
                TORCH_HOME=str(tmp_path / "torch-home"), COLUMNS="80", OMP_NUM_THREADS="1")
