@@ -158,6 +158,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded (recorded before and after each benchmark run)."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def write_report(report: dict, out: Path, markdown_of) -> None:
+    """OUT.json (every figure) and OUT.md (`markdown_of(report)`, also printed); shared with ray_throughput.py."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown_of(report))
+    print(markdown_of(report))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="deeplabv3p,lraspp", help="comma-separated zoo names (shipped weights)")
@@ -181,16 +194,13 @@ def main() -> None:
               "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
               "cpus": ",".join(map(str, cpus)), "device": args.device,
               "images": [args.small, args.large], "nice": args.nice, "naive_loop": NAIVE_LOOP, "models": []}
-    report["load_average_before"] = [round(value, 2) for value in os.getloadavg()]
+    report["load_average_before"] = load_average()
     with tempfile.TemporaryDirectory(prefix="segcli-folder-speed-") as tmp:
         folders = make_folders(Path(tmp), (args.small, args.large))
         for model in args.models.split(","):
             report["models"].append(measure(model.strip(), args, folders, Path(tmp, "out")))
-    report["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    report["load_average_after"] = load_average()
+    write_report(report, args.out, markdown)
 
 
 if __name__ == "__main__":

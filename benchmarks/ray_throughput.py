@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from folder_speed import cpu_name  # this folder is on sys.path when a script here runs
+from folder_speed import cpu_name, load_average, write_report  # this folder is on sys.path when a script here runs
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = (384, 512)  # height, width of every image: 512x384 synthetic scenes, JPEG quality 90
@@ -143,15 +143,12 @@ def main() -> None:
               "rounds": args.rounds, "model": args.model, "images": args.images,
               "machine": f"{cpu_name()}, {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
                          f"Python {platform.python_version()}",
-              "load_average_before": [round(value, 2) for value in os.getloadavg()], "autogroup": _autogroup()}
+              "load_average_before": load_average(), "autogroup": _autogroup()}
     with tempfile.TemporaryDirectory(prefix="segcli-ray-throughput-") as tmp:
         folder = make_folder(Path(tmp), args.images)
         report.update(measure(args, folder, Path(tmp, "out")))
-    report["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    report["load_average_after"] = load_average()
+    write_report(report, args.out, markdown)
 
 
 if __name__ == "__main__":
