@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from segcli.data.voc import load_mask, load_rgb, read_classes, read_split
-from segcli.errors import DatasetError
+from segcli.data.voc import declared_classes, load_mask, load_rgb, read_classes, read_split
+from segcli.errors import DatasetError, SegcliWarning
 from segcli.inference_options import FROM_OPTIONS
 from segcli.metrics import ConfusionMatrix
 
@@ -31,6 +32,7 @@ def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: s
     if len(dataset_classes) != len(categories):
         raise DatasetError(f"{data_dir} has {len(dataset_classes)} classes but the checkpoint predicts "
                            f"{len(categories)} ({engine.record.name}); evaluate it on data with its classes")
+    _warn_if_names_differ(data_dir, categories, engine.record.name)
     confusion = ConfusionMatrix(len(categories), categories)
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = load_rgb(image_path, max_pixels)
@@ -47,6 +49,22 @@ def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: s
         "checkpoint": engine.record.name, "crf": None if resolved is None else _describe(resolved),
     })
     return result
+
+
+def _warn_if_names_differ(data_dir: str | Path, categories: tuple[str, ...], checkpoint: str) -> None:
+    """A SegcliWarning when the folder's own class list names its classes otherwise than the checkpoint."""
+    from segcli.text import printable
+
+    declared = declared_classes(data_dir)
+    if declared is None or tuple(declared) == tuple(categories):
+        return
+    differing = [(index, ours, theirs) for index, (ours, theirs) in enumerate(zip(declared, categories))
+                 if ours != theirs]
+    shown = ", ".join(f"{index}: {printable(ours)} vs {printable(theirs)}" for index, ours, theirs in differing[:3])
+    more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+    warnings.warn(f"{printable(str(data_dir))} names its classes otherwise than {printable(checkpoint)} "
+                  f"(data vs checkpoint: {shown}{more}): the scores compare labels by index", SegcliWarning,
+                  stacklevel=3)
 
 
 def _describe(resolved) -> dict[str, Any]:

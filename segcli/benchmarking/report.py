@@ -102,8 +102,8 @@ VARIANT_STYLES = {"bare": ("--", "s"), "fp32": ("-", "o"), "bf16": ("-.", "^"), 
 def plot_report(report: BenchmarkReport, path: str | Path) -> None:
     """Save `benchmark_figure(report)` as a PNG."""
     figure = benchmark_figure(report)
-    try:
-        figure.savefig(path, format="png")
+    try:  # the `segcli` text chunk: a later --plot knows the file as segcli's (segcli.outputs.report_file)
+        figure.savefig(path, format="png", metadata={"segcli": "benchmark plot"})
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
@@ -112,16 +112,21 @@ def plot_report(report: BenchmarkReport, path: str | Path) -> None:
         plt.close(figure)
 
 
-def benchmark_figure(report: BenchmarkReport) -> Any:
-    """Latency against input size and time relative to the bare model (or, with --data, mIoU against
-    images/s); one font size, legends beside the axes, size ticks evenly spaced."""
+def require_matplotlib() -> None:
+    """MissingDependencyError (one line) when matplotlib is missing; selects the Agg backend."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError("--plot needs matplotlib: pip install 'segcli[plot]'") from None
+
+
+def benchmark_figure(report: BenchmarkReport) -> Any:
+    """Latency against input size and time relative to the bare model (or, with --data, mIoU against
+    images/s); one font size, legends beside the axes, size ticks evenly spaced."""
+    require_matplotlib()
+    import matplotlib.pyplot as plt
     sizes = dict.fromkeys(("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize",
                            "legend.fontsize", "legend.title_fontsize", "figure.titlesize"), FONT_SIZE)
     with plt.rc_context(sizes):
@@ -207,10 +212,13 @@ def _plot_accuracy_vs_speed(axes: Any, rows: list[BenchmarkRow]) -> None:
     axes.grid(True, which="both", alpha=0.3)
 
 
+MARKDOWN_TITLE = "# segcli benchmark\n"  # the first line of every Markdown report (how a later run knows it)
+
+
 def markdown_text(report: BenchmarkReport) -> str:
     """A Markdown page: the command, the machine, the conventions, and the table."""
     environment, settings = report.environment, report.settings
-    lines = ["# segcli benchmark", ""]
+    lines = [MARKDOWN_TITLE.rstrip("\n"), ""]
     if settings.get("command"):
         lines += ["Made with:", "", "```", settings["command"], "```", ""]
     lines += [f"- {key}: {value}" for key, value in environment.items() if value is not None]

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from segcli.cli.report_files import announce, check_reports, data_files
+
 from segcli.cli.options import (
-    PRECISION_CHOICES, batch_size_option, quiet_option, crf_options, crf_settings_from_options, device_option, size_callback,
+    PRECISION_CHOICES, batch_size_option, overwrite_option, quiet_option, crf_options, crf_settings_from_options, device_option, size_callback,
 )
 
 MIN_SIDE = 32
@@ -87,9 +89,11 @@ def _invocation() -> str | None:
               help="Write the command, machine, conventions and table as Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG: latency vs size, or mIoU vs speed with --data (needs matplotlib).")
+@overwrite_option("Replace existing --json/--csv/--markdown/--plot files segcli did not write "
+                  "(never a checkpoint or a file of --data).")
 @quiet_option("No progress lines, only the table.")
 def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
-              data_dir, split, onnxruntime, json_path, csv_path, markdown_path, plot_path, quiet,
+              data_dir, split, onnxruntime, json_path, csv_path, markdown_path, plot_path, overwrite, quiet,
               **crf_kwargs) -> None:
     """Measure how fast each model runs here, at which size and precision, with how much memory,
     and (with --data) how accurately.
@@ -119,6 +123,7 @@ def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_
 
     progress = Console(stderr=True, quiet=quiet)
     planned = plan_subjects(models)
+    _check_report_files(planned, data_dir, split, (json_path, csv_path, markdown_path, plot_path), overwrite)
     progress.print("benchmarking " + ", ".join(f"{plan.name} ({plan.weights})" for plan in planned))
     settings = BenchmarkSettings(
         sizes=sizes, batch=batch_size, device=device, precisions=precisions, crf=crf, warmup=warmup, iters=iters,
@@ -145,4 +150,21 @@ def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_
         plot_report(report, plot_path)
     for path in (json_path, csv_path, markdown_path, plot_path):
         if path:
-            progress.print(f"wrote {path}")
+            announce(path)
+
+
+def _check_report_files(planned, data_dir, split, paths, overwrite: bool) -> None:
+    """The report files, checked before any model loads: never a checkpoint, a file of --data or a user's file."""
+    from segcli.benchmarking.report import CSV_COLUMNS, MARKDOWN_TITLE
+    from segcli.outputs.report_file import json_with_keys, png_with_segcli_chunk, text_starting_with
+
+    json_path, csv_path, markdown_path, plot_path = paths
+    if plot_path:
+        from segcli.benchmarking.report import require_matplotlib
+
+        require_matplotlib()
+    inputs = [plan.resolved.path for plan in planned if plan.resolved is not None] + data_files(data_dir, split)
+    check_reports([("--json", json_path, json_with_keys("environment", "settings", "rows", "conventions")),
+                   ("--csv", csv_path, text_starting_with(",".join(CSV_COLUMNS) + "\n")),
+                   ("--markdown", markdown_path, text_starting_with(MARKDOWN_TITLE)),
+                   ("--plot", plot_path, png_with_segcli_chunk)], inputs, overwrite)

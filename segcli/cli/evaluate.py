@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from segcli.cli.options import crf_options, crf_settings_from_options, device_option, max_pixels_option, \
-    model_option, precision_option, weights_option
+    model_option, overwrite_option, precision_option, weights_option
+from segcli.cli.report_files import announce, check_reports, checkpoint_files, data_files
 from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_json
 
 
@@ -21,9 +22,15 @@ from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_js
 @device_option
 @precision_option
 @max_pixels_option
+@overwrite_option("Replace an existing --json file segcli did not write (never the checkpoint or a file of --data).")
 def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_path: str | None, tta: bool,
-             device: str, precision: str, max_pixels: int | None, **crf_kwargs) -> None:
+             device: str, precision: str, max_pixels: int | None, overwrite: bool, **crf_kwargs) -> None:
     """Measure mIoU and pixel accuracy on a labelled folder, with predict's exact preprocessing."""
+    from segcli.outputs.report_file import json_with_keys
+
+    # the split and the --json file are checked before the model loads (seconds for a large one)
+    inputs = data_files(data_dir, split) + checkpoint_files(model, weights)
+    check_reports([("--json", json_path, json_with_keys(*EVALUATE_JSON_KEYS))], inputs, overwrite)
     from rich.console import Console
     from rich.progress import Progress
 
@@ -53,9 +60,10 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
     if metrics["crf"]:
         console.print(metrics["crf"]["text"], highlight=False)
     if json_path is not None:
-        console.print(f"wrote {json_path}", highlight=False)
+        announce(json_path)
 
 
+EVALUATE_JSON_KEYS = ("miou", "per_class", "checkpoint", "split")  # how segcli knows its own --json file
 METRICS_COLUMNS = (Column("class or measure", keep_whole=True), Column("value", numeric=True))
 SUMMARY_ROWS = (("mIoU", "miou"), ("pixel acc", "pixel_acc"), ("mean class acc", "mean_class_acc"), ("fwIoU", "fw_iou"))
 

@@ -6,21 +6,29 @@ from typing import Any
 
 import click
 
-from segcli.cli.tables import Column, json_option, print_table, write_json
+from segcli.cli.options import overwrite_option
+from segcli.cli.report_files import announce, check_reports
+from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_json
 
 COLUMNS = (Column("name", keep_whole=True), Column("description"), Column("weights"))
 
 
 @click.command("models")
 @json_option
-def models(json_path: str | None) -> None:
+@overwrite_option("Replace an existing --json file segcli did not write.")
+def models(json_path: str | None, overwrite: bool) -> None:
     """List the model zoo and which checkpoint each model would use (none anywhere is marked)."""
     from segcli.models import ALIASES, MODEL_SPECS
+    from segcli.outputs.report_file import json_list_of
+
+    check_reports([("--json", json_path, json_list_of("name", "description", "weights"))], (), overwrite)
 
     entries = [_model_entry(spec, [alias for alias, target in ALIASES.items() if target == spec.name])
                for spec in MODEL_SPECS]
     if json_path is not None:
         write_json(entries, json_path)
+        if json_path != STDOUT:
+            announce(json_path)
         return
     rows = [[entry["name"], entry["description"], _weights_cell(entry)] for entry in entries]
     by_name = {entry["name"]: entry for entry in entries}

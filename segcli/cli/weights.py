@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from segcli.checkpoints.record import LAYOUTS
-from segcli.cli.tables import Column, json_option, print_table, write_json
+from segcli.cli.options import overwrite_option
+from segcli.cli.report_files import announce, check_reports
+from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_json
 from segcli.models import CHOICES
 
 CLASS_SETS = ("voc", "cityscapes")
@@ -19,13 +21,17 @@ def weights() -> None:
 @weights.command("list")
 @click.option("--model", "model", type=click.Choice(CHOICES), default=None, help="Only this model's checkpoints.")
 @json_option
-def list_weights(model: str | None, json_path: str | None) -> None:
+@overwrite_option("Replace an existing --json file segcli did not write (never a checkpoint file).")
+def list_weights(model: str | None, json_path: str | None, overwrite: bool) -> None:
     """Every known checkpoint, its mIoU (and the data it was measured on), and where it is on disk."""
     from segcli.checkpoints.manifest import load_manifest, records_for_model
     from segcli.checkpoints.record import SOURCE_LABELS
-    from segcli.checkpoints.resolve import find_on_disk
+    from segcli.checkpoints.resolve import files_on_disk, find_on_disk
+    from segcli.outputs.report_file import json_list_of
 
     records = records_for_model(model) if model else list(load_manifest().values())
+    every_file = [path for record in load_manifest().values() for path, _ in files_on_disk(record)]
+    check_reports([("--json", json_path, json_list_of(*WEIGHTS_JSON_KEYS))], every_file, overwrite)
     entries = []
     for record in records:
         found = find_on_disk(record)
@@ -38,10 +44,13 @@ def list_weights(model: str | None, json_path: str | None) -> None:
         })
     if json_path is not None:
         write_json(entries, json_path)
+        if json_path != STDOUT:
+            announce(json_path)
         return
     print_table("segcli checkpoints", LIST_COLUMNS, [_list_row(entry) for entry in entries])
 
 
+WEIGHTS_JSON_KEYS = ("name", "model", "on_disk", "sha256")  # how segcli knows its own --json listing
 LIST_COLUMNS = (Column("name", keep_whole=True), Column("model"), Column("dataset"), Column("classes", numeric=True),
                 Column("mIoU", numeric=True), Column("mIoU on"), Column("on disk"))
 

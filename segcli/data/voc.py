@@ -28,8 +28,10 @@ def read_split(data_dir: str | Path, split: str) -> list[tuple[Path, Path]]:
     split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not split_file.is_file():
         available = sorted(p.stem for p in (root / "ImageSets" / "Segmentation").glob("*.txt"))
-        hint = f"splits found: {', '.join(available)}" if available else "make one with `segcli data synth`"
-        raise DatasetError(f"{root} has no split file ImageSets/Segmentation/{split}.txt ({hint})")
+        found = f"; splits found: {', '.join(available)} (choose one with --split)" if available else ""
+        raise DatasetError(f"{root} has no split file ImageSets/Segmentation/{split}.txt: it should list one image "
+                           f"id per line, each with an image JPEGImages/ID.jpg (or .png) and a mask "
+                           f"SegmentationClass/ID.png{found}")
     ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"split file {split_file} lists no image ids")
@@ -60,6 +62,14 @@ def read_classes(data_dir: str | Path) -> tuple[str, ...]:
     if names.is_file():
         return tuple(line.strip() for line in names.read_text().splitlines() if line.strip())
     return VOC_CLASSES
+
+
+def declared_classes(data_dir: str | Path) -> tuple[str, ...] | None:
+    """The class list the folder itself carries (`dataset.json` or `classes.txt`), None when it has none."""
+    root = Path(data_dir)
+    if not (root / "dataset.json").is_file() and not (root / "classes.txt").is_file():
+        return None
+    return read_classes(root)
 
 
 def read_dataset_name(data_dir: str | Path) -> str:

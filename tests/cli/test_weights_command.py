@@ -187,4 +187,5 @@ def test_list_json_into_an_impossible_path_is_one_error_line(home, tmp_path):
     blocker.write_text("x")
     result = CliRunner().invoke(cli, ["weights", "list", "--json", str(blocker / "sub" / "w.json")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-    assert result.output.strip().splitlines() == [f"Error: cannot create folder {blocker / 'sub'}: Not a directory"]
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write {blocker / 'sub' / 'w.json'}: {blocker} is a file, not a folder; choose another --json"]
