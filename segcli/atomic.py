@@ -13,11 +13,19 @@ import json
 import os
 import re
 import secrets
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from segcli.errors import OutputError
 from segcli.text import printable
+
+try:  # POSIX: a writer holds a lock on the target's folder, so no other run removes its live temporaries
+    import fcntl
+except ImportError:  # pragma: no cover (Windows)
+    fcntl = None
 
 TEMPORARY_SUFFIX = ".tmp"
 # `.NAME.<8 lowercase hex>.tmp`: only files matching this (and naming a file segcli writes) are its own
@@ -169,3 +177,77 @@ def json_bytes(obj: Any) -> bytes:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write `obj` as indented UTF-8 JSON (numpy scalars/arrays and Paths allowed; NaN refused)."""
     atomic_write_bytes(path, json_bytes(obj))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM raised as an interrupt (`terminate_as_interrupt`), so `finally` clauses remove temporaries; exit 143."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(number: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside: SIGTERM raises `Terminated` instead of ending the process at once (which leaves temporaries).
+
+    Only where SIGTERM has its default action and in the main thread (a caller with its own handling,
+    such as predict's `StopRequests`, keeps it).
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def remove_stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Delete segcli's own `.NAME.<8 hex>.tmp` files in `folder` whose NAME is one of `names` (of a killed run).
+
+    The caller must make sure no live writer uses them (`claimed_folder`, or predict's output folder lock).
+    """
+    stems = {temporary_stem(name) for name in names}
+    try:
+        with os.scandir(folder) as scan:
+            entries = list(scan)
+    except OSError:
+        return []  # not made yet, or unreadable: the writes there will say so
+    removed: list[Path] = []
+    for entry in entries:
+        match = TEMPORARY_PATTERN.match(entry.name)
+        if match and match.group("name") in stems and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
+
+
+@contextmanager
+def claimed_folder(path: str | Path, also: Iterable[str] = ()) -> Iterator[list[Path]]:
+    """Lock `path`'s folder while `path` is written, and first remove the temporaries a killed writer of `path`
+    (or of the files named `also` beside it) left.
+
+    Yields the removed files. While another segcli process holds the folder, nothing is removed (its
+    temporaries are alive) and the write goes ahead unlocked.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    descriptor = None
+    try:
+        if fcntl is not None:
+            descriptor = os.open(folder, os.O_RDONLY)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by another run (BlockingIOError), or a file system without locks
+        yield []
+    else:
+        yield remove_stale_temporaries(folder, [path.name, *also])
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)  # closing releases the lock

@@ -59,23 +59,49 @@ def export(model, weights, fmt, out, size, dynamic, opset, exporter, verify, ove
                                "(TorchScript modules take any batch and size)")
     from rich.console import Console
 
+    from segcli.atomic import Terminated
     from segcli.checkpoints.loading import load_checkpoint_model
-    from segcli.checkpoints.resolve import resolve_checkpoint
     from segcli.export.exporter import ExportSettings, export_model
     from segcli.export.onnx_format import DEFAULT_OPSET
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    resolved = resolve_checkpoint(model, weights, allow_download=download)
-    if resolved.path.suffix.lower() == ".onnx":
-        raise click.BadParameter(f"{resolved.path.name} is already an exported graph: export from the checkpoint "
-                                 f"it was made from ({resolved.record.name})", param_hint="--weights")
-    console.print(f"[bold]{resolved.record.model}[/] {resolved.describe()}", highlight=False)
     settings = ExportSettings(format=fmt, size=size, dynamic=dynamic, opset=opset or DEFAULT_OPSET,
                               exporter=exporter or "torchscript", verify=verify, overwrite=overwrite)
-    result = export_model(load_checkpoint_model(resolved), resolved.record, out, settings,
-                          on_step=lambda message: console.print(message, highlight=False))
+    resolved = _checked_request(model, weights, out.expanduser(), settings, download)  # all before the model loads
+    console.print(f"[bold]{resolved.record.model}[/] {resolved.describe()}", highlight=False)
+    try:
+        result = export_model(load_checkpoint_model(resolved), resolved.record, out, settings,
+                              on_step=lambda message: console.print(message, highlight=False))
+    except KeyboardInterrupt as exc:
+        stopped = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
+        click.echo(f"{stopped}: {out} was not written (its temporary file was removed)", err=True)
+        raise SystemExit(exc.exit_code if isinstance(exc, Terminated) else 130) from None
     for line in result.verification.lines() if result.verification else ["verification skipped (--no-verify)"]:
         console.print(line, highlight=False, markup=False)
     megabytes = result.path.stat().st_size / 1e6
     click.echo(f"wrote {result.path} ({megabytes:.1f} MB) and {result.report_path.name} in {result.seconds:.1f} s",
                err=True)
+
+
+def _checked_request(model, weights, out: Path, settings, download: bool):
+    """Every refusal that needs no model: --out (never the checkpoint, also through a link; a folder to write in;
+    there already), the onnx package, the checkpoint (not an exported graph) and the opset. The resolved checkpoint."""
+    from segcli.checkpoints.resolve import resolve_checkpoint
+    from segcli.cli.report_files import check_reports, checkpoint_files
+    from segcli.export.exporter import check_export_target, check_opset_for, verification_report_path
+    from segcli.outputs.report_file import json_report, same_file
+
+    export_report = json_report(lambda document: isinstance(document, dict) and document.get("format") == "segcli-export")
+    # --overwrite decides about an existing --out below; the guard refuses inputs, folders, links and bad parents
+    check_reports([("--out", out, lambda path: True)], checkpoint_files(model, weights), overwrite=True)
+    check_reports([("--out", verification_report_path(out), export_report)], checkpoint_files(model, weights),
+                  overwrite=settings.overwrite)
+    check_export_target(out, settings)
+    resolved = resolve_checkpoint(model, weights, allow_download=download)
+    if same_file(resolved.path, out):
+        raise click.UsageError(f"--out {out} is the checkpoint being exported: choose another --out")
+    if resolved.path.suffix.lower() == ".onnx":
+        raise click.BadParameter(f"{resolved.path.name} is already an exported graph: export from the checkpoint "
+                                 f"it was made from ({resolved.record.name})", param_hint="--weights")
+    check_opset_for(resolved.record, settings)
+    return resolved

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from segcli.atomic import atomic_write_json, create_temporary
+from segcli.atomic import atomic_write_json, claimed_folder, create_temporary, terminate_as_interrupt
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.errors import OutputError, SegcliError
 from segcli.export.graph import SegmentationGraph
@@ -60,15 +60,36 @@ def verification_report_path(out: Path) -> Path:
 def export_model(model: nn.Module, record: CheckpointRecord, out: str | os.PathLike[str],
                  settings: ExportSettings = ExportSettings(),
                  on_step: Callable[[str], None] | None = None) -> ExportResult:
-    """Export `model` (loaded with `record`'s checkpoint) to `out`, verified unless told otherwise."""
+    """Export `model` (loaded with `record`'s checkpoint) to `out`, verified unless told otherwise.
+
+    SIGTERM (like Ctrl-C) removes the temporary file; one a killed export left is removed by the next
+    export to the same file.
+    """
     started = time.perf_counter()
     out = Path(out).expanduser()
-    _check_request(record, out, settings)
+    check_export_target(out, settings)
+    check_opset_for(record, settings)
     step = on_step or (lambda message: None)
+    report_path = verification_report_path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    with terminate_as_interrupt(), claimed_folder(out, also=[report_path.name]) as removed:
+        if removed:
+            step(f"removed {len(removed)} temporary file(s) an interrupted export left beside {out.name}")
+        verification = _export_to(out, model, record, settings, step)
+        result = ExportResult(out, record, verification, report_path, time.perf_counter() - started)
+        atomic_write_json(report_path, _report_json(result, settings))
+    return result
+
+
+def _export_to(out: Path, model: nn.Module, record: CheckpointRecord, settings: ExportSettings,
+               step: Callable[[str], None]) -> VerificationReport | None:
+    """Export into a temporary beside `out`, verify it, rename it over `out`; the temporary never outlives this."""
     graph = SegmentationGraph(model.eval().float().to("cpu", memory_format=torch.contiguous_format),
                               record.preprocessing)
     example = torch.from_numpy(scenes(1, *settings.size, first_index=0))
-    out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = create_temporary(out)
     os.close(handle)
     try:
@@ -85,21 +106,24 @@ def export_model(model: nn.Module, record: CheckpointRecord, out: str | os.PathL
     finally:
         if os.path.lexists(temporary):
             os.unlink(temporary)
-    report_path = verification_report_path(out)
-    result = ExportResult(out, record, verification, report_path, time.perf_counter() - started)
-    atomic_write_json(report_path, _report_json(result, settings))
-    return result
+    return verification
 
 
-def _check_request(record: CheckpointRecord, out: Path, settings: ExportSettings) -> None:
+def check_export_target(out: Path, settings: ExportSettings) -> None:
+    """What can be checked before the model loads: the format, `out` (a folder? there already?), onnx installed."""
     if settings.format not in FORMATS:
         raise ExportError(f"unknown format {settings.format!r}: use one of {', '.join(FORMATS)}")
     if out.is_dir():
-        raise OutputError(f"{out} is a folder; give a file name, e.g. {out / (record.model + '.onnx')}")
+        raise OutputError(f"{out} is a folder; give a file name, e.g. {out / 'model.onnx'}")
     if out.exists() and not settings.overwrite:
         raise OutputError(f"{out} exists; pass --overwrite to replace it")
     if settings.format == "onnx":
         require_onnx()
+
+
+def check_opset_for(record: CheckpointRecord, settings: ExportSettings) -> None:
+    """The opset against the exporter and the checkpoint's preprocessing (checked before the model loads)."""
+    if settings.format == "onnx":
         check_opset(settings.opset, settings.exporter, bool(record.preprocessing.resize_shorter))
 
 

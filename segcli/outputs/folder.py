@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
-
-from segcli.atomic import TEMPORARY_PATTERN, temporary_stem
+from segcli.atomic import remove_stale_temporaries
 from segcli.errors import OutputError
 from segcli.text import printable
 
@@ -62,21 +60,5 @@ class OutputFolder:
             return []
         removed: list[Path] = []
         for folder, names in names_by_folder.items():
-            stems = {temporary_stem(name) for name in names}
-            for entry in _entries(folder):
-                match = TEMPORARY_PATTERN.match(entry.name)
-                if match and match.group("name") in stems and entry.is_file(follow_symlinks=False):
-                    try:
-                        os.unlink(entry.path)
-                    except OSError:
-                        continue
-                    removed.append(Path(entry.path))
+            removed += remove_stale_temporaries(folder, names)
         return removed
-
-
-def _entries(folder: Path) -> Iterable[os.DirEntry]:
-    try:
-        with os.scandir(folder) as entries:
-            return list(entries)
-    except OSError:
-        return []  # not made yet, or unreadable: the writes there will say so
