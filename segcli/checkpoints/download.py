@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
-from segcli.atomic import atomic_write
+from segcli.atomic import atomic_write, claimed_folder, terminate_as_interrupt
 from segcli.errors import CheckpointError, ChecksumMismatchError, DownloadError, OutputError
 
 CHUNK_BYTES = 1 << 20
@@ -95,7 +95,7 @@ def download_file(url: str, destination: str | os.PathLike[str], sha256: str | N
                   progress: bool = True, timeout: float = 60.0) -> Path:
     """Download `url` to `destination`, checking `sha256` (full or >= 8-digit prefix) when given.
 
-    On any failure the temporary file is removed and a DownloadError / ChecksumMismatchError
+    On any failure (also Ctrl-C and SIGTERM) the temporary file is removed and a DownloadError / ChecksumMismatchError
     says what happened; `destination` is only ever replaced by a complete, verified file.
     """
     destination = Path(destination)
@@ -120,5 +120,7 @@ def download_file(url: str, destination: str | os.PathLike[str], sha256: str | N
             raise ChecksumMismatchError(f"{url} has SHA-256 {actual}, expected {shown}; the file was "
                                         f"discarded (a corrupted transfer or a changed file on the server)")
 
-    atomic_write(destination, fetch_and_check)
+    # SIGTERM removes the temporary as Ctrl-C does; one a killed download left beside the file goes first
+    with terminate_as_interrupt(), claimed_folder(destination):
+        atomic_write(destination, fetch_and_check)
     return destination

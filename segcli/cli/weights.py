@@ -71,7 +71,14 @@ def pull(name: str, force: bool) -> None:
     from segcli.checkpoints.record import SOURCE_DOWNLOAD
     from segcli.checkpoints.store import pull_checkpoint
 
-    resolved = pull_checkpoint(name, force=force)
+    from segcli.atomic import Terminated
+
+    try:
+        resolved = pull_checkpoint(name, force=force)
+    except KeyboardInterrupt as exc:
+        stopped = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
+        click.echo(f"{stopped}: {name} was not saved (the partial download was removed)", err=True)
+        raise SystemExit(exc.exit_code if isinstance(exc, Terminated) else 130) from None
     if resolved.source != SOURCE_DOWNLOAD:
         click.echo(f"{name} is already on disk: {resolved.path} (use --force to download again)")
         return

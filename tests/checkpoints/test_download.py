@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import threading
 
 import pytest
@@ -141,3 +142,45 @@ def test_resolve_downloads_a_missing_record_only_when_allowed(server_url, tmp_pa
     assert resolved.path == tmp_path / "home" / "checkpoints" / "local-lraspp.pth"
     assert sha256_of(resolved.path) == PAYLOAD_SHA256
     assert resolve_checkpoint("lraspp", "local-lraspp").source == SOURCE_SEGCLI_CACHE
+
+
+KILLED_PULL = """
+import io, os, signal, sys, time
+import segcli.checkpoints.download as download
+
+class Response(io.BytesIO):
+    headers = {}
+
+def killed(response, sink, expected_bytes, url, progress, label):
+    sink.write(b"half a checkpoint" * 1000)
+    sink.flush()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+
+download._open = lambda url, destination, timeout: Response(b"")
+download._copy_stream = killed
+from segcli.cli.main import main
+main(["weights", "pull", "lraspp-coco"])
+"""
+
+
+def test_sigterm_during_weights_pull_removes_the_partial_download(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SEGCLI_HOME=str(tmp_path / "segcli"), TORCH_HOME=str(tmp_path / "torch"))
+    done = subprocess.run([sys.executable, "-c", KILLED_PULL], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert "Terminated: lraspp-coco was not saved" in done.stderr and "Traceback" not in done.stderr
+    assert [path.name for path in tmp_path.rglob("*") if path.is_file()] == []
+
+
+def test_a_download_removes_the_temporaries_a_killed_one_left(server_url, tmp_path):
+    stale = tmp_path / ".model.pth.0123abcd.tmp"
+    stale.write_bytes(b"half of an earlier download")
+    other = tmp_path / ".other.pth.0123abcd.tmp"
+    other.write_bytes(b"not this file's")
+    download_file(f"{server_url}/good.bin", tmp_path / "model.pth", sha256=PAYLOAD_SHA256, progress=False)
+    assert not stale.exists() and other.exists()
+    assert (tmp_path / "model.pth").read_bytes() == PAYLOAD
