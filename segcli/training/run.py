@@ -143,12 +143,26 @@ def finish(run: PreparedRun, outcome: FitOutcome, console) -> TrainResult:
 def _check_outputs(config: TrainConfig) -> None:
     """Nothing a user already has is replaced without --overwrite: the checkpoint, or another run's state."""
     out, state = Path(config.out), config.state_file
+    _check_writable(config, out, state)
     if out.exists() and not config.overwrite:
         raise OutputError(f"{out} already exists: pass --overwrite to replace it, or choose another --out")
     resuming_it = config.resume is not None and Path(config.resume).resolve() == state.resolve()
     if state.exists() and not resuming_it and not config.overwrite:
         raise OutputError(f"{state} already exists (the state of an earlier run): continue that run with "
                           f"--resume {state}, or pass --overwrite to start afresh")
+
+
+def _check_writable(config: TrainConfig, out: Path, state: Path) -> None:
+    """Before any training: --out and the state file in folders a file can be written in, neither an input of the
+    run (the --weights checkpoint, the --resume state where --out would land, the data folder's lists)."""
+    from segcli.outputs.report_file import ReportFile, check_report_files
+
+    data = Path(config.data_dir)
+    inputs = [data / "dataset.json", data / "classes.txt", *(data / "ImageSets" / "Segmentation").glob("*.txt")]
+    inputs += [Path(path) for path in (config.weights, config.resume) if path]
+    check_report_files([ReportFile("--out", out, lambda path: True)], inputs, overwrite=True)
+    state_inputs = [path for path in inputs if config.resume is None or path != Path(config.resume)]
+    check_report_files([ReportFile("--state", state, lambda path: True)], state_inputs, overwrite=True)
 
 
 def _total_iterations(config: TrainConfig, num_samples: int, state: dict | None) -> int:

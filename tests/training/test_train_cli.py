@@ -138,3 +138,50 @@ def test_ctrl_c_or_sigterm_saves_the_state_exits_130_and_resume_continues(tiny_d
                              env=env, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert read_segcli_metadata(out).extra["iterations"] == reached + 2
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    import segcli.training.run as run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before --out was checked")
+
+    monkeypatch.setattr(run, "fit", refuse)
+    monkeypatch.setattr(run, "starting_engine", refuse)
+
+
+def test_out_under_a_regular_file_is_refused_before_training(tiny_data, tmp_path, no_training):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = blocker / "m.safetensors"
+    result = invoke("--model", "deeplabv1", "--data", str(tiny_data), "--out", str(out), "--iters", "1", *TINY)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write {out}: {blocker} is a file, not a folder; choose another --out"]
+
+
+def test_out_in_a_folder_no_file_can_be_made_in_is_refused_before_training(tiny_data, tmp_path, no_training,
+                                                                         monkeypatch):
+    import segcli.outputs.report_file as report_file
+
+    def read_only(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(report_file, "create_temporary", read_only)  # as in a folder without write permission
+    out = tmp_path / "m.safetensors"
+    result = invoke("--model", "deeplabv1", "--data", str(tiny_data), "--out", str(out), "--iters", "1", *TINY)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write {out}: Permission denied; choose another --out"]
+
+
+def test_out_that_is_the_starting_checkpoint_is_refused_even_with_overwrite(tiny_data, tmp_path, no_training):
+    from robustness_support import save_tiny_checkpoint
+
+    weights = save_tiny_checkpoint(tmp_path / "start.safetensors")
+    before = weights.read_bytes()
+    result = invoke("--model", "lraspp", "--data", str(tiny_data), "--weights", str(weights), "--out", str(weights),
+                    "--overwrite", "--iters", "1", *TINY)
+    assert result.exit_code == 1 and "is an input of this run" in result.output, result.output
+    assert weights.read_bytes() == before
