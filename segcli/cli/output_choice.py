@@ -109,6 +109,7 @@ def _folder_kinds(listed: tuple[str, ...] | None, save_probs: bool, no_overlay: 
 def _stream_kinds(inputs: Sequence[str], listed: tuple[str, ...] | None) -> tuple[str, ...]:
     if len(inputs) != 1:
         raise click.UsageError("--out - writes one image's output to stdout: give one input (- reads stdin)")
+    _check_one_image(inputs[0])
     kinds = listed or ("label",)
     if len(kinds) != 1 or kinds[0] == "masks":
         one_file = ", ".join(kind for kind in OUTPUT_KINDS if kind != "masks")
@@ -215,3 +216,17 @@ def finish_report(run, summary, out_dir: Path, console) -> bool:
         return False
     console.print(f"report: {escape(printable(path))}", highlight=False)
     return True
+
+
+def _check_one_image(item: str) -> None:
+    """--out - takes one image file (or stdin): a folder, a glob or a missing file is a usage error, before any load."""
+    from segcli.text import printable
+
+    if item == STREAM:
+        return
+    if os.path.isdir(item):
+        raise click.UsageError(f"{printable(item)} is a folder, and --out - writes one image's output to stdout: "
+                               "give one image file, or write the folder's outputs with --out DIR")
+    if not os.path.lexists(item):
+        hint = " (a glob: --out - takes one file)" if any(mark in item for mark in "*?[") else ""
+        raise click.UsageError(f"{printable(item)}: no such file{hint}")

@@ -136,3 +136,23 @@ def test_a_reader_that_goes_away_is_one_error():
 
     with pytest.raises(OutputError, match="stdout was closed before the output was written"):
         write_all(SlowReader(1000, closes_after=3000), b"x" * 10000)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("folder", "is a folder, and --out - writes one image's output to stdout"),
+    ("*.jpg", "no such file (a glob: --out - takes one file)"),
+])
+def test_a_folder_or_glob_to_stdout_is_a_usage_error_before_the_model_loads(tmp_path, weights, monkeypatch,
+                                                                            item, message):
+    from robustness_support import run_predict as run
+    from segcli.engine import SegmentationEngine
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the usage error")
+
+    monkeypatch.setattr(SegmentationEngine, "load", classmethod(refuse))
+    (tmp_path / "folder").mkdir()
+    save_image(Image.fromarray(random_rgb(8, 8)), tmp_path / "folder" / "a.jpg")
+    monkeypatch.chdir(tmp_path)
+    result = run([item], Path("-"), weights)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
