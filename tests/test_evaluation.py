@@ -113,3 +113,25 @@ def test_cli_evaluate_tta_scores_what_the_tta_engine_predicts(tiny_data, tmp_pat
         confusion.update(labels, load_mask(mask_path))
     assert metrics["pixel_acc"] == pytest.approx(confusion.to_dict()["pixel_acc"])
     assert metrics["miou"] == pytest.approx(confusion.to_dict()["miou"])
+
+
+def test_class_names_that_differ_from_the_checkpoints_are_warned_about(tiny_data, tmp_path):
+    import shutil
+    import warnings
+
+    from segcli.errors import SegcliWarning
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(tiny_data, renamed)
+    description = json.loads((renamed / "dataset.json").read_text())
+    description["classes"] = ["road", *description["classes"][1:-1], "sky"]
+    (renamed / "dataset.json").write_text(json.dumps(description))
+    engine = SegmentationEngine(AlwaysBackground(), synth_record("deeplabv1"))
+    with pytest.warns(SegcliWarning) as caught:
+        evaluate_folder(engine, renamed, "val")
+    message, = [str(warning.message) for warning in caught]
+    assert "names its classes otherwise than tiny" in message
+    assert "0: road vs background" in message and "8: sky vs dots" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SegcliWarning)  # the same names: not a word
+        evaluate_folder(engine, tiny_data, "val")
