@@ -87,8 +87,10 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     except SegcliError as exc:  # a usage error (exit 2), as every bad flag value
         raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
     inference = InferenceOptions(precision=precision, tiling=tiling, tta=TTAParams() if tta else None, crf=crf)
+    settings = {"precision": precision, "crf": None if crf is None else {"given": dict(crf.given), "method": crf.method},
+                "tile": tile, "tile_overlap": tile_overlap, "tta": tta, "multiscale": multiscale, "alpha": alpha}
     options = _output_options(choice, model, weights, download, out_dir=out_dir, alpha=alpha, overwrite=overwrite,
-                              skip_existing=skip_existing)
+                              skip_existing=skip_existing, settings=settings)
     # every output problem of the run fails here, before the model loads
     run = None if choice.stream else _plan_run(inputs, options, console, choice.report)
     if cluster is not None:
@@ -141,12 +143,18 @@ def _output_options(choice, model, weights, download, **fields):
 
     if "rle" in choice.kinds:
         require_pycocotools()
-    categories, kept = (), None
+    categories, kept, identity = (), None, None
     if choice.needs_categories:
         checkpoint, categories = checkpoint_classes(model, weights, download)
         if choice.class_items is not None:
             kept = parse_classes(choice.class_items, categories, checkpoint)
-    return OutputOptions(outputs=choice.kinds, classes=kept, categories=categories, **fields)
+    if fields.get("skip_existing"):  # a set is kept only when made by this checkpoint (JSON: name and source)
+        from segcli.checkpoints.resolve import resolve_checkpoint
+
+        resolved = resolve_checkpoint(model, weights, allow_download=download)
+        identity = (resolved.record.name, resolved.describe())
+    fields["settings"] = dict(fields["settings"], classes=list(kept) if kept is not None else None)
+    return OutputOptions(outputs=choice.kinds, classes=kept, categories=categories, checkpoint=identity, **fields)
 
 
 def _plan_run(inputs, options, console, report: bool = False):

@@ -35,6 +35,7 @@ class WriteSettings:
     alpha: float = 0.5
     save_probabilities: bool = False
     classes: tuple[int, ...] | None = None  # --classes: what masks, cut-outs and RLE keep
+    settings: dict[str, Any] | None = None  # the options the labels depend on (OutputOptions.settings)
 
 
 def planned_row(item: "PlannedImage") -> dict[str, Any]:
@@ -54,7 +55,7 @@ class SegmentActor:
         self.settings = settings
         resolved = self.engine.crf_for()  # the CRF of the engine's options, kernel settings filled from the record
         self.run_info = RunInfo.from_engine(self.engine, None if resolved is None else resolved[0], settings.alpha,
-                                            classes=settings.classes)
+                                            classes=settings.classes, settings=settings.settings)
         self.predict_options = {"return_probabilities": settings.save_probabilities}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:

@@ -54,7 +54,8 @@ def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, 
         _count_planned_outcomes(run, summary, progress)
         if work.todo:
             settings = WriteSettings(max_pixels=max_pixels, alpha=run.options.alpha,
-                                     save_probabilities=run.options.save_probabilities, classes=run.options.classes)
+                                     save_probabilities=run.options.save_probabilities, classes=run.options.classes,
+                                     settings=run.options.settings)
             with OutputFolder(run.plan.out_dir) as folder, ray_session(ray, cluster) as workers:
                 summary.removed_temporaries = folder.remove_stale_temporaries(planned_names(run))
                 console.print(f"[bold]{engine.checkpoint.record.model}[/] "

@@ -76,6 +76,7 @@ def summary_document(result: ImageResult, run: RunInfo) -> dict[str, Any]:
     return {
         "image": str(result.path), "size": [width, height],
         "model": run.model, "checkpoint": run.checkpoint, "checkpoint_source": run.checkpoint_source,
+        "settings": run.settings,  # what a later --skip-existing compares (segcli.outputs.plan)
         "device": run.device, "precision": run.precision,
         "crf": result.crf if result.crf is not None else run.crf,  # per image: iterations, labels, resolution
         "note": "; ".join(note for note in (result.note, run.note) if note) or None,

@@ -14,7 +14,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from segcli.errors import OutputError
 from segcli.outputs.classwise import class_file_labels
@@ -41,6 +41,11 @@ class OutputOptions:
     outputs: tuple[str, ...] | None = None     # kinds to write (`--outputs`); None: label, overlay?, probs?, json
     classes: tuple[int, ...] | None = None     # classes masks, cut-outs and RLE keep (`--classes`); None: defaults
     categories: tuple[str, ...] = ()           # the checkpoint's class names (needed to name per-class files)
+    # the options the labels and images depend on (precision, CRF, tiling, TTA, scales, overlay, classes), written
+    # into each JSON summary; with skip_existing, a set is this run's only if its summary records these settings
+    # and `checkpoint` (name, source as the engine describes it)
+    settings: dict[str, Any] | None = field(default=None, hash=False)
+    checkpoint: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.outputs is None:
@@ -84,6 +89,7 @@ class RunPlan:
     todo: list[PlannedImage] = field(default_factory=list)
     skipped: list["ImageSource"] = field(default_factory=list)        # complete outputs kept (--skip-existing)
     failed: list[tuple["ImageSource", str]] = field(default_factory=list)
+    foreign: list[tuple[Path, str]] = field(default_factory=list)     # complete sets of another checkpoint/settings
 
 
 class OutputPlan:
@@ -129,6 +135,12 @@ class OutputPlan:
         existing: list[Path] = []
         for source, paths in planned:
             self._plan_image(source, paths, run, existing)
+        if run.foreign:
+            summary, difference = run.foreign[0]
+            raise OutputError(
+                f"{printable(self.out_dir)} holds the outputs of {len(run.foreign)} images made with another "
+                f"checkpoint or other settings (e.g. {printable(summary)}: {difference}); --skip-existing keeps only "
+                "this run's: pass --overwrite to replace them, or choose another --out")
         if existing:
             count = sum(1 for item in run.todo if item.replace)
             raise OutputError(
@@ -163,11 +175,40 @@ class OutputPlan:
         fixed_names = any(split_key(key)[1] is None for key in paths)  # class files alone cannot tell a set is whole
         complete = fixed_names and not (missing or empty) and _class_files_complete(paths)
         if complete and self.options.skip_existing:
-            run.skipped.append(source)
-            return
+            difference = self._difference(paths)
+            if difference is None:
+                run.skipped.append(source)
+                return
+            run.foreign.append((paths[SET_MARK], difference))
         if found and not (self.options.overwrite or self.options.skip_existing):
             existing.extend(found)
         run.todo.append(PlannedImage(source, paths, replace=bool(found)))
+
+
+    def _difference(self, paths: dict[str, Path]) -> str | None:
+        """How a complete set's JSON summary differs from this run (checkpoint, settings); None: it is this run's.
+
+        Without a JSON summary in the set, or without the run's checkpoint and settings, nothing can be compared.
+        """
+        options = self.options
+        if SET_MARK not in paths or (options.checkpoint is None and options.settings is None):
+            return None
+        try:
+            summary = json.loads(paths[SET_MARK].read_bytes())
+        except (OSError, ValueError):
+            return "an unreadable JSON summary"
+        if options.checkpoint is not None:
+            recorded = (summary.get("checkpoint"), summary.get("checkpoint_source"))
+            if recorded != tuple(options.checkpoint):
+                return f"checkpoint {recorded[0]} ({recorded[1]}), this run {options.checkpoint[0]} ({options.checkpoint[1]})"
+        if options.settings is not None:
+            wanted = json.loads(json.dumps(options.settings))  # as a JSON file holds it: tuples become lists
+            recorded = summary.get("settings") or {}
+            changed = sorted(key for key in set(wanted) | set(recorded) if wanted.get(key) != recorded.get(key))
+            if changed:
+                return ", ".join(f"{key} {json.dumps(recorded.get(key))}, this run {json.dumps(wanted.get(key))}"
+                                 for key in changed[:3])
+        return None
 
 
 def _probe(kind: str, path: Path) -> str | None:

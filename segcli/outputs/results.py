@@ -32,17 +32,18 @@ class RunInfo:
     alpha: float = 0.5             # overlay opacity of the class colours
     note: str | None = None        # said in every image's JSON note (e.g. the checkpoint's synthetic-scenes warning)
     classes: tuple[int, ...] | None = None  # the classes masks, cut-outs and RLE keep (--classes); None: their defaults
+    settings: dict[str, Any] | None = None  # the options the labels depend on (OutputOptions.settings), in the JSON
 
     @classmethod
     def from_engine(cls, engine: "SegmentationEngine", crf: "CRFParams | None" = None, alpha: float = 0.5,
-                    classes: tuple[int, ...] | None = None) -> "RunInfo":
+                    classes: tuple[int, ...] | None = None, settings: dict[str, Any] | None = None) -> "RunInfo":
         record = engine.record
         return cls(model=record.model, checkpoint=record.name, checkpoint_source=engine.source,
                    device=str(engine.plan.device), precision=engine.plan.precision,
                    categories=tuple(record.categories), palette=display_palette(record.palette, record.dataset),
                    crf=None if crf is None else asdict(crf), alpha=alpha,
                    # engines that know their checkpoint was trained on synthetic scenes say so (issue 12)
-                   note=getattr(engine, "checkpoint_warning", None), classes=classes)
+                   note=getattr(engine, "checkpoint_warning", None), classes=classes, settings=settings)
 
     @cached_property
     def flat_palette(self) -> list[int]:

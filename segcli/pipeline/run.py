@@ -83,7 +83,7 @@ class FolderRun:
         self._max_pixels = max_pixels or DEFAULT_MAX_PIXELS
         resolved = engine.crf_for(crf)
         self._run_info = RunInfo.from_engine(engine, None if resolved is None else resolved[0], self.options.alpha,
-                                            classes=self.options.classes)
+                                            classes=self.options.classes, settings=self.options.settings)
         self._decode_ms: dict[Path, float] = {}
         self._stage_lock = threading.Lock()  # lanes add their stage times from several threads
         schedule = schedule or Schedule.auto(engine.plan.device.type)

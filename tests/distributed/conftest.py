@@ -15,15 +15,17 @@ def checkpoint(tmp_path_factory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-lraspp.safetensors")
 
 
-def _assert_same_outputs(local: Path, distributed: Path) -> None:
-    """The same files under both folders, byte for byte; JSON summaries the same document but for the timings."""
+def _assert_same_outputs(local: Path, distributed: Path, ignore: tuple[str, ...] = ()) -> None:
+    """The same files under both folders, byte for byte; JSON summaries the same document but for the timings
+    (and the keys in `ignore`: an actor built by a test has no CLI options to record under "settings")."""
     files = sorted(path.relative_to(local) for path in local.rglob("*") if path.is_file())
     assert files == sorted(path.relative_to(distributed) for path in distributed.rglob("*") if path.is_file())
     assert any(path.suffix == ".json" for path in files)
     for relative in files:
         if relative.suffix == ".json":
             ours, theirs = (json.loads((root / relative).read_text()) for root in (local, distributed))
-            ours.pop("timings_ms"), theirs.pop("timings_ms")
+            for key in ("timings_ms", *ignore):
+                ours.pop(key), theirs.pop(key)
             assert ours == theirs, relative
         else:
             assert (local / relative).read_bytes() == (distributed / relative).read_bytes(), relative

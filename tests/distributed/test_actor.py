@@ -55,7 +55,7 @@ def test_actor_writes_the_local_engines_files_and_names_the_failure(tmp_path, fo
                         str(folder / "img2.png"): OK, str(folder / "broken.jpg"): FAILED}
     message = results["message"][results["path"].index(str(folder / "broken.jpg"))]
     assert str(folder / "broken.jpg") in message and message in local.stderr
-    assert_same_outputs(tmp_path / "local", tmp_path / "actor")
+    assert_same_outputs(tmp_path / "local", tmp_path / "actor", ignore=("settings",))
 
 
 def test_actor_with_crf_matches_the_local_crf(tmp_path, folder, checkpoint, assert_same_outputs):
@@ -66,7 +66,7 @@ def test_actor_with_crf_matches_the_local_crf(tmp_path, folder, checkpoint, asse
     assert run_predict([folder], tmp_path / "local", checkpoint, "--crf").exit_code == 1
     results = actor_run(folder, tmp_path / "actor", checkpoint, batch=2, crf=CRFSettings())
     assert results["status"].count(OK) == 3
-    assert_same_outputs(tmp_path / "local", tmp_path / "actor")
+    assert_same_outputs(tmp_path / "local", tmp_path / "actor", ignore=("settings",))
 
 
 def test_actor_writes_the_chosen_outputs_for_the_chosen_classes(tmp_path, folder, checkpoint, assert_same_outputs):
@@ -81,4 +81,4 @@ def test_actor_writes_the_chosen_outputs_for_the_chosen_classes(tmp_path, folder
                         classes=(0,), categories=categories)
     assert results["status"].count(OK) == 3
     assert sorted(p.name for p in (tmp_path / "actor").rglob("*_cutout.png"))  # the chosen kinds were written
-    assert_same_outputs(tmp_path / "local", tmp_path / "actor")
+    assert_same_outputs(tmp_path / "local", tmp_path / "actor", ignore=("settings",))
