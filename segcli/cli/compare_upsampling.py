@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from segcli.cli.options import (
-    device_option, download_option, max_pixels_option, precision_option, quiet_option, weights_option, zoo_model_option,
+    device_option, download_option, max_pixels_option, overwrite_option, precision_option, quiet_option, weights_option,
+    zoo_model_option,
 )
+from segcli.cli.report_files import announce, check_reports, checkpoint_files
 
 
 @click.command("compare-upsampling")
@@ -34,9 +36,10 @@ from segcli.cli.options import (
 @device_option
 @precision_option
 @download_option
+@overwrite_option("Replace an existing --json file segcli did not write (never an input).")
 @quiet_option("Only the table and errors.")
 def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_path, boundary_px, split, limit,
-                       max_pixels, device, precision, download, quiet) -> None:
+                       max_pixels, device, precision, download, overwrite, quiet) -> None:
     """Compare upsampling methods on the images in FOLDER and write a side-by-side grid per image,
     a summary chart and a table (mIoU, pixel accuracy and boundary F-score when masks are present;
     agreement, parameters, time and memory always).
@@ -68,21 +71,19 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
         raise click.BadParameter(str(exc), param_hint="--methods") from None
     console = Console(stderr=True, quiet=quiet)
     samples = find_samples(folder, split=split, limit=limit)
+    _check_json(json_path, samples, model, weights, overwrite)
     runner = _zoo_runner(model, weights, device, precision, download, chosen) if model else \
         _decoder_runner(decoders, device, chosen)
     with_masks = sum(sample.mask_path is not None for sample in samples)
     console.print(f"[bold]{len(samples)}[/] image(s), {with_masks} with masks; {runner.mode}: {', '.join(chosen)}")
     summary = _run(runner, samples, out_dir, boundary_px, max_pixels, console)
 
-    from segcli.outputs import atomic_write_json
     from segcli.upsampling.report import agreement_table, cost_table, pairwise_table, summary_table, write_chart
 
     chart = write_chart(out_dir / "chart.png", summary)
     summary["outputs"] = {"grids": [entry["grid"] for entry in summary["per_image"]], "chart": str(chart)}
     if json_path is not None:
-        if json_path.parent != Path(""):
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(json_path, summary)
+        _write_json(json_path, summary)
     stdout = Console()
     stdout.print(summary_table(summary))
     if summary.get("pairwise"):
@@ -94,6 +95,24 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
         for failure in summary["failed"]:
             click.echo(f"failed: {failure['image']}: {failure['error']}", err=True)
         raise SystemExit(1)
+
+
+def _check_json(json_path: Path | None, samples, model, weights, overwrite: bool) -> None:
+    """--json before any model loads: never an image, a mask or the checkpoint; a user's file only with --overwrite."""
+    from segcli.outputs.report_file import json_with_keys
+
+    inputs = [path for sample in samples for path in (sample.path, sample.mask_path) if path is not None]
+    check_reports([("--json", json_path, json_with_keys("methods", "per_image"))],
+                  inputs + checkpoint_files(model, weights) if model else inputs, overwrite)
+
+
+def _write_json(json_path: Path, summary: dict) -> None:
+    from segcli.outputs import atomic_write_json
+
+    if json_path.parent != Path(""):
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(json_path, summary)
+    announce(json_path)
 
 
 def _decoder_runner(decoders: Path | None, device: str, methods: tuple[str, ...]):

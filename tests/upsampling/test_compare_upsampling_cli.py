@@ -235,3 +235,25 @@ def test_fcn8s_geometry_fixed_transposed_reproduces_the_models_own_upsampling():
         for method in TRAINING_FREE_METHODS:
             assert upsample_logits_with(method, low, (37, 45), runner.geometry).shape == full.shape
         torch.testing.assert_close(upsample_logits_with("transposed-fixed", low, (37, 45), runner.geometry), full)
+
+
+def test_json_never_replaces_an_input_or_a_users_file(tmp_path, decoders, monkeypatch):
+    import segcli.cli.compare_upsampling as command
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoders were loaded before --json was checked")
+
+    monkeypatch.setattr(command, "_decoder_runner", refuse)
+    _scenes(tmp_path / "set", with_masks=True, count=1)
+    mask = tmp_path / "set" / "masks" / "scene0.png"
+    before = mask.read_bytes()
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes")
+    folder = str(tmp_path / "set")
+    result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--decoders", str(decoders), "--json", str(notes)])
+    assert result.exit_code == 1 and "was not written by segcli: not replaced; pass --overwrite" in result.output
+    assert notes.read_text() == "my notes"
+    result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--decoders", str(decoders), "--json", str(mask),
+                                      "--overwrite"])
+    assert result.exit_code == 1 and "is an input of this run" in result.output, result.output
+    assert mask.read_bytes() == before
