@@ -83,3 +83,25 @@ def test_tables_json_and_csv_use_the_time_ratio(tmp_path):
     plot_report(report, tmp_path / "b.png")
     with Image.open(tmp_path / "b.png") as image:
         assert image.format == "PNG" and image.size[0] >= 1000
+
+
+def test_a_rerun_replaces_its_own_reports_but_no_one_elses(tmp_path):
+    """Each report file segcli writes is known as segcli's by a later run; a user's file of the same name is not."""
+    from segcli.benchmarking.report import write_csv, write_json, write_markdown
+    from segcli.cli.benchmark import _check_report_files
+    from segcli.errors import OutputError
+
+    report = _report(with_accuracy=False)
+    paths = [tmp_path / name for name in ("b.json", "b.csv", "b.md", "b.png")]
+    for write, path in zip((write_json, write_csv, write_markdown, plot_report), paths):
+        write(report, path)
+    _check_report_files([], None, "val", paths, overwrite=False)  # segcli's own files: replaced without --overwrite
+    for index, path in enumerate(paths):
+        foreign = tmp_path / f"user{path.suffix}"
+        foreign.write_bytes(b"not segcli's\n")
+        if path.suffix == ".png":  # a PNG without segcli's text chunk
+            Image.new("RGB", (4, 4)).save(foreign)
+        chosen = list(paths)
+        chosen[index] = foreign
+        with pytest.raises(OutputError, match="was not written by segcli"):
+            _check_report_files([], None, "val", chosen, overwrite=False)
