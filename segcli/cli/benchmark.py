@@ -11,7 +11,8 @@ import click
 from segcli.cli.report_files import announce, check_reports, data_files
 
 from segcli.cli.options import (
-    PRECISION_CHOICES, batch_size_option, overwrite_option, quiet_option, crf_options, crf_settings_from_options, device_option, size_callback,
+    PRECISION_CHOICES, batch_size_option, overwrite_option, quiet_option, crf_options, crf_settings_from_options,
+    device_option, size_callback,
 )
 
 MIN_SIDE = 32

@@ -91,7 +91,8 @@ def _checked_request(model, weights, out: Path, settings, download: bool):
     from segcli.export.exporter import check_export_target, check_opset_for, verification_report_path
     from segcli.outputs.report_file import json_report, same_file
 
-    export_report = json_report(lambda document: isinstance(document, dict) and document.get("format") == "segcli-export")
+    export_report = json_report(lambda document: isinstance(document, dict)
+                                and document.get("format") == "segcli-export")
     # --overwrite decides about an existing --out below; the guard refuses inputs, folders, links and bad parents
     check_reports([("--out", out, lambda path: True)], checkpoint_files(model, weights), overwrite=True)
     check_reports([("--out", verification_report_path(out), export_report)], checkpoint_files(model, weights),

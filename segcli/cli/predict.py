@@ -87,7 +87,8 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     except SegcliError as exc:  # a usage error (exit 2), as every bad flag value
         raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
     inference = InferenceOptions(precision=precision, tiling=tiling, tta=TTAParams() if tta else None, crf=crf)
-    settings = {"precision": precision, "crf": None if crf is None else {"given": dict(crf.given), "method": crf.method},
+    settings = {"precision": precision,
+                "crf": None if crf is None else {"given": dict(crf.given), "method": crf.method},
                 "tile": tile, "tile_overlap": tile_overlap, "tta": tta, "multiscale": multiscale, "alpha": alpha}
     options = _output_options(choice, model, weights, download, out_dir=out_dir, alpha=alpha, overwrite=overwrite,
                               skip_existing=skip_existing, settings=settings)

@@ -16,7 +16,8 @@ STDOUT = "-"
 
 
 def checkpoint_files(model: str | None, weights: str | None) -> list[Path]:
-    """The checkpoint files a run may read (a path given; else the record's copies on disk); nothing hashed or loaded."""
+    """The checkpoint files a run may read (a path given; else the record's copies on disk); nothing hashed or
+    loaded."""
     from segcli.checkpoints.manifest import find_record
     from segcli.checkpoints.resolve import default_on_disk, files_on_disk
     from segcli.errors import SegcliError
