@@ -72,6 +72,21 @@ def test_out_in_an_unwritable_folder_is_one_error_line_before_loading(checkpoint
     assert_no_traceback(result)
 
 
+def test_out_where_no_file_can_be_made_is_one_error_line_before_loading(checkpoint, tmp_path, no_model_load,
+                                                                       monkeypatch):
+    import segcli.outputs.report_file as report_file
+
+    def read_only(path):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(report_file, "create_temporary", read_only)  # what root meets on a read-only mount
+    result = _export("--weights", str(checkpoint), "--out", str(tmp_path / "m.pt"))
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write {tmp_path / 'm.pt'}: Read-only file system; choose another --out"]
+
+
 def test_existing_out_and_missing_onnx_are_refused_before_loading(checkpoint, tmp_path, no_model_load, monkeypatch):
     existing = tmp_path / "old.pt"
     existing.write_bytes(b"an earlier export")
