@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from segcli.data.voc import load_mask, load_rgb, read_classes, read_split
-from segcli.errors import DatasetError
+from segcli.errors import DatasetError, SegcliError
 from segcli.inference_options import FROM_OPTIONS
 from segcli.metrics import ConfusionMatrix
 
@@ -33,8 +33,7 @@ def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: s
                            f"{len(categories)} ({engine.record.name}); evaluate it on data with its classes")
     confusion = ConfusionMatrix(len(categories), categories)
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
-        image = load_rgb(image_path, max_pixels)
-        target = load_mask(mask_path, len(categories))
+        image, target = _load_pair(image_path, mask_path, len(categories), max_pixels)
         if target.shape != image.shape[:2]:
             raise DatasetError(f"{image_path} and its mask {mask_path} differ in size")
         prediction = engine.predict(image, crf=None if resolved is None else resolved[1])
@@ -47,6 +46,16 @@ def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: s
         "checkpoint": engine.record.name, "crf": None if resolved is None else _describe(resolved),
     })
     return result
+
+
+def _load_pair(image_path: Path, mask_path: Path, num_classes: int, max_pixels: int | None):
+    """The image and its mask; a pair that cannot be read stops the evaluation (scores over the rest of the
+    split would not be the split's) with one line naming both files."""
+    try:
+        return load_rgb(image_path, max_pixels), load_mask(mask_path, num_classes, max_pixels)
+    except SegcliError as exc:
+        raise DatasetError(f"cannot evaluate the pair {image_path} + {mask_path}: {exc}; fix the pair or drop "
+                           "its id from the split file") from None
 
 
 def _describe(resolved) -> dict[str, Any]:
