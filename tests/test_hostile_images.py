@@ -236,3 +236,11 @@ def test_every_accepted_format_passes_the_stream_header_check(image_format):
 def test_an_empty_stream_is_named_empty():
     with pytest.raises(InputImageError, match=r"stdin is empty \(0 bytes\)"):
         read_image_stream(CountingStream(b"", b"\0", 0), "stdin")
+
+
+def test_pillow_opens_files_in_one_place_only():
+    """Every image segcli reads goes through segcli/imageio.py, where the accepted formats are set."""
+    package = Path(__file__).resolve().parents[1] / "segcli"
+    callers = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
+                     if "Image.open(" in path.read_text(encoding="utf-8"))
+    assert callers == ["imageio.py"]
