@@ -9,6 +9,7 @@ from segcli.data.voc import load_mask, load_rgb, read_classes, read_split
 from segcli.errors import DatasetError, SegcliError
 from segcli.inference_options import FROM_OPTIONS
 from segcli.metrics import ConfusionMatrix
+from segcli.text import printable
 
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
@@ -54,8 +55,8 @@ def _load_pair(image_path: Path, mask_path: Path, num_classes: int, max_pixels: 
     try:
         return load_rgb(image_path, max_pixels), load_mask(mask_path, num_classes, max_pixels)
     except SegcliError as exc:
-        raise DatasetError(f"cannot evaluate the pair {image_path} + {mask_path}: {exc}; fix the pair or drop "
-                           "its id from the split file") from None
+        raise DatasetError(f"cannot evaluate the pair {printable(image_path)} + {printable(mask_path)}: {exc}; "
+                           "fix the pair or drop its id from the split file") from None
 
 
 def _describe(resolved) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from segcli.errors import DatasetError
+from segcli.text import printable
 
 MASKS_FOLDER = "masks"
 LABEL_FOLDERS = frozenset({"SegmentationClass", "SegmentationObject", "SegmentationClassAug"})  # VOC's label PNGs
@@ -37,7 +38,8 @@ def find_samples(folder: str | Path, split: str | None = None, limit: int | None
     if root.name == "JPEGImages" and (root.parent / "SegmentationClass").is_dir():
         root = root.parent  # the images folder of a VOC layout was given
     if root.name in LABEL_FOLDERS:
-        raise DatasetError(f"{root} holds label masks, not photos: pass the folder above it (the VOC layout)")
+        raise DatasetError(f"{printable(root)} holds label masks, not photos: pass the folder above it "
+                           "(the VOC layout)")
     layouts = [root] if (root / "JPEGImages").is_dir() else _voc_layouts_under(root)
     if split is not None and not layouts:
         raise DatasetError(f"--split needs a VOC-layout folder (JPEGImages/, ImageSets/Segmentation/); "
@@ -51,7 +53,8 @@ def find_samples(folder: str | Path, split: str | None = None, limit: int | None
             samples.append(sample)
     if not samples:
         where = f"of split {split!r} " if split is not None else ""
-        raise DatasetError(f"no images {where}in {root} (label masks and its {MASKS_FOLDER}/ folders left out)")
+        raise DatasetError(f"no images {where}in {printable(root)} "
+                           f"(label masks and its {MASKS_FOLDER}/ folders left out)")
     return samples[:limit] if limit else samples
 
 
