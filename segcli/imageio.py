@@ -153,17 +153,22 @@ def _read_up_to(stream: BinaryIO, size: int) -> bytes:
 
 def _starts_accepted_format(header: bytes) -> bool:
     """Whether one of ACCEPTED_FORMATS' Pillow plugins recognises `header` (their own `accept` test)."""
-    Image.init()
-    for image_format in ACCEPTED_FORMATS:
+    for image_format in _registered_formats():
         _, accept = Image.OPEN[image_format]
         if accept is None or accept(header) is True:
             return True
     return False
 
 
+def _registered_formats() -> tuple[str, ...]:
+    """ACCEPTED_FORMATS that this Pillow has a plugin for (a build without WebP lacks one)."""
+    Image.init()
+    return tuple(image_format for image_format in ACCEPTED_FORMATS if image_format in Image.OPEN)
+
+
 def _decode(handle: BinaryIO, path: Path, max_pixels: int | None) -> LoadedImage:
     with _segcli_pixel_limit():
-        image = _guarded(lambda: Image.open(handle, formats=ACCEPTED_FORMATS), path, "cannot read image header")
+        image = _guarded(lambda: Image.open(handle, formats=_registered_formats()), path, "cannot read image header")
         with image:
             _check_pixels(image, path, max_pixels)
             note = _guarded(lambda: _load_first_frame(image), path, _CORRUPT)

@@ -244,3 +244,26 @@ def test_pillow_opens_files_in_one_place_only():
     callers = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
                      if "Image.open(" in path.read_text(encoding="utf-8"))
     assert callers == ["imageio.py"]
+
+
+def test_a_pillow_without_one_of_the_formats_still_names_other_files_unsupported(monkeypatch):
+    Image.init()
+    monkeypatch.delitem(Image.OPEN, "WEBP")  # as a Pillow built without libwebp
+    with pytest.raises(InputImageError, match="not a supported format"):
+        load_image_bytes(dds_bytes(), "sprite.png")
+    assert load_image_bytes(SAMPLES["PNG"](), "a.png").rgb.shape == (12, 16, 3)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_damaged_mask_pngs_read_as_indices_or_raise_the_image_error_only(tmp_path):
+    indices = RNG.integers(0, 21, (12, 16), dtype=np.uint8)
+    data = encoded(Image.fromarray(indices, "L").convert("P"), "PNG")
+    path = tmp_path / "mask.png"
+    for copy in damaged_copies(data, 60, seed=3):
+        path.write_bytes(copy)
+        try:
+            mask = load_label_png(path)
+        except InputImageError as exc:
+            assert "\n" not in str(exc)
+            continue
+        assert mask.dtype == np.uint8 and mask.ndim == 2

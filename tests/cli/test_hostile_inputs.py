@@ -125,6 +125,16 @@ def test_piped_garbage_is_refused_before_the_model_loads(tmp_path):
         "Error: stdin is not an image segcli can read: not a supported format"), result.stderr
 
 
+def test_piped_bytes_over_the_bound_of_max_pixels_are_refused(tmp_path):
+    missing = tmp_path / "no-such.safetensors"
+    data = encoded(Image.new("RGB", (8, 8)), "PNG") + bytes(20_000_000)  # an image header, then 20 MB
+    result = CliRunner().invoke(cli, ["predict", "-", "--out", "-", "--model", "lraspp", "--weights", str(missing),
+                                      "--max-pixels", "1000", *CPU_FLAGS], input=data)
+    assert result.exit_code == 1 and result.stdout_bytes == b""
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "Error: stdin is over 16,785,216 bytes, the most an image within --max-pixels 1,000 can take"), result.stderr
+
+
 @pytest.mark.slow  # python and torch start in a child process
 def test_yes_piped_into_predict_is_refused_at_once_with_little_memory(weights):
     """What `yes | segcli predict - --out -` sends (a bounded 50 MB of it): refused from the first bytes."""
