@@ -46,17 +46,31 @@ class LoadedImage:
 
 
 @contextmanager
-def _segcli_pixel_limit() -> Iterator[None]:
-    """Turn off PIL's global bomb limit while segcli applies its own (checked from the header)."""
+def _segcli_pixel_limit() -> Iterator[list[warnings.WarningMessage]]:
+    """Turn off PIL's global bomb limit while segcli applies its own (checked from the header); Pillow's warnings
+    about the file (corrupt EXIF, truncated tags) are collected, for the image's note, not printed."""
     with _PIL_LIMIT_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                yield
+                yield caught
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+    for warning in caught:
+        if not _about_the_file(warning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _about_the_file(warning: warnings.WarningMessage) -> bool:
+    return type(warning.message) is UserWarning  # what Pillow's decoders warn with; not Deprecation and the like
+
+
+def _warning_note(caught: list[warnings.WarningMessage]) -> str | None:
+    messages = dict.fromkeys(_one_line(warning.message) for warning in caught if _about_the_file(warning))
+    return f"decoder warning: {'; '.join(messages)}" if messages else None
 
 
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -78,7 +92,7 @@ def load_label_png(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS
     """
     path = Path(path)
     with _open_file(path) as handle, _segcli_pixel_limit():
-        image = _guarded(lambda: Image.open(handle, formats=("PNG",)), path, "cannot read image header", "PNG")
+        image = _open_image(handle, path, ("PNG",), "PNG")
         with image:
             _check_pixels(image, path, max_pixels)
             if image.mode not in ("P", "L"):
@@ -152,12 +166,31 @@ def _read_up_to(stream: BinaryIO, size: int) -> bytes:
 
 
 def _starts_accepted_format(header: bytes) -> bool:
-    """Whether one of ACCEPTED_FORMATS' Pillow plugins recognises `header` (their own `accept` test)."""
-    for image_format in _registered_formats():
+    return _format_of(header, _registered_formats()) is not None
+
+
+def _format_of(header: bytes, formats: tuple[str, ...]) -> str | None:
+    """The first of `formats` whose Pillow plugin recognises `header` (the plugin's own `accept` test)."""
+    for image_format in formats:
         _, accept = Image.OPEN[image_format]
         if accept is None or accept(header) is True:
-            return True
-    return False
+            return image_format
+    return None
+
+
+def _open_image(handle: BinaryIO, path: Path, formats: tuple[str, ...], formats_text: str = ACCEPTED_TEXT):
+    """Image.open limited to `formats`; a file that starts as one of them but cannot be opened is named damaged."""
+    def open_or_explain() -> Image.Image:
+        try:
+            return Image.open(handle, formats=formats)
+        except UnidentifiedImageError:
+            handle.seek(0)
+            claimed = _format_of(handle.read(16), formats)  # the prefix Pillow's `accept` tests look at
+            if claimed is None:
+                raise InputImageError(_unsupported(path, formats_text)) from None
+            raise InputImageError(f"{path}: cannot read image header, the {claimed} file is damaged") from None
+
+    return _guarded(open_or_explain, path, "cannot read image header")
 
 
 def _registered_formats() -> tuple[str, ...]:
@@ -167,21 +200,21 @@ def _registered_formats() -> tuple[str, ...]:
 
 
 def _decode(handle: BinaryIO, path: Path, max_pixels: int | None) -> LoadedImage:
-    with _segcli_pixel_limit():
-        image = _guarded(lambda: Image.open(handle, formats=_registered_formats()), path, "cannot read image header")
+    with _segcli_pixel_limit() as caught:
+        image = _open_image(handle, path, _registered_formats())
         with image:
             _check_pixels(image, path, max_pixels)
             note = _guarded(lambda: _load_first_frame(image), path, _CORRUPT)
             image, orientation_note = _guarded(lambda: _displayed_orientation(image), path, _CORRUPT)
             rgb = _guarded(lambda: _to_rgb_array(image, path), path, _CORRUPT)
-    notes = [n for n in (note, orientation_note) if n]
+    notes = [n for n in (note, orientation_note, _warning_note(caught)) if n]
     return LoadedImage(rgb=rgb, path=path, note="; ".join(notes) or None)
 
 
 _CORRUPT = "cannot decode image, the file is truncated or corrupt"
 
 
-def _guarded(step: Callable[[], T], path: Path, what: str, formats: str = ACCEPTED_TEXT) -> T:
+def _guarded(step: Callable[[], T], path: Path, what: str) -> T:
     """Run a Pillow step; whatever its decoders raise for a bad file becomes one InputImageError line.
 
     Pillow's plugins raise many types for damaged data (OSError, SyntaxError, TypeError, struct.error,
@@ -190,8 +223,6 @@ def _guarded(step: Callable[[], T], path: Path, what: str, formats: str = ACCEPT
     """
     try:
         return step()
-    except UnidentifiedImageError:
-        raise InputImageError(_unsupported(path, formats)) from None
     except (InputImageError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 (see the docstring)

@@ -12,6 +12,7 @@ import os
 import random
 import struct
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -267,3 +268,25 @@ def test_damaged_mask_pngs_read_as_indices_or_raise_the_image_error_only(tmp_pat
             assert "\n" not in str(exc)
             continue
         assert mask.dtype == np.uint8 and mask.ndim == 2
+
+
+def test_a_damaged_file_of_an_accepted_format_is_named_damaged_not_unsupported():
+    data = bytearray(encoded(PHOTO, "TIFF"))
+    struct.pack_into("<I", data, 4, len(data) + 100)  # the first page's directory lies past the end
+    with pytest.raises(InputImageError, match="scan.tif: cannot read image header, the TIFF file is damaged"):
+        load_image_bytes(bytes(data), "scan.tif")
+
+
+def test_pillows_warnings_about_a_file_go_to_its_note_not_to_stderr():
+    data = bytearray(encoded(PHOTO, "TIFF"))
+    first = struct.unpack_from("<I", data, 4)[0]
+    for index in range(struct.unpack_from("<H", data, first)[0]):
+        entry = first + 2 + 12 * index
+        if struct.unpack_from("<H", data, entry)[0] == 284:  # PlanarConfiguration (1, the default) becomes
+            struct.pack_into("<HHII", data, entry, 305, 2, 100, 0xFFFF0)  # Software, its text past the end
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        loaded = load_image_bytes(bytes(data), "tagged.tif")
+    assert shown == []
+    np.testing.assert_array_equal(loaded.rgb, np.asarray(PHOTO))
+    assert loaded.note == "decoder warning: Truncated File Read"
