@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import threading
 import warnings
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
 import numpy as np
+import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segcli.errors import InputImageError
@@ -33,6 +35,7 @@ STREAM_BYTES_PER_PIXEL = 8
 STREAM_HEADROOM = 16 * 1024 * 1024
 _STREAM_CHUNK = 1024 * 1024
 _PIL_LIMIT_LOCK = threading.Lock()
+_PIL_FOLDER = os.path.dirname(os.path.abspath(PIL.__file__)) + os.sep
 T = TypeVar("T")
 
 
@@ -65,7 +68,9 @@ def _segcli_pixel_limit() -> Iterator[list[warnings.WarningMessage]]:
 
 
 def _about_the_file(warning: warnings.WarningMessage) -> bool:
-    return type(warning.message) is UserWarning  # what Pillow's decoders warn with; not Deprecation and the like
+    """A UserWarning from Pillow's own code (its decoders' way to report a damaged part); other threads'
+    warnings caught meanwhile (catch_warnings is process-wide) are shown as usual."""
+    return type(warning.message) is UserWarning and os.path.abspath(warning.filename).startswith(_PIL_FOLDER)
 
 
 def _warning_note(caught: list[warnings.WarningMessage]) -> str | None:

@@ -290,3 +290,19 @@ def test_pillows_warnings_about_a_file_go_to_its_note_not_to_stderr():
     assert shown == []
     np.testing.assert_array_equal(loaded.rgb, np.asarray(PHOTO))
     assert loaded.note == "decoder warning: Truncated File Read"
+
+
+def test_warnings_from_elsewhere_while_decoding_are_still_shown(monkeypatch):
+    """catch_warnings is process-wide: a warning of another thread's work (a model's) must not become a note."""
+    from PIL import ImageFile
+
+    real_load = ImageFile.ImageFile.load
+
+    def load_and_warn_elsewhere(self):
+        warnings.warn("a model's warning", UserWarning)  # raised from this test file, not from Pillow
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load_and_warn_elsewhere)
+    with pytest.warns(UserWarning, match="a model's warning"):
+        loaded = load_image_bytes(encoded(PHOTO, "PNG"), "a.png")
+    assert loaded.note is None
