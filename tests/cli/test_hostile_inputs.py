@@ -3,8 +3,6 @@ evaluate and train stop with one line naming the bad file, stdin is refused from
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 import time
@@ -28,8 +26,6 @@ from robustness_support import (
 from test_hostile_images import (
     blp_bytes, dds_bytes, encoded, fake_ghostscript, png_with_a_broken_second_chunk, tiff_with_a_broken_second_page,
 )
-
-REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
