@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from segcli.data.voc import declared_classes, load_mask, load_rgb, read_classes, read_split
-from segcli.errors import DatasetError, SegcliWarning
+from segcli.errors import DatasetError, SegcliError, SegcliWarning
 from segcli.inference_options import FROM_OPTIONS
 from segcli.metrics import ConfusionMatrix
+from segcli.text import printable
 
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
@@ -35,8 +36,7 @@ def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: s
     _warn_if_names_differ(data_dir, categories, engine.record.name)
     confusion = ConfusionMatrix(len(categories), categories)
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
-        image = load_rgb(image_path, max_pixels)
-        target = load_mask(mask_path, len(categories))
+        image, target = _load_pair(image_path, mask_path, len(categories), max_pixels)
         if target.shape != image.shape[:2]:
             raise DatasetError(f"{image_path} and its mask {mask_path} differ in size")
         prediction = engine.predict(image, crf=None if resolved is None else resolved[1])
@@ -53,8 +53,6 @@ def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: s
 
 def _warn_if_names_differ(data_dir: str | Path, categories: tuple[str, ...], checkpoint: str) -> None:
     """A SegcliWarning when the folder's own class list names its classes otherwise than the checkpoint."""
-    from segcli.text import printable
-
     declared = declared_classes(data_dir)
     if declared is None or tuple(declared) == tuple(categories):
         return
@@ -65,6 +63,16 @@ def _warn_if_names_differ(data_dir: str | Path, categories: tuple[str, ...], che
     warnings.warn(f"{printable(str(data_dir))} names its classes otherwise than {printable(checkpoint)} "
                   f"(data vs checkpoint: {shown}{more}): the scores compare labels by index", SegcliWarning,
                   stacklevel=3)
+
+
+def _load_pair(image_path: Path, mask_path: Path, num_classes: int, max_pixels: int | None):
+    """The image and its mask; a pair that cannot be read stops the evaluation (scores over the rest of the
+    split would not be the split's) with one line naming both files."""
+    try:
+        return load_rgb(image_path, max_pixels), load_mask(mask_path, num_classes, max_pixels)
+    except SegcliError as exc:
+        raise DatasetError(f"cannot evaluate the pair {printable(image_path)} + {printable(mask_path)}: {exc}; "
+                           "fix the pair or drop its id from the split file") from None
 
 
 def _describe(resolved) -> dict[str, Any]:

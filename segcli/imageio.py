@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import threading
 import warnings
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 import numpy as np
+import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segcli.errors import InputImageError
@@ -22,9 +23,20 @@ from segcli.inputs import IMAGE_EXTENSIONS, ImageSource, find_images, is_image_n
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: a 10000x10000 photo; decompression bombs stay out
 ALPHA_BACKGROUND = 255            # transparent pixels are composited on white
 
-# What PIL raises while decoding a damaged file (truncated data, bad chunks, bad zlib streams).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+# The formats segcli reads (IMAGE_EXTENSIONS' formats; Pillow's names). Pillow picks a decoder by content, not
+# by name, so without this list a PostScript file named photo.jpg would go to Ghostscript.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+ACCEPTED_TEXT = "JPEG, PNG, BMP, GIF, TIFF, WebP, PPM/PGM"
+# An image piped on stdin: the first bytes must look like an accepted format; then at most
+# STREAM_BYTES_PER_PIXEL * max_pixels + STREAM_HEADROOM bytes are read (16-bit RGBA, uncompressed, is 8 bytes a
+# pixel, the most any accepted format stores; the headroom holds metadata such as EXIF and ICC profiles).
+STREAM_HEADER_BYTES = 4096
+STREAM_BYTES_PER_PIXEL = 8
+STREAM_HEADROOM = 16 * 1024 * 1024
+_STREAM_CHUNK = 1024 * 1024
 _PIL_LIMIT_LOCK = threading.Lock()
+_PIL_FOLDER = os.path.dirname(os.path.abspath(PIL.__file__)) + os.sep
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,17 +49,33 @@ class LoadedImage:
 
 
 @contextmanager
-def _segcli_pixel_limit() -> Iterator[None]:
-    """Turn off PIL's global bomb limit while segcli applies its own (checked from the header)."""
+def _segcli_pixel_limit() -> Iterator[list[warnings.WarningMessage]]:
+    """Turn off PIL's global bomb limit while segcli applies its own (checked from the header); Pillow's warnings
+    about the file (corrupt EXIF, truncated tags) are collected, for the image's note, not printed."""
     with _PIL_LIMIT_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                yield
+                yield caught
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+    for warning in caught:
+        if not _about_the_file(warning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _about_the_file(warning: warnings.WarningMessage) -> bool:
+    """A UserWarning from Pillow's own code (its decoders' way to report a damaged part); other threads'
+    warnings caught meanwhile (catch_warnings is process-wide) are shown as usual."""
+    return type(warning.message) is UserWarning and os.path.abspath(warning.filename).startswith(_PIL_FOLDER)
+
+
+def _warning_note(caught: list[warnings.WarningMessage]) -> str | None:
+    messages = dict.fromkeys(_one_line(warning.message) for warning in caught if _about_the_file(warning))
+    return f"decoder warning: {'; '.join(messages)}" if messages else None
 
 
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -58,6 +86,27 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     frame of an animated or multi-page file is used (and `note` says so).
     """
     path = Path(path)
+    with _open_file(path) as handle:
+        return _decode(handle, path, max_pixels)
+
+
+def load_label_png(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The pixel values of a palettized (P) or grey (L) PNG, H x W uint8: a label mask's class indices.
+
+    Only PNG is decoded (a lossy format would change the labels); failures are InputImageError, as for images.
+    """
+    path = Path(path)
+    with _open_file(path) as handle, _segcli_pixel_limit():
+        image = _open_image(handle, path, ("PNG",), "PNG")
+        with image:
+            _check_pixels(image, path, max_pixels)
+            if image.mode not in ("P", "L"):
+                raise InputImageError(f"{path} is mode {image.mode}: masks must be palettized (P) or grey (L) "
+                                      "PNGs whose values are class indices")
+            return _guarded(lambda: np.array(image, dtype=np.uint8), path, _CORRUPT)
+
+
+def _open_file(path: Path) -> BinaryIO:
     if not path.exists():
         raise InputImageError(f"image not found: {path}")
     if path.is_dir():
@@ -67,13 +116,11 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     if path.stat().st_size == 0:
         raise InputImageError(f"{path} is empty (0 bytes)")
     try:
-        handle = path.open("rb")
+        return path.open("rb")
     except PermissionError:
         raise InputImageError(f"cannot read {path}: permission denied") from None
     except OSError as exc:
         raise InputImageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
-        return _decode(handle, path, max_pixels)
 
 
 def load_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -83,32 +130,127 @@ def load_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int | None 
     return _decode(io.BytesIO(data), Path(name), max_pixels)
 
 
-def _decode(handle: BinaryIO, path: Path, max_pixels: int | None) -> LoadedImage:
-    with _segcli_pixel_limit():
+def read_image_stream(stream: BinaryIO, name: str = "stdin",
+                      max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """`load_image_bytes` for a stream (stdin): its first bytes must start an accepted format, and it is read only
+    up to `stream_byte_cap(max_pixels)` bytes, so `yes |` or an endless pipe is refused, not held in memory."""
+    header = _read_up_to(stream, STREAM_HEADER_BYTES)
+    if not header:
+        raise InputImageError(f"{name} is empty (0 bytes)")
+    if not _starts_accepted_format(header):
+        raise InputImageError(_unsupported(name))
+    cap = stream_byte_cap(max_pixels)
+    chunks, total = [header], len(header)
+    while len(chunks[-1]) and total <= cap:
+        chunks.append(_read_up_to(stream, min(_STREAM_CHUNK, cap + 1 - total)))
+        total += len(chunks[-1])
+    if total > cap:
+        limit = max_pixels or DEFAULT_MAX_PIXELS
+        raise InputImageError(
+            f"{name} is over {cap:,} bytes, the most an image within --max-pixels {limit:,} can take "
+            f"({STREAM_BYTES_PER_PIXEL} bytes a pixel + {STREAM_HEADROOM // 2**20} MiB); raise --max-pixels, "
+            "or pass the file's path")
+    return load_image_bytes(b"".join(chunks), name, max_pixels)
+
+
+def stream_byte_cap(max_pixels: int | None) -> int:
+    """The most bytes `read_image_stream` reads for an image within `max_pixels` (None: segcli's default)."""
+    return (max_pixels or DEFAULT_MAX_PIXELS) * STREAM_BYTES_PER_PIXEL + STREAM_HEADROOM
+
+
+def _read_up_to(stream: BinaryIO, size: int) -> bytes:
+    """`size` bytes, fewer only at the end of the stream (a pipe hands over what it has)."""
+    parts, missing = [], size
+    while missing > 0:
+        part = stream.read(missing)
+        if not part:
+            break
+        parts.append(part)
+        missing -= len(part)
+    return b"".join(parts)
+
+
+def _starts_accepted_format(header: bytes) -> bool:
+    return _format_of(header, _registered_formats()) is not None
+
+
+def _format_of(header: bytes, formats: tuple[str, ...]) -> str | None:
+    """The first of `formats` whose Pillow plugin recognises `header` (the plugin's own `accept` test)."""
+    for image_format in formats:
+        _, accept = Image.OPEN[image_format]
+        if accept is None or accept(header) is True:
+            return image_format
+    return None
+
+
+def _open_image(handle: BinaryIO, path: Path, formats: tuple[str, ...], formats_text: str = ACCEPTED_TEXT):
+    """Image.open limited to `formats`; a file that starts as one of them but cannot be opened is named damaged."""
+    def open_or_explain() -> Image.Image:
         try:
-            image = Image.open(handle)
+            return Image.open(handle, formats=formats)
         except UnidentifiedImageError:
-            raise InputImageError(f"{path} is not an image segcli can read (unknown format)") from None
-        except _DECODE_ERRORS as exc:
-            raise InputImageError(f"{path}: cannot read image header ({_one_line(exc)})") from None
+            handle.seek(0)
+            claimed = _format_of(handle.read(16), formats)  # the prefix Pillow's `accept` tests look at
+            if claimed is None:
+                raise InputImageError(_unsupported(path, formats_text)) from None
+            raise InputImageError(f"{path}: cannot read image header, the {claimed} file is damaged") from None
+
+    return _guarded(open_or_explain, path, "cannot read image header")
+
+
+def _registered_formats() -> tuple[str, ...]:
+    """ACCEPTED_FORMATS that this Pillow has a plugin for (a build without WebP lacks one)."""
+    Image.init()
+    return tuple(image_format for image_format in ACCEPTED_FORMATS if image_format in Image.OPEN)
+
+
+def _decode(handle: BinaryIO, path: Path, max_pixels: int | None) -> LoadedImage:
+    with _segcli_pixel_limit() as caught:
+        image = _open_image(handle, path, _registered_formats())
         with image:
-            width, height = image.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise InputImageError(
-                    f"{path} is {width}x{height} = {_pixels_text(width * height, '.1f')}, above the "
-                    f"{_pixels_text(max_pixels, 'g')} limit; raise it with --max-pixels"
-                )
-            try:
-                note = _first_frame_note(image)
-                image.load()  # full decode: a truncated file fails here, not later
-            except _DECODE_ERRORS as exc:
-                raise InputImageError(
-                    f"{path}: cannot decode image, the file is truncated or corrupt ({_one_line(exc)})"
-                ) from None
-            image, orientation_note = _displayed_orientation(image)
-            rgb = _to_rgb_array(image, path)
-    notes = [n for n in (note, orientation_note) if n]
+            _check_pixels(image, path, max_pixels)
+            note = _guarded(lambda: _load_first_frame(image), path, _CORRUPT)
+            image, orientation_note = _guarded(lambda: _displayed_orientation(image), path, _CORRUPT)
+            rgb = _guarded(lambda: _to_rgb_array(image, path), path, _CORRUPT)
+    notes = [n for n in (note, orientation_note, _warning_note(caught)) if n]
     return LoadedImage(rgb=rgb, path=path, note="; ".join(notes) or None)
+
+
+_CORRUPT = "cannot decode image, the file is truncated or corrupt"
+
+
+def _guarded(step: Callable[[], T], path: Path, what: str) -> T:
+    """Run a Pillow step; whatever its decoders raise for a bad file becomes one InputImageError line.
+
+    Pillow's plugins raise many types for damaged data (OSError, SyntaxError, TypeError, struct.error,
+    NotImplementedError, ...), so all Exceptions are taken but MemoryError, which is the machine's problem,
+    not the file's; KeyboardInterrupt and SystemExit are not Exceptions and pass as they are.
+    """
+    try:
+        return step()
+    except (InputImageError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 (see the docstring)
+        raise InputImageError(f"{path}: {what} ({_one_line(exc)})") from None
+
+
+def _unsupported(path: Path | str, formats: str = ACCEPTED_TEXT) -> str:
+    return f"{path} is not an image segcli can read: not a supported format (segcli reads {formats})"
+
+
+def _check_pixels(image: Image.Image, path: Path, max_pixels: int | None) -> None:
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputImageError(
+            f"{path} is {width}x{height} = {_pixels_text(width * height, '.1f')}, above the "
+            f"{_pixels_text(max_pixels, 'g')} limit; raise it with --max-pixels"
+        )
+
+
+def _load_first_frame(image: Image.Image) -> str | None:
+    note = _first_frame_note(image)
+    image.load()  # full decode: a truncated file fails here, not later
+    return note
 
 
 def _pixels_text(count: int, megapixel_format: str) -> str:

@@ -44,8 +44,9 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
     a summary chart and a table (mIoU, pixel accuracy and boundary F-score when masks are present;
     agreement, parameters, time and memory always).
 
-    Masks are read from a VOC layout (JPEGImages/ + SegmentationClass/) or from a masks/ folder
-    beside the images with the same file stems.
+    Masks are read from a VOC layout (JPEGImages/ + SegmentationClass/: FOLDER itself or any folder
+    in it, as samples/synth/ in samples/) or from a masks/ folder beside the images with the same
+    file stems; label masks are never compared as photos.
 
     \b
     Examples:

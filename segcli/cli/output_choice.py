@@ -154,18 +154,22 @@ def parse_classes(items: Sequence[str], categories: Sequence[str], checkpoint: s
     return tuple(sorted(indices))
 
 
-def stream_image(engine, source: str, kind: str, alpha: float, classes: tuple[int, ...] | None,
-                 max_pixels: int | None) -> None:
-    """Segment one image (stdin for "-") and write output `kind` to stdout as bytes."""
-    from segcli.errors import OutputError
-    from segcli.imageio import DEFAULT_MAX_PIXELS, load_image, load_image_bytes
-    from segcli.pipeline.stream import predict_to_bytes
+def read_one_image(source: str, max_pixels: int | None):
+    """The image of `--out -` (stdin for "-": header first, bytes bounded by --max-pixels), read before the model
+    loads so that a bad input fails at once."""
+    from segcli.imageio import DEFAULT_MAX_PIXELS, load_image, read_image_stream
 
     limit = max_pixels or DEFAULT_MAX_PIXELS
     if source == STREAM:
-        loaded = load_image_bytes(click.get_binary_stream("stdin").read(), "stdin", limit)
-    else:
-        loaded = load_image(source, limit)
+        return read_image_stream(click.get_binary_stream("stdin"), "stdin", limit)
+    return load_image(source, limit)
+
+
+def stream_image(engine, loaded, kind: str, alpha: float, classes: tuple[int, ...] | None) -> None:
+    """Segment one image (`read_one_image`) and write output `kind` to stdout as bytes."""
+    from segcli.errors import OutputError
+    from segcli.pipeline.stream import predict_to_bytes
+
     data = predict_to_bytes(engine, loaded, kind, alpha=alpha, classes=classes)
     try:
         write_all(click.get_binary_stream("stdout"), data)

@@ -15,7 +15,7 @@ from segcli.cli.options import (
     model_option, overwrite_option, precision_option, quiet_option, weights_option,
 )
 from segcli.cli.output_choice import (
-    checkpoint_classes, choose_outputs, finish_report, output_options, parse_classes, stream_image,
+    checkpoint_classes, choose_outputs, finish_report, output_options, parse_classes, read_one_image, stream_image,
 )
 from segcli.distributed.options import cluster_from_options, ray_options
 
@@ -100,10 +100,11 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
         settings = EngineSettings.resolve(model, weights, download, device=device, options=inference,
                                           multiscale=multiscale)
         return _finish(run, run_on_ray(run, settings, cluster, console, max_pixels), choice, out_dir, console, quiet)
+    piped = read_one_image(inputs[0], max_pixels) if choice.stream else None  # a bad input fails before the model loads
     engine = _load_engine(model, weights, device, download, inference, multiscale, console) \
         if choice.stream or run.work.todo else None
     if choice.stream:
-        stream_image(engine, inputs[0], choice.kinds[0], alpha, options.classes, max_pixels)
+        stream_image(engine, piped, choice.kinds[0], alpha, options.classes)
         return
     _finish(run, _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers), choice, out_dir,
             console, quiet)

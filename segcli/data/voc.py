@@ -87,16 +87,16 @@ def load_rgb(path: Path, max_pixels: int | None = None) -> np.ndarray:
     return load_image(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS).rgb
 
 
-def load_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
-    """Class indices of a palettized (mode P) or grey (mode L) PNG; 255 = ignore."""
+def load_mask(path: Path, num_classes: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """Class indices of a palettized (mode P) or grey (mode L) PNG; 255 = ignore (segcli.imageio.load_label_png:
+    PNG only, pixel limit, None: segcli's default; any decoding failure is one DatasetError line)."""
+    from segcli.errors import InputImageError
+    from segcli.imageio import DEFAULT_MAX_PIXELS, load_label_png
+
     try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
-                raise DatasetError(f"mask {path} is mode {image.mode}: masks must be palettized (P) or grey (L) "
-                                   "PNGs whose values are class indices")
-            mask = np.asarray(image, dtype=np.uint8)
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"cannot read mask {path}: {exc}") from None
+        mask = load_label_png(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    except InputImageError as exc:
+        raise DatasetError(f"mask {exc}") from None
     if num_classes is not None:
         bad = (mask >= num_classes) & (mask != IGNORE_INDEX)
         if bad.any():
@@ -139,7 +139,7 @@ class SegmentationDataset:
                  crop: tuple[int, int] | None = None, scale_range: tuple[float, float] = (0.5, 2.0),
                  flip: bool = True, augment: bool = True, max_pixels: int | None = None) -> None:
         self.images = [load_rgb(image, max_pixels) for image, _ in pairs]
-        self.masks = [load_mask(mask, num_classes) for _, mask in pairs]
+        self.masks = [load_mask(mask, num_classes, max_pixels) for _, mask in pairs]
         for (image_path, _), image, mask in zip(pairs, self.images, self.masks):
             if image.shape[:2] != mask.shape:
                 raise DatasetError(f"{image_path} is {image.shape[1]}x{image.shape[0]} but its mask is "

@@ -1,20 +1,24 @@
 """Images to compare on, with their ground-truth masks when the folder has them.
 
 Two layouts give masks: VOC (`JPEGImages/` + `SegmentationClass/<id>.png`, optionally one
-split of `ImageSets/Segmentation/`), or a `masks/` folder beside the images holding
-`<stem>.png` (looked up next to each image, then under DIR/masks/<sub-folders>/).
+split of `ImageSets/Segmentation/`), the folder given or any folder under it (`samples/` holds
+`samples/synth/`), or a `masks/` folder beside the images holding `<stem>.png` (looked up next
+to each image, then under DIR/masks/<sub-folders>/). Label masks are never taken for photos.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from segcli.errors import DatasetError
+from segcli.text import printable
 
 MASKS_FOLDER = "masks"
+LABEL_FOLDERS = frozenset({"SegmentationClass", "SegmentationObject", "SegmentationClassAug"})  # VOC's label PNGs
 
 
 @dataclass(frozen=True)
@@ -33,25 +37,58 @@ def find_samples(folder: str | Path, split: str | None = None, limit: int | None
         raise DatasetError(f"{root} is not a folder: pass a folder of images (VOC layout or with a masks/ folder)")
     if root.name == "JPEGImages" and (root.parent / "SegmentationClass").is_dir():
         root = root.parent  # the images folder of a VOC layout was given
-    voc_images = root / "JPEGImages"
-    if voc_images.is_dir():
-        sources = find_images([voc_images])
-        if split is not None:
-            wanted = _split_ids(root, split)
-            sources = [source for source in sources if source.relative.with_suffix("").as_posix() in wanted]
-            if not sources:
-                raise DatasetError(f"no image of split {split!r} found in {voc_images}")
-        samples = [Sample(s.path, s.relative, _existing(root / "SegmentationClass" / s.relative.with_suffix(".png")))
-                   for s in sources]
-    else:
-        if split is not None:
-            raise DatasetError(f"--split needs a VOC-layout folder (JPEGImages/, ImageSets/Segmentation/); "
-                               f"{root} has no JPEGImages/")
-        sources = [s for s in find_images([root]) if MASKS_FOLDER not in s.relative.parts[:-1]]
-        if not sources:
-            raise DatasetError(f"no images in {root} outside its {MASKS_FOLDER}/ folder")
-        samples = [Sample(s.path, s.relative, _mask_beside(root, s.path, s.relative)) for s in sources]
+    if root.name in LABEL_FOLDERS:
+        raise DatasetError(f"{printable(root)} holds label masks, not photos: pass the folder above it "
+                           "(the VOC layout)")
+    layouts = [root] if (root / "JPEGImages").is_dir() else _voc_layouts_under(root)
+    if split is not None and not layouts:
+        raise DatasetError(f"--split needs a VOC-layout folder (JPEGImages/, ImageSets/Segmentation/); "
+                           f"{root} has no JPEGImages/")
+    wanted = {layout: _split_ids(layout, split) for layout in layouts} if split is not None else None
+    samples = []
+    for source in find_images([root]):
+        layout = next((layout for layout in layouts if source.path.is_relative_to(layout)), None)
+        sample = _plain_sample(root, source) if layout is None else _voc_sample(root, layout, source.path)
+        if sample is not None and (wanted is None or (layout is not None and _in_split(layout, sample, wanted))):
+            samples.append(sample)
+    if not samples:
+        where = f"of split {split!r} " if split is not None else ""
+        raise DatasetError(f"no images {where}in {printable(root)} "
+                           f"(label masks and its {MASKS_FOLDER}/ folders left out)")
     return samples[:limit] if limit else samples
+
+
+def _voc_layouts_under(root: Path) -> list[Path]:
+    """Folders under `root` holding JPEGImages/ and SegmentationClass/ (not walked further), sorted."""
+    layouts = []
+    for current, folders, _ in os.walk(root):
+        if "JPEGImages" in folders and "SegmentationClass" in folders:
+            layouts.append(Path(current))
+            folders.clear()
+        else:
+            folders[:] = [name for name in folders if not name.startswith(".")]
+    return sorted(layouts)
+
+
+def _voc_sample(root: Path, layout: Path, path: Path) -> Sample | None:
+    """A layout's image with its SegmentationClass mask; None for its other files (label masks among them)."""
+    images = layout / "JPEGImages"
+    if not path.is_relative_to(images):
+        return None
+    inside = path.relative_to(images)
+    return Sample(path, layout.relative_to(root) / inside,
+                  _existing(layout / "SegmentationClass" / inside.with_suffix(".png")))
+
+
+def _plain_sample(root: Path, source) -> Sample | None:
+    folders = source.relative.parts[:-1]
+    if MASKS_FOLDER in folders or LABEL_FOLDERS & set(folders):
+        return None
+    return Sample(source.path, source.relative, _mask_beside(root, source.path, source.relative))
+
+
+def _in_split(layout: Path, sample: Sample, wanted: dict[Path, set[str]]) -> bool:
+    return sample.path.relative_to(layout / "JPEGImages").with_suffix("").as_posix() in wanted[layout]
 
 
 def _existing(path: Path) -> Path | None:

@@ -87,7 +87,8 @@ def test_a_file_to_stdout_is_the_same_png_as_from_stdin(photo, weights):
 def test_garbage_on_stdin_is_one_error_line_and_nothing_on_stdout(weights):
     result = piped_in_process(weights, b"not an image\n")
     assert result.exit_code == 1 and result.stdout_bytes == b""
-    assert result.stderr.strip().splitlines()[-1] == "Error: stdin is not an image segcli can read (unknown format)"
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "Error: stdin is not an image segcli can read: not a supported format (segcli reads JPEG, PNG")
 
 
 @pytest.mark.parametrize("args, message", [

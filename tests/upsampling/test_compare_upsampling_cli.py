@@ -257,3 +257,58 @@ def test_json_never_replaces_an_input_or_a_users_file(tmp_path, decoders, monkey
                                       "--overwrite"])
     assert result.exit_code == 1 and "is an input of this run" in result.output, result.output
     assert mask.read_bytes() == before
+
+# VOC layouts under the folder given (`segcli compare-upsampling samples/`, the example in its --help) ----------
+
+REPOSITORY_SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def _copy_of_samples(root: Path, ids: tuple[str, ...] = ("synth_3_00000", "synth_3_00004")) -> Path:
+    """A small copy of the repository's samples/ folder (its VOC layout samples/synth/, `ids` only)."""
+    import shutil
+
+    source, layout = REPOSITORY_SAMPLES / "synth", root / "samples" / "synth"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (layout / sub).mkdir(parents=True)
+    for image_id in ids:
+        shutil.copy(source / "JPEGImages" / f"{image_id}.jpg", layout / "JPEGImages")
+        shutil.copy(source / "SegmentationClass" / f"{image_id}.png", layout / "SegmentationClass")
+    (layout / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{ids[-1]}\n")
+    for name in ("classes.txt", "dataset.json"):
+        shutil.copy(source / name, layout / name)
+    return root / "samples"
+
+
+def test_voc_layouts_inside_the_folder_give_image_and_mask_pairs():
+    samples = find_samples(REPOSITORY_SAMPLES)
+    images = sorted((REPOSITORY_SAMPLES / "synth" / "JPEGImages").glob("*.jpg"))
+    assert [s.path for s in samples] == images  # the label PNGs are never taken for photos
+    assert [s.mask_path for s in samples] == [REPOSITORY_SAMPLES / "synth" / "SegmentationClass" / f"{p.stem}.png"
+                                              for p in images]
+    assert [s.relative.as_posix() for s in samples] == [f"synth/{p.name}" for p in images]
+    val = (REPOSITORY_SAMPLES / "synth" / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    assert [s.path.stem for s in find_samples(REPOSITORY_SAMPLES, split="val")] == sorted(val)
+
+
+def test_a_label_folder_is_refused_not_segmented_as_photos(tmp_path):
+    from segcli.errors import DatasetError
+
+    samples = _copy_of_samples(tmp_path)
+    with pytest.raises(DatasetError, match="SegmentationClass holds label masks"):
+        find_samples(samples / "synth" / "SegmentationClass")
+
+
+def test_cli_on_a_folder_holding_a_voc_layout_scores_against_its_masks(tmp_path, decoders):
+    samples = _copy_of_samples(tmp_path)
+    (samples / "extra").mkdir()
+    Image.fromarray(make_scene(11, 0, SIZE).image).save(samples / "extra" / "photo.png")  # no mask: shown, not scored
+    summary_path = tmp_path / "s.json"
+    result = _invoke(str(samples), "--decoders", str(decoders), "--out", str(tmp_path / "out"),
+                     "--json", str(summary_path), "--methods", "nearest,bilinear")
+    assert result.exit_code == 0, result.output
+    assert "3 image(s), 2 with masks" in result.output and "mIoU" in result.output
+    summary = json.loads(summary_path.read_text())
+    assert summary["images_with_ground_truth"] == 2
+    assert [Path(entry["image"]).parent.name for entry in summary["per_image"]] == ["extra", "JPEGImages",
+                                                                                    "JPEGImages"]
+    assert all(0.0 <= row["miou"] <= 1.0 for row in summary["methods"].values())
