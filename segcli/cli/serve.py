@@ -76,12 +76,11 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
 def _require_server() -> None:
     from segcli.errors import MissingDependencyError
 
-    try:
-        import multipart  # noqa: F401  (python-multipart, which starlette's form parser needs)
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(INSTALL_HINT) from None
+    from importlib.util import find_spec
+
+    # python-multipart (starlette's form parser) is importable as python_multipart, or multipart before 0.0.13
+    if not (find_spec("starlette") and find_spec("uvicorn") and (find_spec("python_multipart") or find_spec("multipart"))):
+        raise MissingDependencyError(INSTALL_HINT)
 
 
 def _run(app, host: str, port: int, quiet: bool, console, with_token: bool) -> None:
