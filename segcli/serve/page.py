@@ -160,6 +160,7 @@ drop.addEventListener("drop", (e) => {
   if (f) segment(f, f.name);
 });
 $("sample").addEventListener("click", async () => segment(await drawSample(), "sample.png"));
+$("token").addEventListener("change", loadModel);
 loadModel().then(async () => { if (location.hash === "#sample") segment(await drawSample(), "sample.png"); });
 </script>
 </body></html>
