@@ -142,3 +142,36 @@ def test_requests_that_arrive_together_run_as_one_batch():
     for labels, answer in zip(expected, answers):  # each got its own image's labels, not its neighbour's
         np.testing.assert_array_equal(labels_of(answer.content), labels)
 
+
+
+def test_a_failing_model_is_a_one_line_500_and_the_next_request_is_served(tiny_engine):
+    real = tiny_engine.predict_batch
+    calls = []
+
+    def fails_once(images, **kwargs):
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise RuntimeError("simulated\nkernel failure")
+        return real(images, **kwargs)
+
+    tiny_engine.predict_batch = fails_once
+    with client(tiny_engine, batch_wait_ms=0) as served:
+        assert_refused(post_image(served, IMAGE), 500, "RuntimeError", "simulated\\nkernel failure")
+        assert post_image(served, IMAGE).status_code == 200
+        text = served.get("/metrics").text
+    buckets = [float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("segcli_request_duration_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] == metric(text, "segcli_request_duration_seconds_count") == 2
+
+
+def test_rle_without_pycocotools_is_501(tiny_engine, monkeypatch):
+    import segcli.serve.app as app_module
+    from segcli.errors import MissingDependencyError
+
+    def missing():
+        raise MissingDependencyError("COCO RLE needs pycocotools: pip install 'segcli[coco]'")
+
+    monkeypatch.setattr(app_module, "require_pycocotools", missing)
+    with client(tiny_engine) as served:
+        assert_refused(post_image(served, IMAGE, "?outputs=rle"), 501, "pycocotools")
+        assert post_image(served, IMAGE, "?outputs=json").status_code == 200
