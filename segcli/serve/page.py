@@ -17,7 +17,7 @@ PAGE = """<!doctype html>
  main{display:grid;grid-template-columns:minmax(0,2fr) minmax(260px,1fr);gap:20px;padding:20px}
  #drop{border:2px dashed #8a93a6;border-radius:8px;padding:22px;text-align:center;background:#fff;cursor:pointer}
  #drop.over{border-color:#2f6fde;background:#eef3fd}
- #result img{max-width:100%;margin-top:14px;border-radius:6px;box-shadow:0 1px 4px #0003}
+ #result img{width:100%;max-width:720px;margin-top:14px;border-radius:6px;box-shadow:0 1px 4px #0003}
  aside{background:#fff;border-radius:8px;padding:14px 16px;align-self:start}
  table{border-collapse:collapse;width:100%}td{padding:3px 6px;border-bottom:1px solid #eceef2}
  td.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -95,7 +95,8 @@ function showClasses(summary) {
     swatch.style.background = "rgb(" + rgb.map(Number).join(",") + ")";
     name.append(swatch, document.createTextNode(c.name));
     row.dataset.name = c.name;
-    cell(row, (100 * c.pixel_fraction).toFixed(1) + " %", true);
+    const share = 100 * c.pixel_fraction;
+    cell(row, (share > 0 && share < 0.05 ? "<0.1" : share.toFixed(1)) + " %", true);
   }
 }
 
