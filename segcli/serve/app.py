@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -194,7 +195,8 @@ class Guard:
                 await error(401, "this server needs a token: send the header Authorization: Bearer <token>",
                             {"WWW-Authenticate": "Bearer"})(scope, receive, counted)
         finally:
-            seconds = time.perf_counter() - started if route == "/v1/segment" else None
+            timed = route == "/v1/segment" and scope["method"] == "POST"
+            seconds = time.perf_counter() - started if timed else None
             self.service.metrics.request(route, status[0], seconds)
 
     def _allowed(self, scope, path: str) -> bool:
@@ -235,7 +237,10 @@ def build_app(engine: "SegmentationEngine", settings: ServeSettings | None = Non
         Route("/v1/models", lambda request: JSONResponse(models)),
         Route("/v1/segment", service.segment, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def http_error(request: Request, exc: HTTPException) -> Response:  # 404, 405: JSON like every error
+        return error(exc.status_code, f"{exc.detail}: {request.method} {printable(request.url.path)}", exc.headers)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.add_middleware(Guard, service=service)
     app.state.service = service
     return app

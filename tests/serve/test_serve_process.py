@@ -49,7 +49,9 @@ def wait_until_up(base: str, child, seconds: float = 180) -> None:
 
 
 @pytest.mark.slow  # python and torch start in a child process (~10-20 s on 2 shared cores)
-def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path, stop):
+    """SIGTERM (a service manager) or SIGINT (Ctrl-C): the same drain, exit 0."""
     weights = save_balanced_checkpoint(tmp_path / "tiny.safetensors")
     photo = save_image(Image.fromarray(random_rgb(40, 56, 3)), tmp_path / "photo.png")
     port = free_port()
@@ -72,7 +74,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path):
             time.sleep(0.05)
         else:
             raise AssertionError("the request never reached the queue")
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(stop)
         sender.join(60)
         stdout, stderr = child.communicate(timeout=60)
     finally:

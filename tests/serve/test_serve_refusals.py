@@ -39,6 +39,8 @@ def test_bad_uploads_get_one_line_4xx_and_the_server_goes_on(tiny_engine, tmp_pa
         assert_refused(served.post("/v1/segment", files={"photo": ("a.png", IMAGE, "image/png")}), 400, "'image'")
         assert_refused(served.post("/v1/segment", content=b"--x\r\nnot multipart",
                                    headers={"content-type": "multipart/form-data; boundary=zz"}), 400)
+        assert_refused(served.get("/v1/segment"), 405, "GET /v1/segment")
+        assert_refused(served.get("/v2/segment"), 404, "/v2/segment")
         assert post_image(served, IMAGE).status_code == 200  # still serving
         text = served.get("/metrics").text
     assert metric(text, 'segcli_requests_total{route="/v1/segment",status="400"}') == 10
