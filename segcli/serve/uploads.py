@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Sequence
 
+from segcli.outputs.classwise import match_classes
 from segcli.text import printable
 
 KIND_TYPES = {  # the kinds a request may ask for (`outputs=`) and the media type of each answer
@@ -54,24 +55,13 @@ def parse_ask(query: dict[str, str], categories: Sequence[str]) -> Ask:
 
 
 def class_indices(items: Sequence[str], categories: Sequence[str]) -> tuple[int, ...]:
-    """Exact names, then names in any case (when one class has it), then indices; sorted (as predict's --classes)."""
-    folded: dict[str, list[int]] = {}
-    for index, name in enumerate(categories):
-        folded.setdefault(name.casefold(), []).append(index)
-    indices, unknown = set(), []
-    for item in items:
-        if item in categories:
-            indices.add(list(categories).index(item))
-        elif len(folded.get(item.casefold(), [])) == 1:
-            indices.add(folded[item.casefold()][0])
-        elif item.isdigit() and int(item) < len(categories):
-            indices.add(int(item))
-        else:
-            unknown.append(printable(item))
+    """Class indices of `classes=` items, as predict's --classes reads them; 400 naming the unknown ones."""
+    indices, unknown = match_classes(items, categories)
     if unknown:
         listing = ", ".join(f"{index} {printable(name)}" for index, name in enumerate(categories))
-        raise Refused(400, f"unknown class(es) {', '.join(map(repr, unknown))} in classes=; the model has: {listing}")
-    return tuple(sorted(indices))
+        raise Refused(400, f"unknown class(es) {', '.join(repr(printable(item)) for item in unknown)} in classes=; "
+                           f"the model has: {listing}")
+    return indices
 
 
 def body_limit(max_pixels: int) -> int:
