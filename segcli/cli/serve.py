@@ -34,7 +34,8 @@ INSTALL_HINT = "segcli serve needs starlette, uvicorn and python-multipart: pip 
 @click.option("--batch-wait-ms", type=click.FloatRange(0, 10_000), default=5.0, show_default=True,
               help="How long the first image of a batch waits for others to join it.")
 @click.option("--max-pending", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Images waiting or running at most; one more is answered 503 with Retry-After.")
+              help="Requests in progress (being read, decoded, waiting or running) at most; one more is "
+                   "answered 503 with Retry-After.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
               help="Seconds a request may take before it is answered 504.")
 @click.option("--token", default=None, metavar="TOKEN",

@@ -49,7 +49,7 @@ class ServeSettings:
 
     max_batch: int = 4
     batch_wait_ms: float = 5.0
-    max_pending: int = 32          # images waiting or running; one more answers 503
+    max_pending: int = 32          # requests in progress (read, decoded, queued, running); one more: 503
     timeout_s: float = 60.0        # per request; past it 504
     max_pixels: int = DEFAULT_MAX_PIXELS
     token: str | None = None       # bearer token every route but OPEN_ROUTES needs
@@ -74,11 +74,23 @@ class Service:
         self.batcher = Batcher(self._predict_batch, settings.max_batch, settings.batch_wait_ms / 1000.0,
                                settings.max_pending, on_batch=self.metrics.batch)
         self.categories = tuple(engine.record.categories)
+        self.active = 0  # POST /v1/segment requests in progress (on the event loop: no lock needed)
 
     def _predict_batch(self, images, probabilities: bool):
         return self.engine.predict_batch(images, return_probabilities=probabilities)
 
     async def segment(self, request: Request) -> Response:
+        """One request, counted from its first byte: uploads being read or decoded hold memory too, so they
+        count against max_pending with the images waiting for the model."""
+        if self.active >= self.settings.max_pending:
+            return _busy(f"{self.active} requests are already in progress", self.settings.retry_after_s)
+        self.active += 1
+        try:
+            return await self._segment(request)
+        finally:
+            self.active -= 1
+
+    async def _segment(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
             ask = parse_ask(dict(request.query_params), self.categories)
@@ -93,7 +105,7 @@ class Service:
         except Refused as exc:
             return error(exc.status, exc.message, exc.headers)
         except Busy as exc:
-            return error(503, f"busy: {exc}; retry later", {"Retry-After": str(self.settings.retry_after_s)})
+            return _busy(str(exc), self.settings.retry_after_s)
         except InputImageError as exc:
             return error(400, printable(str(exc)))
         except SegcliError as exc:
@@ -145,6 +157,10 @@ class Service:
             "outputs": list(KIND_TYPES), "max_batch": self.settings.max_batch,
             "max_pixels": self.settings.max_pixels, "max_body_bytes": self.settings.body_limit,
         }
+
+
+def _busy(reason: str, retry_after_s: int) -> Response:
+    return error(503, f"busy: {reason}; retry later", {"Retry-After": str(retry_after_s)})
 
 
 class _Buffer:

@@ -177,3 +177,28 @@ def test_rle_without_pycocotools_is_501(tiny_engine, monkeypatch):
     with client(tiny_engine) as served:
         assert_refused(post_image(served, IMAGE, "?outputs=rle"), 501, "pycocotools")
         assert post_image(served, IMAGE, "?outputs=json").status_code == 200
+
+
+def test_uploads_being_decoded_count_against_max_pending(tiny_engine, monkeypatch):
+    """Memory stays bounded while images are still being read and decoded, not only once they are queued."""
+    import segcli.serve.app as app_module
+
+    decoding, release = threading.Event(), threading.Event()
+    real = app_module.load_image_bytes
+
+    def slow_decode(*args):
+        decoding.set()
+        assert release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(app_module, "load_image_bytes", slow_decode)
+    with client(tiny_engine, max_pending=1) as served:
+        first = []
+        thread = threading.Thread(target=lambda: first.append(post_image(served, IMAGE)))
+        thread.start()
+        assert decoding.wait(30)
+        busy = post_image(served, IMAGE)
+        release.set()
+        thread.join(60)
+    assert_refused(busy, 503, "busy")
+    assert first[0].status_code == 200
