@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "benchmark": ("benchmark", "benchmark", "Speed, memory, FLOPs and accuracy of models side by side."),
     "export": ("export", "export", "Export a checkpoint as verified ONNX or TorchScript."),
     "compare-upsampling": ("compare_upsampling", "compare_upsampling", "Compare upsampling methods on your images."),
+    "serve": ("serve", "serve", "Serve the engine over HTTP (batched) with a web page."),
 }
 
 

@@ -134,24 +134,14 @@ def parse_classes(items: Sequence[str], categories: Sequence[str], checkpoint: s
 
     An item naming no class is a usage error that lists the checkpoint's classes.
     """
-    folded: dict[str, list[int]] = {}
-    for index, name in enumerate(categories):
-        folded.setdefault(name.casefold(), []).append(index)
-    indices, unknown = set(), []
-    for item in items:
-        if item in categories:
-            indices.add(list(categories).index(item))
-        elif len(folded.get(item.casefold(), [])) == 1:
-            indices.add(folded[item.casefold()][0])
-        elif item.isdigit() and int(item) < len(categories):
-            indices.add(int(item))
-        else:
-            unknown.append(item)
+    from segcli.outputs.classwise import match_classes
+
+    indices, unknown = match_classes(items, categories)
     if unknown:
         listing = ", ".join(f"{index} {name}" for index, name in enumerate(categories))
         raise click.UsageError(f"unknown class{'es' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
                                f"in --classes; {checkpoint} has: {listing}")
-    return tuple(sorted(indices))
+    return indices
 
 
 def read_one_image(source: str, max_pixels: int | None):

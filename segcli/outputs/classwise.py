@@ -38,6 +38,25 @@ def class_file_labels(categories: Sequence[str]) -> tuple[str, ...]:
                  for index, name in enumerate(safe))
 
 
+def match_classes(items: Sequence[str], categories: Sequence[str]) -> tuple[tuple[int, ...], list[str]]:
+    """Class indices of `--classes` items (exact names, then names in any case when one class has it, then
+    indices), sorted, and the items that name no class (predict and serve say so their own way)."""
+    folded: dict[str, list[int]] = {}
+    for index, name in enumerate(categories):
+        folded.setdefault(name.casefold(), []).append(index)
+    indices, unknown = set(), []
+    for item in items:
+        if item in categories:
+            indices.add(list(categories).index(item))
+        elif len(folded.get(item.casefold(), [])) == 1:
+            indices.add(folded[item.casefold()][0])
+        elif item.isdigit() and int(item) < len(categories):
+            indices.add(int(item))
+        else:
+            unknown.append(item)
+    return tuple(sorted(indices)), unknown
+
+
 def is_background(name: str) -> bool:
     return name.strip("_ ").lower() in BACKGROUND_NAMES
 

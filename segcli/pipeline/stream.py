@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from segcli.outputs.kinds import KINDS, ImageResult, RunInfo
 
 if TYPE_CHECKING:
-    from segcli.engine import SegmentationEngine
+    from segcli.engine import Prediction, SegmentationEngine
     from segcli.imageio import LoadedImage
 
 STREAM_KINDS = tuple(name for name, kind in KINDS.items() if not kind.per_class)  # one file each
@@ -26,11 +26,24 @@ def predict_to_bytes(engine: "SegmentationEngine", loaded: "LoadedImage", kind: 
     if kind not in STREAM_KINDS:
         raise ValueError(f"{kind!r} is not a one-file output: choose from {', '.join(STREAM_KINDS)}")
     prediction = engine.predict(loaded.rgb, return_probabilities=kind == "probs")
+    return prediction_to_bytes(engine, loaded, prediction, kind, alpha, classes)
+
+
+def prediction_to_bytes(engine: "SegmentationEngine", loaded: "LoadedImage", prediction: "Prediction", kind: str,
+                        alpha: float = 0.5, classes: tuple[int, ...] | None = None) -> bytes:
+    """The file of output `kind` (one of STREAM_KINDS) for an image already segmented by `engine` (e.g. in a
+    batch: `segcli serve`), byte for byte what the folder run writes."""
+    result, run = result_and_run(engine, loaded, prediction, alpha, classes)
+    buffer = io.BytesIO()
+    KINDS[kind].write(result, run, buffer)
+    return buffer.getvalue()
+
+
+def result_and_run(engine: "SegmentationEngine", loaded: "LoadedImage", prediction: "Prediction",
+                   alpha: float = 0.5, classes: tuple[int, ...] | None = None) -> tuple[ImageResult, RunInfo]:
+    """What the output kinds write from: the image's result and the run's facts, as the folder run makes them."""
     result = ImageResult(path=Path(loaded.path), rgb=loaded.rgb, labels=prediction.labels,
                          probabilities=prediction.probabilities, note=loaded.note,
                          timings_ms=dict(prediction.timings_ms), crf=prediction.crf)
     resolved = engine.crf_for()
-    run = RunInfo.from_engine(engine, None if resolved is None else resolved[0], alpha, classes=classes)
-    buffer = io.BytesIO()
-    KINDS[kind].write(result, run, buffer)
-    return buffer.getvalue()
+    return result, RunInfo.from_engine(engine, None if resolved is None else resolved[0], alpha, classes=classes)

@@ -1,0 +1,108 @@
+"""`segcli serve`: load the engine once and answer HTTP requests (segcli/serve/) until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import click
+
+from segcli.cli.options import (
+    crf_options, crf_settings_from_options, device_option, download_option, max_pixels_option, model_option,
+    precision_option, quiet_option, weights_option,
+)
+
+TOKEN_ENV = "SEGCLI_SERVE_TOKEN"
+INSTALL_HINT = "segcli serve needs starlette, uvicorn and python-multipart: pip install 'segcli[serve]'"
+
+
+@click.command("serve")
+@model_option
+@weights_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; only this machine by default (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port.")
+@device_option
+@precision_option
+@crf_options
+@click.option("--multiscale/--no-multiscale", default=True, show_default=True,
+              help="Fuse the input scales the checkpoint's authors tested with, as predict does.")
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Overlay opacity of the mask colours.")
+@click.option("--max-batch", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Most same-size images that run as one batch.")
+@click.option("--batch-wait-ms", type=click.FloatRange(0, 10_000), default=5.0, show_default=True,
+              help="How long the first image of a batch waits for others to join it.")
+@click.option("--max-pending", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Requests in progress (being read, decoded, waiting or running) at most; one more is "
+                   "answered 503 with Retry-After.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
+              help="Seconds a request may take before it is answered 504.")
+@click.option("--token", default=None, metavar="TOKEN",
+              help=f"Every route but /healthz and the page needs `Authorization: Bearer TOKEN` (also from ${TOKEN_ENV}).")
+@max_pixels_option
+@download_option
+@quiet_option(help="Only errors (no start-up lines, no access log).")
+def serve(model, weights, host, port, device, precision, multiscale, alpha, max_batch, batch_wait_ms, max_pending,
+          timeout_s, token, max_pixels, download, quiet, **crf_kwargs) -> None:
+    """Serve the engine over HTTP: POST an image to /v1/segment, get predict's label PNG (or overlay, json,
+    rle, cutout, masks, probs) back; a web page at /. Requests that arrive together run as one batch.
+
+    \b
+    Example:  segcli serve --model deeplabv3p --port 8000
+              curl --data-binary @img.jpg -H 'Content-Type: image/jpeg' \\
+                   'http://127.0.0.1:8000/v1/segment?outputs=label' > label.png
+    """
+    crf = crf_settings_from_options(crf_kwargs)
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    if token is not None and not token.strip():
+        raise click.BadParameter("the token is empty", param_hint="'--token'")
+    _require_server()
+
+    from rich.console import Console
+
+    from segcli.cli.predict import _load_engine
+    from segcli.imageio import DEFAULT_MAX_PIXELS
+    from segcli.inference_options import InferenceOptions
+    from segcli.serve import ServeSettings, build_app
+
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    engine = _load_engine(model, weights, device, download, InferenceOptions(precision=precision, crf=crf),
+                          multiscale, console)
+    settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_pending=max_pending,
+                             timeout_s=timeout_s, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, token=token, alpha=alpha)
+    _run(build_app(engine, settings), host, port, quiet, console, token is not None)
+
+
+def _require_server() -> None:
+    from segcli.errors import MissingDependencyError
+
+    from importlib.util import find_spec
+
+    # python-multipart (starlette's form parser) is importable as python_multipart, or multipart before 0.0.13
+    if not (find_spec("starlette") and find_spec("uvicorn") and (find_spec("python_multipart") or find_spec("multipart"))):
+        raise MissingDependencyError(INSTALL_HINT)
+
+
+def _run(app, host: str, port: int, quiet: bool, console, with_token: bool) -> None:
+    """Run uvicorn until Ctrl-C or SIGTERM: it stops accepting, answers the requests in flight, the batcher
+    finishes its queue, and the command exits 0."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning" if quiet else "info",
+                            access_log=not quiet, lifespan="on", timeout_graceful_shutdown=None)
+    server = uvicorn.Server(config)
+    received: list[int] = []
+    # uvicorn handles the signals while it runs and raises the one it caught again when it has stopped;
+    # these handlers take that second delivery, so a server that drained exits 0, not 130/143
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda signum, frame: received.append(signum))
+    host_text = f"[{host}]" if ":" in host else host
+    console.print(f"serving on http://{host_text}:{port}/ (the page) and /v1/segment"
+                  f"{' (token needed)' if with_token else ''}; Ctrl-C stops", highlight=False)
+    server.run()
+    if not server.started:
+        from segcli.errors import SegcliError
+
+        raise SegcliError(f"could not listen on {host}:{port} (in use, or not an address of this machine)")
+    console.print("stopped: every request in flight was answered", highlight=False)
