@@ -78,6 +78,7 @@ def summary_document(result: ImageResult, run: RunInfo) -> dict[str, Any]:
         "model": run.model, "checkpoint": run.checkpoint, "checkpoint_source": run.checkpoint_source,
         "device": run.device, "precision": run.precision,
         "crf": result.crf if result.crf is not None else run.crf,  # per image: iterations, labels, resolution
+        "tta": run.tta, "tile": run.tile, "input_scales": [float(scale) for scale in run.input_scales],
         "note": "; ".join(note for note in (result.note, run.note) if note) or None,
         "timings_ms": {key: round(value, 3) for key, value in result.timings_ms.items()},
         "categories": list(run.categories),
