@@ -69,6 +69,9 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     """
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing exclude each other")
+    if weights and str(weights).lower().endswith(".onnx") and precision not in ("auto", "fp32"):
+        raise click.BadParameter(f"{precision}: an ONNX graph runs in fp32 (onnxruntime's CPU provider); "
+                                 "leave --precision out or pass fp32", param_hint="'--precision'")
     choice = choose_outputs(inputs, out_dir, outputs, classes, report, save_probs, no_overlay, overwrite, skip_existing)
     cluster = cluster_from_options(crf_kwargs, batch_size, io_workers)  # None: the local engine
     if cluster is not None and choice.stream:
