@@ -39,18 +39,24 @@ def list_weights(model: str | None, json_path: str | None) -> None:
     if json_path is not None:
         write_json(entries, json_path)
         return
-    print_table("segcli checkpoints", LIST_COLUMNS, [_list_row(entry) for entry in entries])
+    rows = sorted((_list_row(entry) for entry in entries), key=lambda row: GROUPS.index(row[1]))  # stable
+    print_table("segcli checkpoints", LIST_COLUMNS, rows)
 
 
-LIST_COLUMNS = (Column("name", keep_whole=True), Column("model"), Column("dataset"), Column("classes", numeric=True),
-                Column("mIoU", numeric=True), Column("mIoU on"), Column("on disk"))
+# the checkpoints segcli trained on its synthetic scenes (shipped), then the published ones
+GROUPS = ("synthetic scenes", "published")
+LIST_COLUMNS = (Column("name", keep_whole=True), Column("group"), Column("model"), Column("dataset"),
+                Column("classes", numeric=True), Column("mIoU", numeric=True), Column("mIoU on"), Column("file"))
 
 
 def _list_row(entry: dict) -> list[str]:
+    from segcli.palettes import SYNTH_DATASET
+
     miou = entry["miou"]
-    where = entry["on_disk"] or ("not downloaded" if entry["url"] else "not on disk (no public download)")
-    return [entry["name"], entry["model"], entry["dataset"], str(entry["classes"]),
-            f"{100 * miou:.1f}" if isinstance(miou, (int, float)) else "-",
+    where = entry["on_disk"] or ("not downloaded" if entry["url"] else "no public download")
+    group = GROUPS[0] if entry["dataset"] == SYNTH_DATASET else GROUPS[1]
+    return [entry["name"], group, entry["model"], entry["dataset"], str(entry["classes"]),
+            f"{miou:.3f}" if isinstance(miou, (int, float)) else "-",  # a fraction, as the README writes mIoU
             entry["miou_on"] if isinstance(miou, (int, float)) else "-", where]
 
 
