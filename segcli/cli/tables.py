@@ -105,3 +105,6 @@ def write_json(obj: Any, json_path: str) -> None:
     except OSError as exc:
         raise OutputError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
     atomic_write_json(path, obj)
+    from segcli.text import printable
+
+    click.echo(f"wrote {printable(path)}", err=True)  # stdout stays for the table

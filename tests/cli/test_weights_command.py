@@ -209,3 +209,12 @@ def test_list_groups_synthetic_and_published_and_says_where_plainly(home):
         miou = records[row["name"]].metric_dict.get("miou")
         if isinstance(miou, (int, float)):
             assert row["mIoU"] == f"{miou:.3f}"  # a fraction, as the README's tables write it
+
+
+@pytest.mark.parametrize("command", [["weights", "list"], ["models"]])
+def test_json_into_a_file_says_it_wrote_it(home, tmp_path, command):
+    out = tmp_path / "listing.json"
+    result = CliRunner().invoke(cli, [*command, "--json", str(out)], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines()[-1] == f"wrote {out}"
+    assert result.stdout == "" and json.loads(out.read_text())
