@@ -17,7 +17,8 @@ def weights() -> None:
 
 
 @weights.command("list")
-@click.option("--model", "model", type=click.Choice(CHOICES), default=None, help="Only this model's checkpoints.")
+@click.option("--model", "model", type=click.Choice(CHOICES), default=None, metavar="NAME",
+              help="Only this model's checkpoints (names: `segcli models`).")
 @json_option
 def list_weights(model: str | None, json_path: str | None) -> None:
     """Every known checkpoint, its mIoU (and the data it was measured on), and where it is on disk."""
@@ -82,11 +83,13 @@ def pull(name: str, force: bool) -> None:
 @weights.command("add")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", required=True, help="Name to use with --weights.")
-@click.option("--model", "model", required=True, type=click.Choice(CHOICES), help="Zoo model it loads into.")
+@click.option("--model", "model", required=True, type=click.Choice(CHOICES), metavar="NAME",
+              help="Zoo model it loads into (names: `segcli models`).")
 @click.option("--dataset", default=None, help="Dataset it was trained on (shown by `weights list`).")
 @click.option("--classes", default=None, help="Class names in label order, comma separated.")
 @click.option("--classes-from", type=click.Choice(CLASS_SETS), default=None, help="Use a dataset's class names.")
-@click.option("--layout", type=click.Choice(LAYOUTS), default=None, help="State-dict layout (detected when left out).")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None, metavar="LAYOUT",
+              help=f"State-dict layout, one of: {', '.join(LAYOUTS)} (detected when left out).")
 def add(path: str, name: str, model: str, dataset: str | None, classes: str | None, classes_from: str | None,
         layout: str | None) -> None:
     """Copy the checkpoint at PATH into segcli's cache and record it."""
