@@ -132,6 +132,11 @@ def _load_engine(model, weights, device, download, inference, multiscale, consol
 def _finish(run, summary, choice, out_dir, console, quiet) -> None:
     """The report page (--report), then the run's final line and exit code."""
     report_failed = choice.report and not finish_report(run, summary, out_dir, console)
+    if getattr(summary, "crf_images", 0):  # what the CRF ran, counted from the images (the plan line said what may)
+        bands = summary.crf_band_images
+        console.print(f"dense CRF ran on {summary.crf_images} image{'s' * (summary.crf_images != 1)} ("
+                      + (f"full-size band updates on {bands}" if bands else "no full-size band updates") + ")",
+                      highlight=False)
     _report(summary, out_dir, quiet)
     if report_failed:
         raise SystemExit(1)
