@@ -163,7 +163,9 @@ class CRFSettings:
 
 @dataclass(frozen=True)
 class CRFRun:
-    """The CRF that actually ran on one image (per-image JSON `crf`, terminal line)."""
+    """The CRF that actually ran on one image (per-image JSON `crf`). Two iteration counts, on purpose:
+    `iterations` (JSON `crf.iterations`) is what ran, after the fast method's cap; `params.iterations`
+    (JSON `crf.params.iterations`) is what was asked for, as the kernel settings say it."""
 
     method: str                      # "fast" or "full"
     params: CRFParams                # kernel settings; params.iterations as asked, before any cap
@@ -227,8 +229,8 @@ def describe_plan(params: CRFParams, settings: CRFSettings) -> dict[str, Any]:
         text = f"reference dense CRF: {iterations} iterations, every label, full size"
     else:
         text = (f"fast dense CRF: {iterations} iterations at half size (at most {COARSE_MAX_SIDE} px a side; "
-                f"full size below {TWO_SCALE_MIN_SIDE} px), "
-                f"then {BAND_ITERATIONS} at full size on the uncertain pixels; labels that cannot win dropped")
+                f"full size below {TWO_SCALE_MIN_SIDE} px); pixels still uncertain then may get {BAND_ITERATIONS} "
+                "more at full size; labels that cannot win dropped (each image's JSON `crf` says what ran)")
     return {"method": settings.method, "iterations": iterations, "iterations_given": settings.iterations_given,
             "params": asdict(params), "text": text}
 

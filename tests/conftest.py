@@ -31,3 +31,41 @@ def tiny_engine():
 @pytest.fixture
 def tiny_categories() -> tuple[str, ...]:
     return TINY_CATEGORIES
+
+
+@pytest.fixture(autouse=True)
+def every_json_output_matches_its_schema(monkeypatch):
+    """Every NAME.json and NAME.rle.json a test makes segcli write is checked against the published
+    JSON Schemas (segcli/outputs/schemas/); a mismatch fails the test that wrote it."""
+    jsonschema = _import_jsonschema()
+    if jsonschema is None:
+        yield
+        return
+    import segcli.outputs.classwise as classwise
+    import segcli.outputs.kinds as kinds
+    from schema_support import assert_valid_rle, assert_valid_summary
+
+    mismatches: list[str] = []
+
+    def checked(build, check):
+        def wrapper(*args, **kwargs):
+            document = build(*args, **kwargs)
+            try:
+                check(document)
+            except jsonschema.ValidationError as exc:
+                mismatches.append(f"{build.__name__}: {exc.message} at {list(exc.absolute_path)}")
+            return document
+        return wrapper
+
+    monkeypatch.setattr(kinds, "summary_document", checked(kinds.summary_document, assert_valid_summary))
+    monkeypatch.setattr(classwise, "rle_document", checked(classwise.rle_document, assert_valid_rle))
+    yield
+    assert not mismatches, mismatches
+
+
+def _import_jsonschema():
+    try:
+        import jsonschema
+    except ImportError:  # the dev extra installs it; without it the outputs are not checked
+        return None
+    return jsonschema

@@ -263,3 +263,16 @@ def test_missing_pydensecrf_gives_install_hint(monkeypatch):
     probs = np.full((3, SIZE, SIZE), 1 / 3, np.float32)
     with pytest.raises(MissingDependencyError, match=r"pip install 'segcli\[crf\]'"):
         dense_crf(probs, image)
+
+
+def test_the_plan_line_states_only_what_runs_on_every_image():
+    """Band updates at full size run only where pixels stay uncertain on images of 256 px and more:
+    the line printed before any image is seen names them as conditional, never as done."""
+    from segcli.crf import BAND_ITERATIONS, CRFParams, CRFSettings, describe_plan
+
+    text = describe_plan(CRFParams(), CRFSettings())["text"]
+    assert f"then {BAND_ITERATIONS} at full size on the uncertain pixels" not in text
+    assert "may get" in text and "JSON" in text
+    plan = describe_plan(CRFParams(), CRFSettings())
+    assert plan["iterations"] <= CRFParams().iterations  # "iterations": what runs; "params.iterations": asked
+    assert plan["params"]["iterations"] == CRFParams().iterations

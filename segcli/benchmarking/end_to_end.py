@@ -35,6 +35,7 @@ class EndToEndResult:
     stats: LatencyStats        # per batch of `batch` images
     stage_ms: dict[str, float]  # per image; the values add up to stats.mean_ms / batch
     peak_memory_mb: float | None
+    lanes: int = 1              # images in flight side by side (`predict`'s schedule for the device)
 
 
 def measure_end_to_end(engine: "SegmentationEngine", jpegs: list[bytes], batch: int, warmup: int, iters: int,
@@ -65,7 +66,7 @@ def measure_end_to_end(engine: "SegmentationEngine", jpegs: list[bytes], batch: 
     share = len(sources) * schedule.lanes
     per_image = {stage: summary.stage_ms.get(stage, 0.0) / share for stage in STAGES if stage != "other"}
     per_image["other"] = stats.mean_ms * len(samples) / len(sources) - sum(per_image.values())
-    return EndToEndResult(stats, per_image, memory.peak_mb)
+    return EndToEndResult(stats, per_image, memory.peak_mb, schedule.lanes)
 
 
 def _write_jpegs(folder: Path, jpegs: list[bytes], count: int) -> Path:

@@ -56,3 +56,30 @@ def describe_environment(info: dict[str, Any]) -> str:
         parts.append(f"{info['gpu']} (CUDA {info['cuda']})")
     parts.append(f"CPU {info['cpu']}, {info['torch_threads']} threads")
     return ", ".join(parts)
+
+
+SPREAD_WARNING = 0.25  # (p90 - p10) / p50 above this: the timings of a row are too scattered to compare
+
+
+def load_average() -> list[float] | None:
+    """os.getloadavg() (1, 5, 15 minutes), rounded; None where the system has none (Windows)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def timing_warnings(load: dict[str, Any], spreads: list[tuple[str, str, float | None]]) -> list[str]:
+    """Warning lines: a load average (1 min) above the core count, and rows whose spread is high."""
+    warnings = []
+    cores = load.get("cores") or 0
+    averages = [values[0] for values in (load.get("start"), load.get("end")) if values]
+    if cores and averages and max(averages) > cores:
+        warnings.append(f"warning: load average {max(averages):.1f} on {cores} cores: other programs share this "
+                        "machine, so timings and ratios may differ between runs; rerun on a quiet machine")
+    scattered = [f"{model} {size}" for model, size, spread in spreads if spread is not None and spread > SPREAD_WARNING]
+    if scattered:
+        warnings.append(f"warning: timings spread (p10-p90) over more than {SPREAD_WARNING:.0%} of the median in "
+                        f"{len(scattered)} row(s) ({', '.join(dict.fromkeys(scattered))}): use more --iters, "
+                        "or compare rows with care")
+    return warnings

@@ -37,17 +37,24 @@ class LatencyStats:
     max_ms: float
     std_ms: float
     count: int
+    p10_ms: float = float("nan")
+    p90_ms: float = float("nan")
+
+    @property
+    def spread(self) -> float:
+        """(p90 - p10) / p50: how far apart the timed calls are, relative to the median (0: all alike)."""
+        return (self.p90_ms - self.p10_ms) / self.p50_ms if self.p50_ms > 0 else float("nan")
 
     @classmethod
     def from_samples(cls, samples_ms: list[float]) -> "LatencyStats":
         if not samples_ms:
             raise ValueError("no timed samples: iterations must be >= 1")
         values = np.asarray(samples_ms, dtype=np.float64)
-        p50, p95 = np.percentile(values, [50, 95])  # linear interpolation: p50 <= p95 always
+        p10, p50, p90, p95 = np.percentile(values, [10, 50, 90, 95])  # linear interpolation: ordered always
         return cls(
             mean_ms=float(values.mean()), p50_ms=float(p50), p95_ms=float(p95),
             min_ms=float(values.min()), max_ms=float(values.max()), std_ms=float(values.std()),
-            count=len(samples_ms),
+            count=len(samples_ms), p10_ms=float(p10), p90_ms=float(p90),
         )
 
 

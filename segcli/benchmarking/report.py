@@ -7,9 +7,7 @@ import io
 import math
 import textwrap
 from pathlib import Path
-from typing import Any
-
-from rich.table import Table
+from typing import Any, Callable
 
 from segcli.benchmarking.environment import describe_environment
 from segcli.benchmarking.runner import BenchmarkReport, BenchmarkRow
@@ -37,39 +35,78 @@ def _time_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def benchmark_table(report: BenchmarkReport) -> Table:
-    """The rich table: one row per measurement, machine in the title."""
-    settings = report.settings
-    table = Table(
-        title=f"segcli benchmark: {describe_environment(report.environment)}",
-        caption=(f"batch {settings['batch']}, {settings['warmup']} warm-up + {settings['iters']} timed runs "
-                 f"(end-to-end: {settings['e2e_iters']}); ms per batch; GFLOP per image = FlopCounterMode "
-                 f"FLOPs / 1e9 (2 per multiply-add); {TIME_RATIO_NOTE}"),
-    )
-    for header, justify in (
-        ("model", "left"), ("weights", "left"), ("size", "left"), ("precision", "left"),
-        ("params M", "right"), ("GFLOP", "right"), ("mean", "right"), ("p50", "right"), ("p95", "right"),
-        ("min", "right"), ("img/s", "right"), ("GFLOP/s", "right"), ("peak MB", "right"),
-        ("e2e ms", "right"), ("CRF ms", "right"), (TIME_RATIO_HEADER, "right"),
-    ):
-        table.add_column(header, justify=justify)
-    with_accuracy = any(row.miou is not None for row in report.rows)
-    if with_accuracy:
-        table.add_column("mIoU %", justify="right")
-        table.add_column("pix acc %", justify="right")
-    for row in report.rows:
-        precision = f"{row.precision} bare" if row.variant == "baseline" else (
-            f"{row.precision}{' CL' if row.channels_last else ''}{' +CRF' if row.crf else ''}")
-        cells = [
-            row.model, row.weights, row.size, precision, _number(row.parameters / 1e6, 2), _number(row.gflops, 2 if row.gflops >= 1 else 3),
-            _number(row.mean_ms), _number(row.p50_ms), _number(row.p95_ms), _number(row.min_ms),
-            _number(row.images_per_s), _number(row.achieved_gflops_per_s, 0), _number(row.peak_memory_mb, 0),
-            _number(row.e2e_mean_ms), _number(row.crf_ms), _time_ratio(row.time_vs_baseline),
-        ]
-        if with_accuracy:
-            cells += [_percent(row.miou), _percent(row.pixel_accuracy)]
-        table.add_row(*cells, style="dim" if row.variant == "baseline" else None)
-    return table
+def _precision_cell(row: BenchmarkRow) -> str:
+    if row.variant == "baseline":
+        return f"{row.precision} bare"
+    return f"{row.precision}{' CL' if row.channels_last else ''}{' +CRF' if row.crf else ''}"
+
+
+def _spread_cell(row: BenchmarkRow) -> str:
+    return "-" if row.spread is None or math.isnan(row.spread) else f"{100 * row.spread:.0f}"
+
+
+# (header, numeric, cell); columns of things that did not run are left out (see table_rows)
+_COLUMNS: tuple[tuple[str, bool, Callable[[BenchmarkRow], str]], ...] = (
+    ("model", False, lambda row: row.model),
+    ("weights", False, lambda row: row.weights),
+    ("size", False, lambda row: row.size),
+    ("precision", False, _precision_cell),
+    ("params M", True, lambda row: _number(row.parameters / 1e6, 2)),
+    ("GFLOP", True, lambda row: _number(row.gflops, 2 if row.gflops >= 1 else 3)),
+    ("mean ms", True, lambda row: _number(row.mean_ms)),
+    ("p50 ms", True, lambda row: _number(row.p50_ms)),
+    ("spread %", True, _spread_cell),
+    ("img/s", True, lambda row: _number(row.images_per_s)),
+    ("GFLOP/s", True, lambda row: _number(row.achieved_gflops_per_s, 0)),
+    ("peak MB", True, lambda row: _number(row.peak_memory_mb, 0)),
+    ("e2e ms", True, lambda row: _number(row.e2e_mean_ms)),
+    ("CRF ms", True, lambda row: _number(row.crf_ms)),
+    (TIME_RATIO_HEADER, True, lambda row: _time_ratio(row.time_vs_baseline)),
+    ("mIoU %", True, lambda row: _percent(row.miou)),
+    ("pix acc %", True, lambda row: _percent(row.pixel_accuracy)),
+)
+_SHOWN_WHEN = {  # a column shown only when some row has a value for it
+    "e2e ms": lambda row: row.e2e_mean_ms is not None, "CRF ms": lambda row: row.crf_ms is not None,
+    TIME_RATIO_HEADER: lambda row: row.time_vs_baseline is not None, "mIoU %": lambda row: row.miou is not None,
+    "pix acc %": lambda row: row.pixel_accuracy is not None,
+}
+
+
+def table_rows(report: BenchmarkReport) -> tuple[list[tuple[str, bool]], list[list[str]]]:
+    """(header, numeric) per column and the cells per row: one row per measurement; the columns of
+    things that did not run (end-to-end, CRF, baseline, accuracy) are left out."""
+    columns = [column for column in _COLUMNS
+               if column[0] not in _SHOWN_WHEN or any(map(_SHOWN_WHEN[column[0]], report.rows))]
+    return ([(header, numeric) for header, numeric, _ in columns],
+            [[cell(row) for _, _, cell in columns] for row in report.rows])
+
+
+def table_title(report: BenchmarkReport) -> str:
+    return f"segcli benchmark: {describe_environment(report.environment)}"
+
+
+def table_notes(report: BenchmarkReport) -> list[str]:
+    """The footnotes: how the figures were measured, saying only what ran."""
+    settings, rows = report.settings, report.rows
+    runs = f"batch {settings['batch']}; {settings['warmup']} warm-up + {settings['iters']} timed model-only runs"
+    if any(row.e2e_mean_ms is not None for row in rows):
+        runs += f", {settings['e2e_iters']} timed end-to-end"
+    notes = [runs + "; ms per batch; mean ms and ratios are means, spread % = (p90 - p10) / p50 of the timed runs",
+             "GFLOP per image = FlopCounterMode FLOPs / 1e9 (2 per multiply-add)"]
+    if any(row.time_vs_baseline is not None for row in rows):
+        notes.append(TIME_RATIO_NOTE)
+    lanes = sorted({row.e2e_lanes for row in rows if row.e2e_mean_ms is not None and row.e2e_lanes})
+    if lanes:
+        notes.append(f"e2e ms: what `predict` does per batch (decode the JPEG files ... write every output), with "
+                     f"{'/'.join(map(str, lanes))} lane(s) of images side by side, so it can be below the model-only "
+                     "mean")
+    if any(row.crf_ms is not None for row in rows):
+        notes.append("CRF ms: the CRF stage per image, within e2e ms")
+    load = report.load_average
+    if load.get("start") or load.get("end"):
+        values = " -> ".join(f"{values[0]:.1f}" for values in (load.get("start"), load.get("end")) if values)
+        notes.append(f"load average (1 min) {values} on {load.get('cores')} cores")
+    return notes
 
 
 def write_json(report: BenchmarkReport, path: str | Path) -> None:
@@ -113,20 +150,23 @@ def plot_report(report: BenchmarkReport, path: str | Path) -> None:
 
 
 def require_matplotlib() -> None:
-    """MissingDependencyError (one line) when matplotlib is missing; selects the Agg backend."""
+    """MissingDependencyError naming the `plot` extra when matplotlib cannot be imported."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
     except ImportError:
-        raise MissingDependencyError("--plot needs matplotlib: pip install 'segcli[plot]'") from None
+        raise MissingDependencyError("--plot needs matplotlib, in segcli's `plot` extra: "
+                                     "pip install 'segcli[plot]'") from None
 
 
 def benchmark_figure(report: BenchmarkReport) -> Any:
-    """Latency against input size and time relative to the bare model (or, with --data, mIoU against
+    """Mean latency against input size and time relative to the bare model (or, with --data, mIoU against
     images/s); one font size, legends beside the axes, size ticks evenly spaced."""
     require_matplotlib()
     import matplotlib.pyplot as plt
+
     sizes = dict.fromkeys(("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize",
                            "legend.fontsize", "legend.title_fontsize", "figure.titlesize"), FONT_SIZE)
     with plt.rc_context(sizes):
@@ -172,7 +212,7 @@ def _plot_latency_vs_size(latency: Any, ratio: Any, rows: list[BenchmarkRow]) ->
     for points in series.values():
         points.sort(key=lambda row: row.height * row.width)
         positions = [sizes.index((row.height, row.width)) for row in points]
-        latency.plot(positions, [row.p50_ms for row in points], **_series_style(points[0], models))
+        latency.plot(positions, [row.mean_ms for row in points], **_series_style(points[0], models))
         if points[0].variant == "engine" and all(row.time_vs_baseline is not None for row in points):
             ratio.plot(positions, [row.time_vs_baseline for row in points],
                        **dict(_series_style(points[0], models), label=None))
@@ -181,7 +221,7 @@ def _plot_latency_vs_size(latency: Any, ratio: Any, rows: list[BenchmarkRow]) ->
         axes.set_xlabel("input size (height x width)")
         axes.grid(True, which="major", alpha=0.3)
     _plain_log_axis(latency.yaxis, latency.set_yscale)
-    latency.set_ylabel(f"p50 latency, ms per batch of {rows[0].batch if rows else 1} (log scale)")
+    latency.set_ylabel(f"mean latency, ms per batch of {rows[0].batch if rows else 1} (log scale)")
     ratio.axhline(1.0, color="grey", linewidth=1)
     ratio.set_ylim(bottom=0)
     ratio.set_ylabel("time relative to the bare fp32 model (< 1: faster)")
@@ -222,25 +262,12 @@ def markdown_text(report: BenchmarkReport) -> str:
     if settings.get("command"):
         lines += ["Made with:", "", "```", settings["command"], "```", ""]
     lines += [f"- {key}: {value}" for key, value in environment.items() if value is not None]
-    lines += [
-        f"- runs: {settings['warmup']} warm-up + {settings['iters']} timed (model only), "
-        f"{settings['e2e_iters']} timed end-to-end; batch {settings['batch']}", "",
-    ]
-    lines += [f"- {key}: {value}" for key, value in report.to_dict()["conventions"].items()]
-    headers = ["model", "weights", "size", "precision", "params M", "GFLOP", "mean ms", "p50 ms", "p95 ms",
-               "min ms", "img/s", "GFLOP/s", "peak MB", "e2e ms", "CRF ms", TIME_RATIO_HEADER, "mIoU %", "pix acc %"]
-    lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for row in report.rows:
-        precision = f"{row.precision} bare" if row.variant == "baseline" else (
-            f"{row.precision}{' CL' if row.channels_last else ''}{' +CRF' if row.crf else ''}")
-        cells = [
-            row.model, row.weights, row.size, precision, _number(row.parameters / 1e6, 2),
-            _number(row.gflops, 2 if row.gflops >= 1 else 3), _number(row.mean_ms), _number(row.p50_ms),
-            _number(row.p95_ms), _number(row.min_ms), _number(row.images_per_s), _number(row.achieved_gflops_per_s, 0),
-            _number(row.peak_memory_mb, 0), _number(row.e2e_mean_ms), _number(row.crf_ms),
-            _time_ratio(row.time_vs_baseline), _percent(row.miou), _percent(row.pixel_accuracy),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"- {note}" for note in table_notes(report)]
+    lines += [f"- {warning}" for warning in report.warnings]
+    lines += [""] + [f"- {key}: {value}" for key, value in report.to_dict()["conventions"].items()]
+    columns, rows = table_rows(report)
+    lines += ["", "| " + " | ".join(header for header, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segcli.benchmarking.environment import environment_info
+from segcli.benchmarking.environment import environment_info, load_average, timing_warnings
 from segcli.benchmarking.measure import (
     FLOP_CONVENTION, LatencyStats, PeakMemory, count_flops, count_parameters, time_calls,
 )
@@ -110,6 +111,10 @@ class BenchmarkRow:
     miou: float | None = None
     pixel_accuracy: float | None = None
     checkpoint_source: str = ""
+    p10_ms: float | None = None              # model-only, like p50_ms
+    p90_ms: float | None = None
+    spread: float | None = None              # (p90_ms - p10_ms) / p50_ms: how steady the timings were
+    e2e_lanes: int | None = None             # images the end-to-end pipeline runs side by side
 
     @property
     def size(self) -> str:
@@ -126,11 +131,18 @@ class BenchmarkReport:
     environment: dict[str, Any]
     settings: dict[str, Any]
     rows: list[BenchmarkRow] = field(default_factory=list)
+    load_average: dict[str, Any] = field(default_factory=dict)  # "start", "end" (1, 5, 15 min), "cores"
+    interrupted: bool = False  # Ctrl-C: the rows measured until then
+
+    @property
+    def warnings(self) -> list[str]:
+        return timing_warnings(self.load_average, [(row.model, row.size, row.spread) for row in self.rows])
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": "segcli-benchmark", "version": 1,
             "environment": self.environment, "settings": self.settings,
+            "load_average": self.load_average, "warnings": self.warnings, "interrupted": self.interrupted,
             "conventions": {
                 "flops": FLOP_CONVENTION,
                 "latency": "ms per batch, device synchronised around each timed call; warm-up calls discarded",
@@ -144,6 +156,8 @@ class BenchmarkReport:
                                     "(< 1: faster; 0.41 = 0.41x the bare model's time)",
                 "size": "network input size; checkpoints that resize the shorter side are benchmarked without that resize",
                 "peak_memory": "see memory_method per row",
+                "spread": "(p90_ms - p10_ms) / p50_ms of the model-only timed calls",
+                "load_average": "os.getloadavg() (1, 5, 15 min) before the first and after the last row, and the cores",
             },
             "rows": [row.to_dict() for row in self.rows],
         }
@@ -173,11 +187,25 @@ def run_benchmark(
     on_row: Callable[[BenchmarkRow], None] | None = None,
     command: str | None = None,
 ) -> BenchmarkReport:
-    """Measure every subject at every size: baseline row, then one engine row per precision."""
+    """Measure every subject at every size: baseline row, then one engine row per precision. Ctrl-C
+    (KeyboardInterrupt) ends the run early: the report holds the rows measured and says `interrupted`."""
     device = resolve_device(settings.device)
     plans = _unique_plans(settings.device, settings.precisions)
     warmup, iters, e2e_iters = settings.runs_for(device)
     report = BenchmarkReport(environment_info(device), _settings_dict(settings, warmup, iters, e2e_iters, command))
+    report.load_average = {"start": load_average(), "end": None, "cores": os.cpu_count()}
+    try:
+        _measure(subjects, settings, plans, (warmup, iters, e2e_iters), device, report, on_row)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    report.load_average["end"] = load_average()
+    return report
+
+
+def _measure(subjects: Iterable[BenchmarkSubject], settings: BenchmarkSettings, plans: list[ExecutionPlan],
+             runs: tuple[int, int, int], device: torch.device, report: BenchmarkReport,
+             on_row: Callable[[BenchmarkRow], None] | None) -> None:
+    warmup, iters, e2e_iters = runs
     for subject in subjects:
         accuracy_cache: dict[str, tuple[float, float]] = {}
         for height, width in settings.sizes:
@@ -203,7 +231,6 @@ def run_benchmark(
                 if on_row:
                     on_row(row)
         del subject
-    return report
 
 
 def _unique_plans(device: str, precisions: Sequence[str]) -> list[ExecutionPlan]:
@@ -260,7 +287,7 @@ class _SizeRun:
             crf=variant == "engine" and self.settings.crf is not None,
             parameters=self.parameters, gflops=self.gflops,
             mean_ms=stats.mean_ms, p50_ms=stats.p50_ms, p95_ms=stats.p95_ms, min_ms=stats.min_ms,
-            max_ms=stats.max_ms, std_ms=stats.std_ms,
+            max_ms=stats.max_ms, std_ms=stats.std_ms, p10_ms=stats.p10_ms, p90_ms=stats.p90_ms, spread=stats.spread,
             images_per_s=batch * 1000.0 / stats.mean_ms,
             achieved_gflops_per_s=self.gflops * batch * 1000.0 / stats.mean_ms,
             peak_memory_mb=memory.peak_mb, memory_method=memory.method,
@@ -308,6 +335,7 @@ class _SizeRun:
         row.e2e_mean_ms, row.e2e_p50_ms, row.e2e_p95_ms = stats.mean_ms, stats.p50_ms, stats.p95_ms
         row.e2e_images_per_s = self.settings.batch * 1000.0 / stats.mean_ms
         row.e2e_iters, row.e2e_peak_memory_mb = self.e2e_iters, result.peak_memory_mb
+        row.e2e_lanes = result.lanes
         row.e2e_stages_ms = {stage: round(value, 3) for stage, value in stages.items()}
         row.decode_ms, row.preprocess_ms = stages["decode"], stages["preprocess"]
         row.forward_ms, row.upsample_ms = stages["forward"], stages["upsample"]

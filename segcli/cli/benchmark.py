@@ -116,11 +116,14 @@ def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_
         from segcli.export.onnx_format import require_onnx
 
         require_onnx()
+    if plot_path:
+        from segcli.benchmarking.report import require_matplotlib
+
+        require_matplotlib()  # before anything is measured
 
     from rich.console import Console
 
     from segcli.benchmarking import BenchmarkSettings, iter_subjects, plan_subjects, run_benchmark
-    from segcli.benchmarking.report import benchmark_table, plot_report, write_csv, write_json, write_markdown
 
     progress = Console(stderr=True, quiet=quiet)
     planned = plan_subjects(models)
@@ -134,23 +137,40 @@ def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_
 
     def on_row(row) -> None:
         what = "bare fp32" if row.variant == "baseline" else row.precision
-        progress.print(f"  {row.model} {row.size} {what}: p50 {row.p50_ms:.1f} ms")
+        progress.print(f"  {row.model} {row.size} {what}: mean {row.mean_ms:.1f} ms")
 
     report = run_benchmark(iter_subjects(planned), settings, on_row=on_row, command=_invocation())
-    output = Console()
-    if not output.is_terminal:
-        output = Console(width=200)  # a file or pipe: keep the table on one line per row
-    output.print(benchmark_table(report))
-    if json_path:
-        write_json(report, json_path)
-    if csv_path:
-        write_csv(report, csv_path)
-    if markdown_path:
-        write_markdown(report, markdown_path)
-    if plot_path:
-        plot_report(report, plot_path)
-    for path in (json_path, csv_path, markdown_path, plot_path):
-        if path:
+    _show(report, progress)
+    _write_files(report, json_path, csv_path, markdown_path, plot_path, progress)
+    if report.interrupted:
+        Console(stderr=True).print(f"Interrupted: {len(report.rows)} row(s) measured", soft_wrap=True)
+        sys.exit(130)
+
+
+def _show(report, progress) -> None:
+    """The table on stdout (plain rows when piped), its footnotes and any warning on stderr."""
+    from rich.console import Console
+
+    from segcli.benchmarking.report import table_notes, table_rows, table_title
+    from segcli.cli.tables import Column, print_table
+
+    columns, rows = table_rows(report)
+    print_table(table_title(report), [Column(header, numeric=numeric, keep_whole=header in ("model", "weights"))
+                                      for header, numeric in columns], rows)
+    for note in table_notes(report):
+        progress.print(note, markup=False, highlight=False)
+    for warning in report.warnings:
+        Console(stderr=True).print(warning, soft_wrap=True, markup=False, highlight=False)
+
+
+def _write_files(report, json_path, csv_path, markdown_path, plot_path, progress) -> None:
+    from segcli.benchmarking.report import plot_report, write_csv, write_json, write_markdown
+
+    writers = ((json_path, write_json), (csv_path, write_csv), (markdown_path, write_markdown),
+               (plot_path, plot_report))
+    for path, write in writers:
+        if path and (report.rows or write is not plot_report):
+            write(report, path)
             announce(path)
 
 
@@ -160,10 +180,6 @@ def _check_report_files(planned, data_dir, split, paths, overwrite: bool) -> Non
     from segcli.outputs.report_file import json_with_keys, png_with_segcli_chunk, text_starting_with
 
     json_path, csv_path, markdown_path, plot_path = paths
-    if plot_path:
-        from segcli.benchmarking.report import require_matplotlib
-
-        require_matplotlib()
     inputs = [plan.resolved.path for plan in planned if plan.resolved is not None] + data_files(data_dir, split)
     check_reports([("--json", json_path, json_with_keys("environment", "settings", "rows", "conventions")),
                    ("--csv", csv_path, text_starting_with(",".join(CSV_COLUMNS) + "\n")),

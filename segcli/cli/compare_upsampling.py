@@ -20,7 +20,7 @@ from segcli.cli.report_files import announce, check_reports, checkpoint_files
                    "on one frozen DeepLab v3+ MobileNetV2 encoder).")
 @weights_option
 @click.option("--decoders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder of decoder checkpoints [default: weights/upsampling/].")
+              help="Folder of decoder checkpoints [default: the decoders shipped with segcli].")
 @click.option("--methods", default=None, metavar="A,B,...",
               help="Methods to compare: nearest, bilinear, transposed-fixed, transposed-learned, unpool "
                    "[default: all that apply; with --model the first three].")
@@ -50,7 +50,7 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
 
     \b
     Examples:
-      segcli compare-upsampling samples/ --json upsampling.json
+      segcli compare-upsampling photos/ --json upsampling.json
       segcli compare-upsampling photos/ --model deeplabv3p --methods nearest,bilinear
     """
     if model is None and weights is not None:

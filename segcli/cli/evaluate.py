@@ -43,7 +43,7 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
                                crf=crf_settings_from_options(crf_kwargs))
     console = Console(stderr=True)  # progress and notes; stdout holds only the table or the JSON
     engine = SegmentationEngine.load(model, weights=weights, device=device, options=options)
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("evaluating", total=None)
         metrics = evaluate_folder(engine, data_dir, split, max_pixels=max_pixels,
                                   on_image=lambda done, total: progress.update(task, completed=done, total=total))
@@ -53,12 +53,17 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
         write_json(metrics, json_path)
     if json_path == STDOUT:
         return
+    from segcli.cli.tables import stdout_is_terminal
+
+    if not stdout_is_terminal():  # plain rows on stdout: their title on stderr, where a reader sees it
+        console.print(_title(metrics), highlight=False, markup=False, soft_wrap=True)
     print_table(_title(metrics), METRICS_COLUMNS, metrics_rows(metrics))
     excluded = ", ".join(metrics["excluded_classes"]) or \
         "none (every class appears in the prediction or the ground truth)"
-    console.print(f"excluded from mIoU (absent from both prediction and ground truth): {excluded}", highlight=False)
+    console.print(f"excluded from mIoU (absent from both prediction and ground truth): {excluded}", highlight=False,
+                  soft_wrap=True)
     if metrics["crf"]:
-        console.print(metrics["crf"]["text"], highlight=False)
+        console.print(metrics["crf"]["text"], highlight=False, soft_wrap=True)
     if json_path is not None:
         announce(json_path)
 

@@ -54,7 +54,9 @@ def _device_callback(ctx: click.Context, param: click.Parameter, value: str) -> 
 def zoo_model_option(default: str | None = None, required: bool = False,
                      help: str = "Zoo model (see `segcli models`).") -> Callable:
     """--model/-m: one zoo model name (aliases accepted)."""
-    return click.option("--model", "-m", "model", type=click.Choice(MODEL_CHOICES), default=default,
+    if "segcli models" not in help:
+        help = f"{help} Names: `segcli models`."
+    return click.option("--model", "-m", "model", type=click.Choice(MODEL_CHOICES), default=default, metavar="NAME",
                         required=required, show_default=default is not None, help=help)
 
 
@@ -103,7 +105,7 @@ def crf_options(func: Callable) -> Callable:
         click.option("--crf/--no-crf", "crf", default=False, show_default=True,
                      help="Refine with a fully connected CRF (needs pydensecrf: pip install 'segcli[crf]'). "
                           "Fast by default: mean field at half size, then full-size updates on the uncertain "
-                          "pixels only (benchmarks/crf_speed.md)."),
+                          "pixels only (README, section \"CPU and GPU\")."),
         click.option("--crf-full", is_flag=True,
                      help="With --crf: the reference CRF instead (every label, every iteration, full size)."),
         click.option("--crf-iters", type=click.IntRange(1, 100), default=None,

@@ -69,6 +69,9 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     """
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing exclude each other")
+    if weights and str(weights).lower().endswith(".onnx") and precision not in ("auto", "fp32"):
+        raise click.BadParameter(f"{precision}: an ONNX graph runs in fp32 (onnxruntime's CPU provider); "
+                                 "leave --precision out or pass fp32", param_hint="'--precision'")
     choice = choose_outputs(inputs, out_dir, outputs, classes, report, save_probs, no_overlay, overwrite, skip_existing)
     cluster = cluster_from_options(crf_kwargs, batch_size, io_workers)  # None: the local engine
     if cluster is not None and choice.stream:
@@ -133,6 +136,11 @@ def _load_engine(model, weights, device, download, inference, multiscale, consol
 def _finish(run, summary, choice, out_dir, console, quiet) -> None:
     """The report page (--report), then the run's final line and exit code."""
     report_failed = choice.report and not finish_report(run, summary, out_dir, console)
+    if getattr(summary, "crf_images", 0):  # what the CRF ran, counted from the images (the plan line said what may)
+        bands = summary.crf_band_images
+        console.print(f"dense CRF ran on {summary.crf_images} image{'s' * (summary.crf_images != 1)} ("
+                      + (f"full-size band updates on {bands}" if bands else "no full-size band updates") + ")",
+                      highlight=False)
     _report(summary, out_dir, quiet)
     if report_failed:
         raise SystemExit(1)

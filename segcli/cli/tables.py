@@ -53,8 +53,12 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[s
             click.echo("\t".join(_plain_cell(cell) for cell in row))
         return
     widths = [max([len(column.header), *(len(str(row[index])) for row in rows)]) for index, column in enumerate(columns)]
-    narrowest = sum(width if column.keep_whole else min(width, MIN_FOLDED_WIDTH)
-                    for width, column in zip(widths, columns)) + 3 * len(columns) + 1
+    # a folded column is never narrower than its longest word: names wrap between words, never inside one
+    words = [max([len(word) for row in rows for word in str(row[index]).split()] + [len(column.header)])
+             for index, column in enumerate(columns)]
+    minimum = [width if column.keep_whole else max(min(width, MIN_FOLDED_WIDTH), word)
+               for width, word, column in zip(widths, words, columns)]
+    narrowest = sum(minimum) + 3 * len(columns) + 1
     terminal_width = shutil.get_terminal_size().columns
     if narrowest > terminal_width:
         _print_blocks(title, columns, rows, terminal_width)
@@ -64,9 +68,9 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[s
     from rich.table import Table
 
     table = Table(title=escape(title), caption=escape(caption) if caption else None)
-    for width, column in zip(widths, columns):
+    for width, least, column in zip(widths, minimum, columns):
         table.add_column(column.header, justify="right" if column.numeric else "left", overflow="fold",
-                         min_width=width if column.keep_whole else None)
+                         min_width=width if column.keep_whole else least)
     for row in rows:
         table.add_row(*(escape(str(cell)) for cell in row))  # "[val]" is text, not rich markup
     Console().print(table)
@@ -74,7 +78,10 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[s
 
 def _print_blocks(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -> None:
     """One block per row, for terminals narrower than the table: `header: value` pairs packed into
-    lines, wrapped between pairs only (a pair wider than the terminal is left for it to wrap)."""
+    lines, wrapped between pairs; a pair wider than the terminal wraps between its words (never
+    inside a name), and a one-word value wider than that (a path) is left whole for the terminal."""
+    import textwrap
+
     click.secho(title, bold=True)
     for row in rows:
         click.echo("")
@@ -85,6 +92,11 @@ def _print_blocks(title: str, columns: Sequence[Column], rows: Sequence[Sequence
             if line and len(line) + len(pair) + 2 > width:
                 click.echo(line)
                 line = ""
+            if not line and len(pair) + 2 > width and " " in str(cell).strip():
+                wrapped = textwrap.wrap(pair, width, initial_indent="  ", subsequent_indent="    ",
+                                        break_long_words=False, break_on_hyphens=False)
+                click.echo("\n".join(wrapped))
+                continue
             line = f"{line}; {pair}" if line else f"  {pair}"
         if line:
             click.echo(line)
@@ -104,4 +116,4 @@ def write_json(obj: Any, json_path: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
-    atomic_write_json(path, obj)
+    atomic_write_json(path, obj)  # the caller says "wrote PATH" (segcli/cli/report_files.py: announce)

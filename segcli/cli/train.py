@@ -55,7 +55,8 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
               help="Peak learning rate (poly decay, power 0.9).")
 @click.option("--warmup", "warmup_iters", type=click.IntRange(min=0), default=0, show_default=True,
               help="Iterations of linear warm-up before the poly decay.")
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
+              help="adamw: AdamW; sgd: SGD with momentum 0.9, as the FCN and DeepLab papers (weight decay 1e-4 both).")
 @click.option("--loss", type=click.Choice(["ce", "ohem"]), default="ce", show_default=True,
               help="ce: cross-entropy over all pixels; ohem: over the hard pixels only (p(true) < 0.7, "
                    "at least the hardest 25%).")
@@ -68,11 +69,14 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
               help="Continue from a *.state.pt file.")
 @click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False),
               help="Resumable state file [default: OUT.state.pt].")
-@click.option("--save-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--save-every", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Write the resumable state file (--state) every this many iterations.")
 @click.option("--bn-batches", "bn_recalibration_batches", type=click.IntRange(min=0), default=50, show_default=True,
               help="Batches of whole training images over which BatchNorm statistics are recomputed at the end "
                    "(0: keep the running averages).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the weights of new layers, the crops and their order: the same seed, data and "
+                   "settings give the same run on the same device.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Data loader processes (augmentation on the CPU).")
 @click.option("--augment-on", type=click.Choice(["auto", "cpu", "device"]), default="auto", show_default=True,
@@ -82,7 +86,7 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @device_option
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
               help="auto: bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 autocast gave some models "
-                   "gradients far from fp32's: see README).")
+                   "gradients far from fp32's: README, section \"evaluate, train, data\").")
 def train(**options) -> None:
     """Train or fine-tune a zoo model on a VOC-format folder.
 

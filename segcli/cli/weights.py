@@ -19,7 +19,8 @@ def weights() -> None:
 
 
 @weights.command("list")
-@click.option("--model", "model", type=click.Choice(CHOICES), default=None, help="Only this model's checkpoints.")
+@click.option("--model", "model", type=click.Choice(CHOICES), default=None, metavar="NAME",
+              help="Only this model's checkpoints (names: `segcli models`).")
 @json_option
 @overwrite_option("Replace an existing --json file segcli did not write (never a checkpoint file).")
 def list_weights(model: str | None, json_path: str | None, overwrite: bool) -> None:
@@ -47,19 +48,25 @@ def list_weights(model: str | None, json_path: str | None, overwrite: bool) -> N
         if json_path != STDOUT:
             announce(json_path)
         return
-    print_table("segcli checkpoints", LIST_COLUMNS, [_list_row(entry) for entry in entries])
+    rows = sorted((_list_row(entry) for entry in entries), key=lambda row: GROUPS.index(row[1]))  # stable
+    print_table("segcli checkpoints", LIST_COLUMNS, rows)
 
 
 WEIGHTS_JSON_KEYS = ("name", "model", "on_disk", "sha256")  # how segcli knows its own --json listing
-LIST_COLUMNS = (Column("name", keep_whole=True), Column("model"), Column("dataset"), Column("classes", numeric=True),
-                Column("mIoU", numeric=True), Column("mIoU on"), Column("on disk"))
+# the checkpoints segcli trained on its synthetic scenes (shipped), then the published ones
+GROUPS = ("synthetic scenes", "published")
+LIST_COLUMNS = (Column("name", keep_whole=True), Column("group"), Column("model"), Column("dataset"),
+                Column("classes", numeric=True), Column("mIoU", numeric=True), Column("mIoU on"), Column("file"))
 
 
 def _list_row(entry: dict) -> list[str]:
+    from segcli.palettes import SYNTH_DATASET
+
     miou = entry["miou"]
-    where = entry["on_disk"] or ("not downloaded" if entry["url"] else "not on disk (no public download)")
-    return [entry["name"], entry["model"], entry["dataset"], str(entry["classes"]),
-            f"{100 * miou:.1f}" if isinstance(miou, (int, float)) else "-",
+    where = entry["on_disk"] or ("not downloaded" if entry["url"] else "no public download")
+    group = GROUPS[0] if entry["dataset"] == SYNTH_DATASET else GROUPS[1]
+    return [entry["name"], group, entry["model"], entry["dataset"], str(entry["classes"]),
+            f"{miou:.3f}" if isinstance(miou, (int, float)) else "-",  # a fraction, as the README writes mIoU
             entry["miou_on"] if isinstance(miou, (int, float)) else "-", where]
 
 
@@ -92,11 +99,13 @@ def pull(name: str, force: bool) -> None:
 @weights.command("add")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", required=True, help="Name to use with --weights.")
-@click.option("--model", "model", required=True, type=click.Choice(CHOICES), help="Zoo model it loads into.")
+@click.option("--model", "model", required=True, type=click.Choice(CHOICES), metavar="NAME",
+              help="Zoo model it loads into (names: `segcli models`).")
 @click.option("--dataset", default=None, help="Dataset it was trained on (shown by `weights list`).")
 @click.option("--classes", default=None, help="Class names in label order, comma separated.")
 @click.option("--classes-from", type=click.Choice(CLASS_SETS), default=None, help="Use a dataset's class names.")
-@click.option("--layout", type=click.Choice(LAYOUTS), default=None, help="State-dict layout (detected when left out).")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=None, metavar="LAYOUT",
+              help=f"State-dict layout, one of: {', '.join(LAYOUTS)} (detected when left out).")
 def add(path: str, name: str, model: str, dataset: str | None, classes: str | None, classes_from: str | None,
         layout: str | None) -> None:
     """Copy the checkpoint at PATH into segcli's cache and record it."""

@@ -213,9 +213,10 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
-    """A palettized PNG whose pixel values are the class indices (VOC palette)."""
+    """A palettized PNG whose pixel values are the class indices (the synth palette, as the shipped
+    synth checkpoints draw their predictions)."""
     png = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8))  # mode "L"
-    png.putpalette(flat_palette("voc", len(SYNTH_CLASSES)))  # turns it into mode "P"
+    png.putpalette(flat_palette("synth", len(SYNTH_CLASSES)))  # turns it into mode "P"
     buffer = io.BytesIO()
     png.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -271,7 +272,7 @@ def write_synth_dataset(out_dir: str | Path, n: int, seed: int, size: tuple[int,
     (splits / "val.txt").write_text("".join(f"{i}\n" for i in val_ids))
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in SYNTH_CLASSES))
     description = {
-        "name": DATASET_NAME, "classes": list(SYNTH_CLASSES), "palette": "voc", "ignore_index": 255,
+        "name": DATASET_NAME, "classes": list(SYNTH_CLASSES), "palette": "synth", "ignore_index": 255,
         "ignore_band": "1-pixel ring of background around objects",
         "seed": seed, "n": n, "size": [size[0], size[1]], "val_fraction": val_fraction,
         "splits": {"train": len(train_ids), "val": len(val_ids)},

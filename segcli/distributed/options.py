@@ -26,7 +26,7 @@ def ray_options(func: Callable) -> Callable:
     options = [
         click.option("--engine", "engine_kind", type=click.Choice(ENGINES), default="local", show_default=True,
                      help="local: this process; ray: actors of a Ray instance (started here, or --ray-address), "
-                          "each loading the model once (needs segcli[ray]; see docs/SCALING.md)."),
+                          "each loading the model once (needs segcli[ray]; see the README, section predict)."),
         click.option("--ray-address", default=None, metavar="auto|ray://HOST:PORT",
                      help="With --engine ray: join this Ray cluster [default: start a local instance]."),
         click.option("--workers", default=None, metavar="N|MIN,MAX", callback=_workers_callback,

@@ -95,7 +95,8 @@ def _export_to(out: Path, model: nn.Module, record: CheckpointRecord, settings: 
     try:
         step(f"exporting {record.model} ({record.name}) as {settings.format} at {settings.size[0]}x{settings.size[1]}"
              f"{', dynamic batch and size' if settings.dynamic or settings.format == 'torchscript' else ''}")
-        write_final, verification = _write_and_verify(graph, example, Path(temporary), record, settings, step)
+        write_final, verification = _write_and_verify(graph, example, Path(temporary), record, settings, step,
+                                                      out.stem)
         if verification is not None and not verification.passed:
             raise ExportError("the exported graph does not give segcli's labels, so it was not written:\n"
                               + "\n".join(verification.lines()))
@@ -128,7 +129,7 @@ def check_opset_for(record: CheckpointRecord, settings: ExportSettings) -> None:
 
 
 def _write_and_verify(graph: SegmentationGraph, example: torch.Tensor, temporary: Path, record: CheckpointRecord,
-                      settings: ExportSettings, step: Callable[[str], None]):
+                      settings: ExportSettings, step: Callable[[str], None], out_stem: str = "model"):
     """Export to `temporary`, verify it; returns (a function that writes the final metadata, the report)."""
     from segcli.export import verify
 
@@ -141,6 +142,8 @@ def _write_and_verify(graph: SegmentationGraph, example: torch.Tensor, temporary
 
         _guarded(lambda: onnx_format.export_onnx(graph, example, temporary, dynamic=settings.dynamic,
                                                  opset=settings.opset, exporter=settings.exporter))
+        if settings.dynamic:
+            onnx_format.fix_class_axis(temporary, record.num_classes)
         if report is not None:
             step("verifying with onnx.checker and onnxruntime")
             report.checker = _onnx_checker(temporary)
@@ -154,7 +157,8 @@ def _write_and_verify(graph: SegmentationGraph, example: torch.Tensor, temporary
     from segcli.export import torchscript_format
 
     traced = _guarded(lambda: torchscript_format.trace_graph(graph, example))
-    torchscript_format.save_torchscript(traced, temporary, metadata)
+    name = out_stem  # the archive's folder: the final file's name, not the temporary one's
+    torchscript_format.save_torchscript(traced, temporary, metadata, archive_name=name)
     if report is not None:
         step("verifying the saved module")
         loaded, _ = torchscript_format.load_torchscript(temporary)
@@ -162,7 +166,8 @@ def _write_and_verify(graph: SegmentationGraph, example: torch.Tensor, temporary
         run_checks(run_graph, graph.model, record, check_shapes(settings.size, True), report)
 
     def write_final(verification: str) -> None:
-        torchscript_format.save_torchscript(traced, temporary, metadata | {"verification": verification})
+        torchscript_format.save_torchscript(traced, temporary, metadata | {"verification": verification},
+                                            archive_name=name)
     return write_final, report
 
 

@@ -23,9 +23,10 @@ TORCHSCRIPT_METADATA_FILE = "segcli.json"
 def graph_metadata(record: CheckpointRecord, input_shape: list[int | str], exporter: str) -> dict[str, str]:
     """Metadata for a graph exported from `record`'s checkpoint."""
     from segcli import __version__
-    from segcli.palettes import palette_colors
+    from segcli.palettes import display_palette, palette_colors
 
-    colours = [list(colour) for colour in palette_colors(record.palette, record.num_classes)[:record.num_classes]]
+    palette = display_palette(record.palette, record.dataset)  # the colours predictions are drawn in
+    colours = [list(colour) for colour in palette_colors(palette, record.num_classes)[:record.num_classes]]
     return {
         "model": record.model,
         "checkpoint": record.name,

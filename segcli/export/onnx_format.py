@@ -22,19 +22,21 @@ DEFAULT_OPSET = 18
 OPSET_RANGE = {"torchscript": (14, 20), "dynamo": (18, 23)}  # 14: HardSwish (MobileNetV3); 20: exporter's max
 ANTIALIAS_OPSET = 18  # Resize's `antialias` attribute
 INSTALL_HINT = 'ONNX export needs onnx and onnxruntime: pip install "segcli[export]" (or pip install onnx onnxruntime)'
+RUN_HINT = ('running an ONNX graph needs onnx and onnxruntime: pip install "segcli[export]" '
+            '(or pip install onnx onnxruntime)')
 INPUT_NAME, OUTPUT_NAMES = "image", ("labels", "logits")
 _DYNAMIC_AXES = {"image": {0: "batch", 1: "height", 2: "width"}, "labels": {0: "batch", 1: "height", 2: "width"},
-                 "logits": {0: "batch", 2: "height", 3: "width"}}
+                 "logits": {0: "batch", 2: "height", 3: "width"}}  # the class axis: fixed (fix_class_axis)
 _registered = False
 
 
-def require_onnx() -> None:
-    """Raise an install hint when onnx or onnxruntime is missing."""
+def require_onnx(hint: str = INSTALL_HINT) -> None:
+    """Raise an install hint (exporting by default; RUN_HINT for running a graph) when onnx or onnxruntime is missing."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise MissingDependencyError(INSTALL_HINT) from None
+        raise MissingDependencyError(hint) from None
 
 
 def check_opset(opset: int, exporter: str, needs_antialias: bool) -> None:
@@ -100,6 +102,20 @@ def _export_dynamo(graph: torch.nn.Module, example: torch.Tensor, path: Path, dy
     program = torch.onnx.export(graph, (example,), dynamo=True, dynamic_shapes=shapes, verbose=False,
                                 external_data=False, **names)
     program.save(str(path))
+
+
+def fix_class_axis(path: Path, num_classes: int) -> None:
+    """Declare the `logits` output's class axis as the class count, in place: the exporter leaves it
+    symbolic in a dynamic graph, though it never varies (batch, height and width stay free)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for output in model.graph.output:
+        if output.name == "logits" and len(output.type.tensor_type.shape.dim) == 4:
+            axis = output.type.tensor_type.shape.dim[1]
+            axis.Clear()
+            axis.dim_value = num_classes
+    onnx.save(model, str(path))
 
 
 def read_onnx_metadata(path: Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ from torch import nn
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.errors import CheckpointError, SegcliError
 from segcli.export.metadata import record_from_metadata
-from segcli.export.onnx_format import read_onnx_metadata, require_onnx
+from segcli.export.onnx_format import RUN_HINT, read_onnx_metadata, require_onnx
 
 
 def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> CheckpointRecord:
@@ -28,7 +28,7 @@ def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> Che
     path = Path(weights).expanduser()
     if not path.is_file():
         raise CheckpointError(f"ONNX file {weights} does not exist")
-    require_onnx()
+    require_onnx(RUN_HINT)
     record = record_from_metadata(read_onnx_metadata(path), path)
     if model is not None and canonical_name(model) != record.model:
         raise CheckpointError(f"{path.name} is a {record.model} graph, not {canonical_name(model)}; "

@@ -79,6 +79,7 @@ def summary_document(result: ImageResult, run: RunInfo) -> dict[str, Any]:
         "settings": run.settings,  # what a later --skip-existing compares (segcli.outputs.plan)
         "device": run.device, "precision": run.precision,
         "crf": result.crf if result.crf is not None else run.crf,  # per image: iterations, labels, resolution
+        "tta": run.tta, "tile": run.tile, "input_scales": [float(scale) for scale in run.input_scales],
         "note": "; ".join(note for note in (result.note, run.note) if note) or None,
         "timings_ms": {key: round(value, 3) for key, value in result.timings_ms.items()},
         "categories": list(run.categories),

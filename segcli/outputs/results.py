@@ -33,6 +33,9 @@ class RunInfo:
     note: str | None = None        # said in every image's JSON note (e.g. the checkpoint's synthetic-scenes warning)
     classes: tuple[int, ...] | None = None  # the classes masks, cut-outs and RLE keep (--classes); None: their defaults
     settings: dict[str, Any] | None = None  # the options the labels depend on (OutputOptions.settings), in the JSON
+    tta: dict[str, Any] | None = None       # {"scales": [...], "flip": bool}; None: no test-time augmentation
+    tile: dict[str, Any] | None = None      # {"mode": auto|off|size, "size": px or None, "overlap": fraction}
+    input_scales: tuple[float, ...] = (1.0,)  # the checkpoint's multi-scale inputs, logits max-fused
 
     @classmethod
     def from_engine(cls, engine: "SegmentationEngine", crf: "CRFParams | None" = None, alpha: float = 0.5,
@@ -43,11 +46,24 @@ class RunInfo:
                    categories=tuple(record.categories), palette=display_palette(record.palette, record.dataset),
                    crf=None if crf is None else asdict(crf), alpha=alpha,
                    # engines that know their checkpoint was trained on synthetic scenes say so (issue 12)
-                   note=getattr(engine, "checkpoint_warning", None), classes=classes, settings=settings)
+                   note=getattr(engine, "checkpoint_warning", None), classes=classes, settings=settings,
+                   tta=_tta_dict(getattr(engine, "tta", None)), tile=_tile_dict(getattr(engine, "tiling", None)),
+                   input_scales=tuple(getattr(engine.model, "input_scales", None) or record.input_scales))
 
     @cached_property
     def flat_palette(self) -> list[int]:
         return flat_palette(self.palette, len(self.categories))
+
+
+def _tta_dict(params: Any) -> dict[str, Any] | None:
+    return None if params is None else {"scales": [float(scale) for scale in params.scales], "flip": bool(params.flip)}
+
+
+def _tile_dict(policy: Any) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {"mode": policy.mode, "size": int(policy.tile_size) if policy.mode == "size" else None,
+            "overlap": float(policy.overlap)}
 
 
 @dataclass

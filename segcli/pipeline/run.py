@@ -38,6 +38,8 @@ class RunSummary:
     seconds: float = 0.0
     removed_temporaries: list[Path] = field(default_factory=list)  # stale ones left by a killed run
     stage_ms: dict[str, float] = field(default_factory=dict)        # summed over the written images
+    crf_images: int = 0                  # written images the dense CRF ran on
+    crf_band_images: int = 0             # ... of which the fast CRF ran full-size band updates on
 
     @property
     def processed(self) -> int:
@@ -139,6 +141,9 @@ class FolderRun:
         # scheduler's thread in between cannot lose a complete set from the count
         self._summary.written.append(item.source.path)
         with self._stage_lock:
+            if prediction.crf:
+                self._summary.crf_images += 1
+                self._summary.crf_band_images += bool(prediction.crf.get("band_iterations"))
             for stage, milliseconds in {**timings, **written}.items():
                 self._summary.stage_ms[stage] = self._summary.stage_ms.get(stage, 0.0) + milliseconds
 

@@ -26,7 +26,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafa
 h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.1em;margin:1.2em 0 .4em}
 table{border-collapse:collapse}td,th{padding:2px 10px 2px 0;text-align:left;vertical-align:top}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:14px}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px;overflow-wrap:anywhere}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px;overflow-wrap:anywhere;align-self:start}
 .card img{width:100%;height:auto;display:block;margin-bottom:6px;background:#eee}
 .failed{border-color:#c33;background:#fff4f4}.failed .status{color:#c33;font-weight:bold}
 .bar{display:inline-block;height:.8em;background:#4a78c2;vertical-align:middle;margin-right:6px}
@@ -75,11 +75,24 @@ def render_report(entries: list[ReportEntry], run: dict[str, Any], out_dir: Path
         parts.append("</ul>")
     parts.append("<h2>Images</h2><div class='grid'>")
     images = 0
+    shared = shared_notes(documents)
     for entry in entries:
-        parts.append(_card(entry, images >= EAGER_IMAGES, out_dir))
+        parts.append(_card(entry, images >= EAGER_IMAGES, out_dir, shared))
         images += "overlay" in entry.files
     parts.append("</div></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def shared_notes(documents: list[dict]) -> list[str]:
+    """The note parts ("; "-separated) that every image's summary carries (said once, in the summary)."""
+    parts = [_note_parts(document) for document in documents]
+    if not parts:
+        return []
+    return [note for note in parts[0] if all(note in others for others in parts[1:])]
+
+
+def _note_parts(document: dict) -> list[str]:
+    return [part.strip() for part in str(document.get("note") or "").split("; ") if part.strip()]
 
 
 def _summary_section(entries: list[ReportEntry], documents: list[dict], run: dict[str, Any]) -> list[str]:
@@ -87,14 +100,18 @@ def _summary_section(entries: list[ReportEntry], documents: list[dict], run: dic
               for status in ("segmented", "skipped", "failed", "not reached")}
     said = ", ".join(f"{count} {status}" for status, count in counts.items() if count) or "no input"
     first = documents[0] if documents else {}
+    seconds = run.get("seconds", 0.0)
     rows = [("Images", f"{len(entries)}: {said}" + (" (run interrupted)" if run.get("interrupted") else "")),
-            ("Run time", f"{run.get('seconds', 0.0):.1f} s")]
+            ("Run time", f"{seconds:.1f} s from start to end (images run side by side, overlapped: "
+                         "less than the images' times added up)")]
     if first:
         rows += [("Model", f"{first.get('model')} ({first.get('checkpoint')})"),
                  ("Device", f"{first.get('device')}, {first.get('precision')}"
                             + (", dense CRF" if first.get("crf") else ""))]
         per_image = [sum(document.get("timings_ms", {}).values()) for document in documents]
-        rows.append(("Mean time per image", f"{sum(per_image) / len(per_image):.1f} ms (timed stages)"))
+        rows.append(("Mean time per image", f"{sum(per_image) / len(per_image):.1f} ms (its timed stages added up, "
+                                            "while other images ran beside it)"))
+    rows += [("Note", note) for note in shared_notes(documents)]
     out = ["<h1>segcli report</h1><table>"]
     out += [f"<tr><th>{_text(label)}</th><td>{_text(value)}</td></tr>" for label, value in rows]
     out.append("</table>")
@@ -116,14 +133,18 @@ def _class_table(documents: list[dict]) -> list[str]:
     if not images:
         return []
     out = ["<h2>Classes</h2><table><tr><th>class</th><th>images</th><th>share of all pixels</th></tr>"]
-    for name in sorted(images, key=lambda key: -pixels[key]):
+    order = {}  # most pixels first, ties by class index: the order of the overlays' legends
+    for document in documents:
+        for entry in document.get("classes_present", []):
+            order.setdefault(entry["name"], int(entry.get("index", 0)))
+    for name in sorted(images, key=lambda key: (-round(pixels[key], 9), order[key])):
         share = pixels[name] / total if total else 0.0
-        out.append(f"<tr><td>{_text(name)}</td><td>{images[name]}</td><td>{_bar(share)}{percent_text(share)}</td></tr>")
+        out.append(f"<tr><td>{_text(name)}</td><td>{images[name]}</td><td>{_bar(share)}{_text(percent_text(share))}</td></tr>")
     out.append("</table>")
     return out
 
 
-def _card(entry: ReportEntry, lazy: bool, out_dir: Path) -> str:
+def _card(entry: ReportEntry, lazy: bool, out_dir: Path, shared: list[str]) -> str:
     out = [f"<div class='card{' failed' if entry.status == 'failed' else ''}'>"]
     if "overlay" in entry.files:
         href = _href(entry.files["overlay"])
@@ -135,7 +156,7 @@ def _card(entry: ReportEntry, lazy: bool, out_dir: Path) -> str:
     if entry.message:
         out.append(f"<div>{_text(entry.message)}</div>")
     if entry.summary:
-        out += _summary_lines(entry.summary)
+        out += _summary_lines(entry.summary, shared)
     links = [f"<a href='{_href(path)}'>{_text(kind)}</a>" for kind, path in entry.files.items() if kind != "overlay"]
     if links:
         out.append(f"<div class='muted'>files: {' · '.join(links)}</div>")
@@ -143,19 +164,21 @@ def _card(entry: ReportEntry, lazy: bool, out_dir: Path) -> str:
     return "".join(out)
 
 
-def _summary_lines(document: dict[str, Any]) -> Iterable[str]:
+def _summary_lines(document: dict[str, Any], shared: list[str]) -> Iterable[str]:
     width, height = document.get("size", ("?", "?"))
     yield f"<div class='muted'>{_text(f'{width} x {height}')}</div><table>"
-    for entry in document.get("classes_present", []):
+    present = document.get("classes_present", [])
+    for entry in sorted(present, key=lambda entry: (-float(entry["pixel_fraction"]), int(entry.get("index", 0)))):
         share = float(entry["pixel_fraction"])
-        yield f"<tr><td>{_text(entry['name'])}</td><td>{_bar(share)}{percent_text(share)}</td></tr>"
+        yield f"<tr><td>{_text(entry['name'])}</td><td>{_bar(share)}{_text(percent_text(share))}</td></tr>"
     yield "</table>"
     timings = document.get("timings_ms") or {}
     if timings:
         said = " · ".join(f"{stage} {milliseconds:.1f}" for stage, milliseconds in timings.items())
         yield f"<div class='muted'>ms: {_text(said)}</div>"
-    if document.get("note"):
-        yield f"<div class='muted'>note: {_text(document['note'])}</div>"
+    own = [note for note in _note_parts(document) if note not in shared]  # the run's notes: once, on top
+    if own:
+        yield f"<div class='muted'>note: {_text('; '.join(own))}</div>"
 
 
 def _png_size(path: Path) -> tuple[int, int] | None:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.engine import labels_dtype, preprocess
 from segcli.models.base import SegmentationModel
+from segcli.palettes import display_palette
 from segcli.upsampling.methods import METHOD_NAMES, upsample_logits_with
 from segcli.upsampling.encoder import ENCODER_STRIDE, SharedEncoder
 from segcli.upsampling.network import UpsampleMeter, UpsamplingDecoder
@@ -63,7 +64,7 @@ class DecoderRunner:
             if any(net.widths != widths for net in nets):
                 raise ValueError(f"decoder {method} was built for other encoder widths than {widths}")
         self.categories = first.categories
-        self.palette = first.palette
+        self.palette = display_palette(first.palette, first.dataset)  # as predictions are drawn
         self.preprocessing = first.preprocessing
         self.precision = "fp32"
 
@@ -132,7 +133,7 @@ class ZooLogitsRunner:
         self.methods = methods
         self.device = engine.plan.device
         self.categories = engine.record.categories
-        self.palette = engine.record.palette
+        self.palette = display_palette(engine.record.palette, engine.record.dataset)
         self.precision = engine.plan.precision
         # FCN-VGG16's logits are not aligned with the image: the model says by how much
         self.geometry = engine.model.logit_geometry() if isinstance(engine.model, SegmentationModel) else None

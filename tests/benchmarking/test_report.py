@@ -8,7 +8,7 @@ import itertools
 import pytest
 from PIL import Image
 
-from segcli.benchmarking.report import benchmark_figure, benchmark_table, csv_text, markdown_text, plot_report
+from segcli.benchmarking.report import benchmark_figure, csv_text, markdown_text, plot_report, table_rows
 from segcli.benchmarking.runner import BenchmarkReport, BenchmarkRow
 
 MODELS = ("lraspp", "deeplabv3p-mobilenet", "deeplabv3-resnet50", "fcn8s", "deeplabv3plus-resnet101-voc")
@@ -79,7 +79,7 @@ def test_tables_json_and_csv_use_the_time_ratio(tmp_path):
     assert report.to_dict()["conventions"]["time_vs_baseline"].startswith("row mean_ms / baseline mean_ms")
     assert "time_vs_baseline" in csv_text(report).splitlines()[0].split(",")
     assert "| time vs base |" in markdown_text(report) and "| 0.40x |" in markdown_text(report)
-    assert "time vs base" in [column.header for column in benchmark_table(report).columns]
+    assert "time vs base" in [header for header, _ in table_rows(report)[0]]
     plot_report(report, tmp_path / "b.png")
     with Image.open(tmp_path / "b.png") as image:
         assert image.format == "PNG" and image.size[0] >= 1000
@@ -105,3 +105,14 @@ def test_a_rerun_replaces_its_own_reports_but_no_one_elses(tmp_path):
         chosen[index] = foreign
         with pytest.raises(OutputError, match="was not written by segcli"):
             _check_report_files([], None, "val", chosen, overwrite=False)
+
+
+def test_latency_panel_plots_the_mean_the_ratios_are_made_of():
+    report = _report(False)
+    for row in report.rows:
+        row.p50_ms = row.mean_ms * 0.5  # a skewed distribution: p50 and mean apart
+    figure = benchmark_figure(report)
+    latency = figure.axes[0]
+    plotted = sorted(float(y) for line in latency.get_lines() for y in line.get_ydata())
+    assert plotted == pytest.approx(sorted(row.mean_ms for row in report.rows))
+    assert "mean" in latency.get_ylabel()

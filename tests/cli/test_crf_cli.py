@@ -129,3 +129,17 @@ def test_tiny_images_with_tta_through_deeplabv3p_are_segmented_and_the_folder_go
         with Image.open(tmp_path / "out" / f"{name}.png") as label:
             assert label.size == (width, height)
     assert "4 segmented" in result.stderr
+
+
+def test_after_the_run_one_line_says_what_the_crf_ran(tmp_path, weights):
+    """Images under 256 px a side run the fast CRF at full size without band updates: the closing
+    line counts the images the CRF ran on and claims no band updates where none ran (JSON `crf`)."""
+    for index in range(2):
+        save_image(Image.fromarray(random_rgb(48, 64, index)), tmp_path / "in" / f"small{index}.png")
+    result = run_predict([tmp_path / "in"], tmp_path / "out", weights, "--crf")
+    assert result.exit_code == 0, result.stderr
+    bands = [json.loads((tmp_path / "out" / f"small{index}.json").read_text())["crf"]["band_iterations"]
+             for index in range(2)]
+    assert bands == [0, 0]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("dense CRF ran on")]
+    assert lines == ["dense CRF ran on 2 images (no full-size band updates)"], result.stderr

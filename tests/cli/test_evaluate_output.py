@@ -68,3 +68,13 @@ def test_terminal_table_names_the_data_of_the_miou(data_and_weights):
                              columns=100)
     assert "mIoU on synthetic scenes" in output and "…" not in output
     assert "[val]" in output  # the split in the title is text, not rich markup
+
+
+def test_piped_rows_come_with_their_title_and_no_blank_lines(data_and_weights):
+    data, weights = data_and_weights
+    result = _evaluate(data, weights, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert "" not in lines, lines  # no stray blank line (the progress bar draws nothing when not on a terminal)
+    assert lines[0] == f"tiny-synth-lraspp on {data} [val], 2 images"  # what the rows below measure
+    assert result.stdout.splitlines()[0] == "class or measure\tvalue"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import click
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -78,4 +80,47 @@ def test_terminal_of_80_columns_shows_whole_names():
     assert "…" not in output
     assert all(len(line) <= 80 for line in output.splitlines())
     names = {line.split("│")[1].strip() for line in output.splitlines() if line.startswith("│")}
+    names |= {line.strip() for line in output.splitlines() if line.strip() and not line.startswith(" ")}  # blocks
     assert set(MODEL_NAMES) | set(ALIASES) <= names
+
+
+def test_terminal_of_80_columns_breaks_no_checkpoint_name():
+    from click.testing import CliRunner
+
+    from segcli.cli.main import cli
+
+    entries = json.loads(CliRunner().invoke(cli, ["models", "--json"]).stdout)
+    shown = [entry["weights"]["name"] if entry["weights"] else entry["suggested_checkpoint"] for entry in entries]
+    shown = [name for name in shown if name]
+    output = run_in_terminal(["models"], columns=80)
+    lines = output.splitlines()
+    assert any(len(name) > 25 for name in shown)
+    for name in shown:
+        assert any(name in line for line in lines), name  # whole on one line, not folded mid-word
+    assert all(len(line) <= 80 for line in lines)
+
+
+def test_help_lists_no_model_names_on_one_long_line():
+    from click.testing import CliRunner
+
+    from segcli.cli.main import cli
+
+    for command in (["predict"], ["evaluate"], ["train"], ["export"], ["compare-upsampling"], ["weights", "add"]):
+        text = CliRunner().invoke(cli, [*command, "--help"], env={"COLUMNS": "80"}).output
+        assert all(len(line) <= 100 for line in text.splitlines()), (command, max(text.splitlines(), key=len))
+        assert "segcli models" in " ".join(text.split()), command
+
+
+def test_help_texts_name_no_repository_paths_and_document_every_train_option():
+    import re
+
+    from click.testing import CliRunner
+
+    from segcli.cli.main import SUBCOMMANDS, cli
+    from segcli.cli.train import train
+
+    for command in SUBCOMMANDS:
+        text = CliRunner().invoke(cli, [command, "--help"], env={"COLUMNS": "200"}).output
+        assert not re.search(r"(?<![\w/-])(benchmarks|docs|training|samples|weights)/", text), (command, text)
+    undocumented = [param.name for param in train.params if isinstance(param, click.Option) and not param.help]
+    assert undocumented == []

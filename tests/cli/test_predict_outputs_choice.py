@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from mixed_classes import save_balanced_checkpoint
+from schema_support import assert_valid_rle, assert_valid_summary
 from robustness_support import (
     TINY_CATEGORIES, assert_no_traceback, files_under, random_rgb, run_predict, save_image,
 )
@@ -53,12 +54,15 @@ def test_every_output_gives_back_the_label_map(tmp_path, photos, weights):
         np.testing.assert_array_equal(rebuilt, labels)
         with Image.open(out / f"{stem}_cutout.png") as cutout:
             np.testing.assert_array_equal(np.asarray(cutout)[..., 3] > 0, labels != 0)  # all but background
-        annotations = json.loads((out / f"{stem}.rle.json").read_text())["annotations"]
+        rle = json.loads((out / f"{stem}.rle.json").read_text())
+        assert_valid_rle(rle)
+        annotations = rle["annotations"]
         rebuilt = np.full(labels.shape, 255, np.uint8)
         for annotation in annotations:
             rebuilt[coco_mask.decode(annotation["segmentation"]).astype(bool)] = annotation["category_id"]
         np.testing.assert_array_equal(rebuilt, labels)
         summary = json.loads((out / f"{stem}.json").read_text())
+        assert_valid_summary(summary)
         assert [entry["index"] for entry in summary["classes_present"]] == list(present)
     assert not any(name.endswith("_overlay.png") for name in files_under(out))
 

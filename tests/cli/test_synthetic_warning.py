@@ -17,6 +17,7 @@ from segcli.checkpoints.manifest import find_record, shipped_weights_dir
 from segcli.checkpoints.resolve import synthetic_scenes_warning
 from segcli.cli.main import cli
 from segcli.errors import SyntheticScenesWarning
+from schema_support import assert_valid_summary
 
 CPU = ("--device", "cpu", "--precision", "fp32")
 EXPECTED_START = "Warning: lraspp-mobilenet-synth was trained only on segcli's synthetic scenes"
@@ -59,7 +60,9 @@ def test_predict_warns_by_name_and_by_path_even_with_quiet(image, tmp_path, quie
         lines = _warning_lines(result.stderr)
         assert len(lines) == 1 and lines[0].startswith(EXPECTED_START), result.stderr
         assert "\x1b[2m" not in result.stderr  # not dim
-        note = json.loads((out / "photo.json").read_text())["note"]
+        summary = json.loads((out / "photo.json").read_text())
+        assert_valid_summary(summary)
+        note = summary["note"]
         assert note == lines[0].removeprefix("Warning: ")
 
 

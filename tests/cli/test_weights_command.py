@@ -54,9 +54,9 @@ def test_list_shows_torchvision_records_and_where_they_are(home, tmp_path):
     rows = _plain_rows(result.output)
     for name in ("fcn-resnet50-coco", "deeplabv3-resnet101-coco", "lraspp-coco", "deeplabv3plus-resnet101-voc-os16"):
         assert name in rows
-    assert rows["deeplabv3-resnet50-coco"]["mIoU"] == "66.4" and rows["deeplabv3-resnet50-coco"]["on disk"] == "not downloaded"
-    assert rows["lraspp-coco"]["on disk"] == str(hub / "lraspp_mobilenet_v3_large-d234d4ea.pth")
-    assert "no public download" in rows["fcn8s-voc-caffe"]["on disk"]
+    assert rows["deeplabv3-resnet50-coco"]["mIoU"] == "0.664" and rows["deeplabv3-resnet50-coco"]["file"] == "not downloaded"
+    assert rows["lraspp-coco"]["file"] == str(hub / "lraspp_mobilenet_v3_large-d234d4ea.pth")
+    assert "no public download" in rows["fcn8s-voc-caffe"]["file"]
 
 
 def test_list_says_which_data_each_miou_was_measured_on(home):
@@ -68,7 +68,7 @@ def test_list_says_which_data_each_miou_was_measured_on(home):
     from segcli.checkpoints.manifest import find_record
 
     shipped = dict(find_record("deeplabv3p-mobilenet-synth").metrics)["miou"]  # a figure the manifest records
-    assert rows["deeplabv3p-mobilenet-synth"]["mIoU"] == f"{100 * shipped:.1f}"
+    assert rows["deeplabv3p-mobilenet-synth"]["mIoU"] == f"{shipped:.3f}"
 
 
 def test_list_piped_into_a_narrow_pipe_prints_whole_rows(home):
@@ -111,16 +111,16 @@ def test_list_on_terminals_cuts_nothing(home):
     assert "…" not in narrow
     assert names <= {line.strip() for line in narrow.splitlines()}  # each name whole, on its own line
     shipped = str(shipped_weights_dir() / "fcn8s-synth.safetensors")
-    assert f"  on disk: {shipped}" in narrow.splitlines()
-    assert all(len(line) <= 80 or line.startswith("  on disk: /") for line in narrow.splitlines())
+    assert any(line.endswith(f"file: {shipped}") for line in narrow.splitlines())
+    assert all(len(line) <= 80 or "file: /" in line for line in narrow.splitlines())
     wide = run_in_terminal(["weights", "list"], columns=250)
     assert "…" not in wide and "┃ name" in wide
     cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in wide.splitlines() if line.startswith("│")]
     assert {row[0] for row in cells} == names
     from segcli.checkpoints.manifest import find_record
 
-    miou = f"{100 * dict(find_record('fcn8s-synth').metrics)['miou']:.1f}"  # the manifest's own figure
-    assert ["fcn8s-synth", "fcn8s", "segcli-synth", "9", miou, "synthetic scenes", shipped] in cells
+    miou = f"{dict(find_record('fcn8s-synth').metrics)['miou']:.3f}"  # the manifest's own figure
+    assert ["fcn8s-synth", "synthetic scenes", "fcn8s", "segcli-synth", "9", miou, "synthetic scenes", shipped] in cells
 
 
 def test_list_filters_by_model(home):
@@ -189,3 +189,33 @@ def test_list_json_into_an_impossible_path_is_one_error_line(home, tmp_path):
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert result.output.strip().splitlines() == [
         f"Error: cannot write {blocker / 'sub' / 'w.json'}: {blocker} is a file, not a folder; choose another --json"]
+
+
+def test_list_groups_synthetic_and_published_and_says_where_plainly(home):
+    from segcli.checkpoints.manifest import load_manifest
+
+    result = _run("weights", "list")
+    assert result.exit_code == 0, result.output
+    header, *lines = result.output.splitlines()
+    columns = header.split("\t")
+    assert "on disk" not in columns and "file" in columns
+    rows = [dict(zip(columns, line.split("\t"), strict=True)) for line in lines]
+    groups = [row["group"] for row in rows]
+    assert groups == sorted(groups, key=["synthetic scenes", "published"].index)  # grouped, synthetic first
+    records = load_manifest()
+    for row in rows:
+        synthetic = records[row["name"]].dataset == "segcli-synth"
+        assert row["group"] == ("synthetic scenes" if synthetic else "published")
+        assert "not on disk" not in row["file"]
+        miou = records[row["name"]].metric_dict.get("miou")
+        if isinstance(miou, (int, float)):
+            assert row["mIoU"] == f"{miou:.3f}"  # a fraction, as the README's tables write it
+
+
+@pytest.mark.parametrize("command", [["weights", "list"], ["models"]])
+def test_json_into_a_file_says_it_wrote_it(home, tmp_path, command):
+    out = tmp_path / "listing.json"
+    result = CliRunner().invoke(cli, [*command, "--json", str(out)], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines()[-1] == f"wrote {out}"
+    assert result.stdout == "" and json.loads(out.read_text())

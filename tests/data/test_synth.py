@@ -62,7 +62,7 @@ def test_cli_writes_voc_layout(tmp_path):
     assert len(train) == 3 and len(val) == 2
     mask = Image.open(out / "SegmentationClass" / f"{train[0]}.png")
     assert mask.mode == "P" and mask.size == (40, 32)
-    assert mask.getpalette()[:3 * 9] == flat_palette("voc", 9)[:3 * 9]
+    assert mask.getpalette()[:3 * 9] == flat_palette("synth", 9)[:3 * 9]
     assert Image.open(out / "JPEGImages" / f"{train[0]}.jpg").size == (40, 32)
     assert json.loads((out / "dataset.json").read_text())["classes"] == list(SYNTH_CLASSES)
     assert read_classes(out) == SYNTH_CLASSES

@@ -135,6 +135,9 @@ def test_wheel_built_from_the_sdist_installs_and_runs_from_an_empty_folder(tmp_p
     _run([str(segcli), "predict", "img.jpg", "--model", "deeplabv3p", "--crf", *cpu], empty, env)
     summary = json.loads((empty / "segcli-out" / "img.json").read_text())
     assert summary["checkpoint"] == "deeplabv3p-mobilenet-synth" and summary["crf"] is not None
+    title = _run([str(python), "-c", "from segcli.outputs.schema import load_schema; print(load_schema('summary')['title'])"],
+                 empty, env).stdout.strip()  # the JSON Schemas travel in the wheel as package data
+    assert title == "segcli image summary (NAME.json)"
     assert (empty / "segcli-out" / "img_overlay.png").is_file()
     _run([str(segcli), "predict", "img.jpg", "--model", "deeplabv3p", "--out", "plain", *cpu], empty, env)
     labels = np.asarray(Image.open(empty / "plain" / "img.png"))
