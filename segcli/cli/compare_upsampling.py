@@ -45,8 +45,8 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
     agreement, parameters, time and memory always).
 
     Masks are read from a VOC layout (JPEGImages/ + SegmentationClass/: FOLDER itself or any folder
-    in it, as samples/synth/ in samples/) or from a masks/ folder beside the images with the same
-    file stems; label masks are never compared as photos.
+    in it) or from a masks/ folder beside the images with the same file stems; label masks are never
+    compared as photos.
 
     \b
     Examples:
