@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from segcli.checkpoints.archive import check_torch_file, torch_error_reason
 from segcli.checkpoints.record import LAYOUTS, CheckpointRecord, ResolvedCheckpoint, parse_record
 from segcli.checkpoints.saving import (EXTRA_METADATA_KEY, RECORD_METADATA_KEY, SAFETENSORS_SUFFIX,
                                        TRAINING_RECORD_KEY)
@@ -80,6 +81,7 @@ def read_checkpoint_file(path: str | os.PathLike[str], mmap: bool = False) -> di
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.suffix == SAFETENSORS_SUFFIX:
         return _read_safetensors(path)
+    check_torch_file(path)  # zip bombs and TorchScript archives, before torch reads anything
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             try:
@@ -94,11 +96,10 @@ def read_checkpoint_file(path: str | os.PathLike[str], mmap: bool = False) -> di
                 f"refusing to load {path}: it holds Python objects other than tensors, and unpickling it "
                 f"could run code. Re-save only the state dict (torch.save(model.state_dict(), ...))"
             ) from None
-        raise CheckpointError(f"cannot read {path}: not a PyTorch checkpoint ({exc})") from None
+        raise CheckpointError(f"cannot read {path}: not a PyTorch checkpoint ({torch_error_reason(exc)})") from None
     except _LOAD_ERRORS as exc:
         raise CheckpointError(f"cannot read {path}: the file is truncated or not a PyTorch checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
-                              f"download or copy it again") from None
+                              f"({torch_error_reason(exc)}); download or copy it again") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
     return obj

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from segcli.checkpoints.archive import TORCHSCRIPT_METADATA_FILE  # noqa: F401 (the writer's name; archive reads it)
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing
 from segcli.errors import CheckpointError
 
@@ -17,7 +18,6 @@ from segcli.errors import CheckpointError
 IDENTITY_PREPROCESSING = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_scale=255.0,
                                        channel_order="RGB", resize_shorter=None)
 REQUIRED_KEYS = ("model", "checkpoint", "categories", "palette")
-TORCHSCRIPT_METADATA_FILE = "segcli.json"
 
 
 def graph_metadata(record: CheckpointRecord, input_shape: list[int | str], exporter: str) -> dict[str, str]:
