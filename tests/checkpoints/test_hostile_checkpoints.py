@@ -158,3 +158,72 @@ def test_no_torch_weights_only_hint_for_a_pickle_of_other_objects(tmp_path):
             read(path)
         message = str(caught.value).replace(str(path), "FILE")  # the test's folder name says weights_only
         assert "weights_only" not in message and "\n" not in message
+
+
+# --- model options in a crafted record ----------------------------------------------------------
+
+def _crafted_record_file(path: Path, **model_kwargs) -> Path:
+    """The tiny model's weights under a record whose model_kwargs say something else."""
+    import dataclasses
+
+    from robustness_support import tiny_record
+    from segcli.checkpoints.loading import save_segcli_checkpoint
+
+    record = dataclasses.replace(tiny_record(path.stem), model_kwargs=tuple(sorted(model_kwargs.items())))
+    return save_segcli_checkpoint(path, tiny_model(), record)
+
+
+def _watch_builds(monkeypatch) -> list[str]:
+    """The device type each zoo model is built on (meta: shapes only, no memory)."""
+    import segcli.models
+
+    devices: list[str] = []
+    real_build = segcli.models.build_model
+
+    def build(*args, **kwargs):
+        devices.append(torch.empty(0).device.type)
+        return real_build(*args, **kwargs)
+    monkeypatch.setattr(segcli.models, "build_model", build)
+    return devices
+
+
+def _load(path: Path):
+    from segcli.checkpoints.loading import load_checkpoint_model
+    from segcli.checkpoints.resolve import resolve_checkpoint
+
+    return load_checkpoint_model(resolve_checkpoint("lraspp", str(path)))
+
+
+def test_record_options_that_do_not_fit_the_weights_are_refused_before_a_real_build(tmp_path, monkeypatch):
+    path = _crafted_record_file(tmp_path / "wide.safetensors", width_mult=4.0)  # the weights are width 0.25
+    devices = _watch_builds(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"checkpoint wide\.safetensors does not fit lraspp: .*shape mismatch"):
+        _load(path)
+    assert devices and set(devices) == {"meta"}
+
+
+def test_record_options_for_a_huge_model_are_refused_by_parameter_count(tmp_path, monkeypatch):
+    path = _crafted_record_file(tmp_path / "huge.safetensors", width_mult=1000.0)
+    devices = _watch_builds(monkeypatch)
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"huge\.safetensors cannot be loaded: lraspp with \{'width_mult': "
+                                              r"1000\.0\} would have [\d,]+ parameters \(more than 1,000,000,000\)"):
+        _load(path)
+    assert set(devices) == {"meta"} and time.perf_counter() - started < 10
+
+
+def test_record_options_that_break_the_builder_are_one_checkpoint_error(tmp_path):
+    path = _crafted_record_file(tmp_path / "negative.safetensors", width_mult=-1.0)
+    with pytest.raises(CheckpointError, match=r"negative\.safetensors cannot be loaded: .*width_mult"):
+        _load(path)
+
+
+def test_a_fitting_record_still_loads_the_file_weights(tmp_path, monkeypatch):
+    from robustness_support import save_tiny_checkpoint
+
+    path = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    devices = _watch_builds(monkeypatch)
+    model = _load(path)
+    expected = tiny_model().state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
+    assert devices[-1] == "cpu" and "meta" in devices and not model.training
