@@ -319,7 +319,7 @@ def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None 
 
     if resolved.path.suffix.lower() == ".onnx":  # an exported graph: onnxruntime behind an nn.Module
         from segcli.export.runtime import OnnxRuntimeModel
-        return OnnxRuntimeModel(resolved.path)
+        return OnnxRuntimeModel(resolved.path, num_classes=resolved.record.num_classes)
     record = resolved.record
     shapes = _skeleton_state(record, resolved.path)
     obj = read_checkpoint_file(resolved.path)

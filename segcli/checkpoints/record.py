@@ -103,6 +103,9 @@ def _numbers(value: Any, field_name: str, count: int | None) -> tuple[float, ...
     return tuple(float(item) for item in value)
 
 
+finite_numbers = _numbers  # the same check for other readers of untrusted JSON (exported graphs' metadata)
+
+
 TORCHVISION_PREPROCESSING = Preprocessing(resize_shorter=520)
 IMAGENET_PREPROCESSING = Preprocessing()
 CAFFE_PREPROCESSING = Preprocessing(
