@@ -58,18 +58,20 @@ def export(model, weights, fmt, out, size, dynamic, opset, exporter, verify, ove
         raise click.UsageError("--dynamic, --opset and --exporter are for --format onnx "
                                "(TorchScript modules take any batch and size)")
     from rich.console import Console
+    from rich.markup import escape
 
     from segcli.checkpoints.loading import load_checkpoint_model
     from segcli.checkpoints.resolve import resolve_checkpoint
     from segcli.export.exporter import ExportSettings, export_model
     from segcli.export.onnx_format import DEFAULT_OPSET
+    from segcli.text import printable
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     resolved = resolve_checkpoint(model, weights, allow_download=download)
     if resolved.path.suffix.lower() == ".onnx":
         raise click.BadParameter(f"{resolved.path.name} is already an exported graph: export from the checkpoint "
                                  f"it was made from ({resolved.record.name})", param_hint="--weights")
-    console.print(f"[bold]{resolved.record.model}[/] {resolved.describe()}", highlight=False)
+    console.print(f"[bold]{resolved.record.model}[/] {escape(printable(resolved.describe()))}", highlight=False)
     settings = ExportSettings(format=fmt, size=size, dynamic=dynamic, opset=opset or DEFAULT_OPSET,
                               exporter=exporter or "torchscript", verify=verify, overwrite=overwrite)
     result = export_model(load_checkpoint_model(resolved), resolved.record, out, settings,

@@ -115,3 +115,17 @@ def test_runtime_failure_on_one_image_is_one_failed_line_and_the_run_goes_on(tmp
     failed = [line for line in result.output.splitlines() if line.startswith("failed:")]
     assert len(failed) == 1 and "onnxruntime failed on this image" in failed[0] and "Reshape" in failed[0], result.output
     assert (tmp_path / "out" / "small.png").is_file() and not (tmp_path / "out" / "large.png").exists()
+
+
+def test_export_names_an_odd_weights_file_escaped(tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from robustness_support import WIDE_TERMINAL
+    from segcli.cli.main import cli
+
+    odd = tmp_path / "we[red]ird\x1b]0;t\x07.safetensors"
+    odd.write_bytes(tiny_checkpoint.read_bytes())
+    result = CliRunner().invoke(cli, ["export", "--model", "lraspp", "--weights", str(odd), "--out",
+                                      str(tmp_path / "t.onnx"), "--size", "32", "--no-verify"], env=WIDE_TERMINAL)
+    assert result.exit_code == 0, result.output
+    assert "we[red]ird\\x1b]0;t\\x07.safetensors" in result.stderr and "\x1b" not in result.stderr
