@@ -227,3 +227,24 @@ def test_a_fitting_record_still_loads_the_file_weights(tmp_path, monkeypatch):
     expected = tiny_model().state_dict()
     assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
     assert devices[-1] == "cpu" and "meta" in devices and not model.training
+
+
+@pytest.mark.slow
+def test_predict_with_segclis_own_torchscript_export_says_what_it_is(tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from robustness_support import WIDE_TERMINAL
+    from segcli.cli.main import cli
+
+    exported = tmp_path / "tiny.pt"
+    made = CliRunner().invoke(cli, ["export", "--model", "lraspp", "--weights", str(tiny_checkpoint), "--out",
+                                    str(exported), "--size", "32", "--no-verify"], env=WIDE_TERMINAL)
+    assert made.exit_code == 0, made.output
+    image = save_image(__import__("PIL.Image").Image.fromarray(random_rgb(24, 32)), tmp_path / "in.png")
+    result = run_predict([image], tmp_path / "out", exported)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [f"Error: {exported} is a TorchScript module (written by segcli export); TorchScript files are "
+                      f"not loaded as checkpoints because they carry code: use the checkpoint it was exported "
+                      f"from, or the ONNX export"], result.stderr
+    assert "weights_only" not in result.stderr.replace(str(tmp_path), "") and "Traceback" not in result.stderr
