@@ -44,7 +44,8 @@ class OnnxRuntimeModel(nn.Module):
 
     fixed_execution = ("cpu", "fp32")  # onnxruntime's CPU provider runs the fp32 graph whatever --precision says
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, num_classes: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
+                 num_classes: int | None = None) -> None:
         super().__init__()
         import onnxruntime
 
