@@ -81,7 +81,8 @@ def record_from_metadata(metadata: dict[str, str], path: Path) -> CheckpointReco
     data = {
         "name": metadata["checkpoint"], "model": metadata["model"], "dataset": metadata.get("dataset", "unknown"),
         "categories": _json_field(metadata, "categories", shown), "palette": _json_field(metadata, "palette", shown),
-        "filename": shown, "preprocessing": IDENTITY_PREPROCESSING.to_dict(),
+        "filename": path.name if path.name.isprintable() and "\\" not in path.name else "exported.onnx",
+        "preprocessing": IDENTITY_PREPROCESSING.to_dict(),
         "notes": f"graph exported by segcli {printable(metadata.get('segcli_version', '?'))[:40]} from "
                  f"{printable(metadata['checkpoint'])[:200]}, run by onnxruntime (the checkpoint's preprocessing "
                  f"is inside the graph)",

@@ -131,3 +131,10 @@ def test_export_names_an_odd_weights_file_escaped(tiny_checkpoint, tmp_path):
                                       str(tmp_path / "t.onnx"), "--size", "32", "--no-verify"], env=WIDE_TERMINAL)
     assert result.exit_code == 0, result.output
     assert "we[red]ird\\x1b]0;t\\x07.safetensors" in result.stderr and "\x1b" not in result.stderr
+
+
+def test_a_good_graph_under_an_odd_file_name_still_runs(tmp_path, image):
+    graph = _graph(tmp_path / "odd\\name\x1b.onnx", METADATA)
+    result = run_predict([image], tmp_path / "out", graph)
+    assert result.exit_code == 0, result.output
+    assert "odd\\name\\x1b.onnx" in result.output and "\x1b" not in result.output
