@@ -191,7 +191,7 @@ class CheckpointRecord:
         sha256 = _text(data, "sha256", required=False)
         if sha256 is not None and not _SHA256_PATTERN.match(sha256):
             raise ValueError(f"sha256 must be 8 to 64 lowercase hex digits, got {sha256!r}")
-        filename = _text(data, "filename")
+        filename = _text(data, "filename", plain=False)
         if "/" in filename or "\\" in filename or filename in (".", ".."):
             raise ValueError(f"filename must be a bare file name, got {filename!r}")
         return cls(
@@ -216,16 +216,18 @@ def _shown(text: str, limit: int = 40) -> str:
     return printable(text[:limit]) + ("..." if len(text) > limit else "")
 
 
-def _text(data: dict[str, Any], key: str, default: str | None = None, required: bool = True) -> Any:
-    """A one-line string field: control, format (bidi) and line-break characters are refused, as are
-    strings over MAX_TEXT_FIELD characters (a record's text reaches the terminal)."""
+def _text(data: dict[str, Any], key: str, default: str | None = None, required: bool = True,
+          plain: bool = True) -> Any:
+    """A one-line string field: control, format (bidi) and line-break characters are refused (unless not
+    `plain`: a file name is whatever the file system allows, printed through `printable`), as are strings
+    over MAX_TEXT_FIELD characters (a record's text reaches the terminal)."""
     value = data.get(key, default)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value and default is None:
         shown = _shown(value) if isinstance(value, str) else repr(value)[:80]
         raise ValueError(f"{key} must be a{' non-empty' if default is None else ''} string, got {shown}")
-    if not value.isprintable() or len(value) > MAX_TEXT_FIELD:
+    if (plain and not value.isprintable()) or len(value) > MAX_TEXT_FIELD:
         raise ValueError(f"{key} must be one line of at most {MAX_TEXT_FIELD} printable characters (no control "
                          f"or bidi characters), got '{_shown(value)}'")
     return value

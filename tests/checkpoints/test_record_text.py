@@ -87,3 +87,22 @@ def test_weights_add_refuses_a_class_name_with_an_escape_sequence(tmp_path, monk
     assert_no_traceback(result)
     assert result.exit_code == 1 and "categories[1]" in result.output, result.output
     assert "\x1b" not in result.output and not (tmp_path / "home" / "checkpoints" / "mine.safetensors").exists()
+
+
+def test_a_file_name_with_a_control_character_is_still_a_valid_record_filename(tmp_path):
+    """segcli's own writer stores the file's name; an odd one must not make the file unloadable."""
+    from segcli.checkpoints.loading import read_segcli_metadata
+
+    from segcli.checkpoints.loading import save_segcli_checkpoint
+
+    path = save_segcli_checkpoint(tmp_path / "odd\x1bname.safetensors", tiny_model(), tiny_record("plain"))
+    assert read_segcli_metadata(path).record.filename == "odd\x1bname.safetensors"
+
+
+def test_training_to_an_odd_file_name_records_a_printable_name(tmp_path):
+    from segcli.training.config import TrainConfig
+    from segcli.training.starting import build_record
+
+    config = TrainConfig(model="lraspp", data_dir=str(tmp_path), out=str(tmp_path / "run\x1b]0;t\x07.safetensors"))
+    record = build_record(config, ("background", "disc"), "segcli-test")
+    assert record.name == "run\\x1b]0;t\\x07" and CheckpointRecord.from_dict(record.to_dict()) == record
