@@ -24,7 +24,7 @@ CAFFE_BGR_MEAN = (104.00699, 116.66877, 122.67891)
 MAX_CLASSES = 255  # label PNGs hold the class index in one byte, and 255 is the ignore label
 MAX_RESIZE = 16384
 MAX_CLASS_NAME = 64  # characters; the longest VOC/COCO/Cityscapes name has 15, and a name becomes overlay legend text
-MAX_TEXT_FIELD = 1000  # name, model, dataset, license, url, notes: one line each
+MAX_TEXT_FIELD = 5000  # name, model, dataset, license, url, notes: one line each (notes may quote a path)
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 # State-dict layouts segcli reads unchanged.

@@ -103,6 +103,16 @@ def test_training_to_an_odd_file_name_records_a_printable_name(tmp_path):
     from segcli.training.config import TrainConfig
     from segcli.training.starting import build_record
 
-    config = TrainConfig(model="lraspp", data_dir=str(tmp_path), out=str(tmp_path / "run\x1b]0;t\x07.safetensors"))
+    config = TrainConfig(model="lraspp", data_dir=str(tmp_path),
+                         out=str(tmp_path / "run\x1b]0;t\x07.safetensors"))
     record = build_record(config, ("background", "disc"), "segcli-test")
     assert record.name == "run\\x1b]0;t\\x07" and CheckpointRecord.from_dict(record.to_dict()) == record
+
+
+def test_weights_add_from_a_file_whose_name_has_a_control_character(tmp_path, monkeypatch):
+    from segcli.checkpoints.store import add_checkpoint_file
+
+    monkeypatch.setenv("SEGCLI_HOME", str(tmp_path / "home"))
+    odd = save_tiny_checkpoint(tmp_path / "odd.safetensors").rename(tmp_path / "odd\x1bname.safetensors")
+    record = add_checkpoint_file(odd, "mine", "lraspp").record
+    assert "odd\\x1bname.safetensors" in record.notes and record.notes.isprintable()
