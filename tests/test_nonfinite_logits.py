@@ -86,3 +86,12 @@ def test_all_finite_is_exact_when_the_fast_sum_overflows():
         poisoned[1, 2, 3, 3] = bad
         assert not all_finite(poisoned)
         assert not all_finite(torch.zeros(1, 2, 3, 3).index_fill_(3, torch.tensor([1]), bad))
+
+
+def test_in_reduced_precision_the_error_suggests_fp32():
+    from segcli.device import plan_execution
+    from segcli.engine import SegmentationEngine
+
+    engine = SegmentationEngine(_poisoned(float("inf")), tiny_record("poisoned"), plan_execution("cpu", "bf16", False))
+    with pytest.raises(ModelOutputError, match=r"overflow in reduced precision: try --precision fp32"):
+        engine.predict(random_rgb(40, 48))
