@@ -22,6 +22,7 @@ from segcli.checkpoints.resolve import synthetic_scenes_warning
 from segcli.device import ExecutionPlan, plan_execution
 from segcli.errors import SegcliError, SyntheticScenesWarning
 from segcli.memory_retry import OutOfDeviceMemoryError, halving_sizes, run_with_oom_retry
+from segcli.model_output import require_finite_logits
 from segcli.tiling import (MIN_TILE_SIZE, TilingPolicy, TTAParams, tiled_logit_bands, tiled_logits,
                            tta_probabilities)
 
@@ -184,6 +185,7 @@ class SegmentationEngine:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.plan.autocast():
             logits = self.model(batch)
+        require_finite_logits(logits, self)  # NaN/inf weights gave "background 100%" (segcli.model_output)
         return logits.float()
 
     def predict(

@@ -23,6 +23,11 @@ class CheckpointError(SegcliError):
     """A checkpoint that is missing, corrupt, or does not fit the model."""
 
 
+class ModelOutputError(CheckpointError):
+    """A model whose logits are not finite (NaN/inf weights, or fp16 overflow): no image can be segmented,
+    so the whole run stops (it is not one image's failure)."""
+
+
 class ChecksumMismatchError(CheckpointError):
     """A file whose SHA-256 differs from the one recorded for it."""
 

@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from segcli.checkpoints.archive import check_torch_file, torch_error_reason
 from segcli.checkpoints.record import LAYOUTS, CheckpointRecord, ResolvedCheckpoint, parse_record
 from segcli.checkpoints.saving import (EXTRA_METADATA_KEY, RECORD_METADATA_KEY, SAFETENSORS_SUFFIX,
                                        TRAINING_RECORD_KEY)
@@ -31,6 +32,7 @@ WRAPPER_KEYS = ("model_state", "state_dict")  # DeepLabV3Plus-Pytorch, Lightning
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError,
                 zipfile.BadZipFile, AttributeError, TypeError, IndexError)
 _REPORT_ITEMS = 3
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32; the zoo's largest (FCN-8s, VGG16) has about 134 million
 
 
 class AdaptedStateDict(NamedTuple):
@@ -80,6 +82,7 @@ def read_checkpoint_file(path: str | os.PathLike[str], mmap: bool = False) -> di
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.suffix == SAFETENSORS_SUFFIX:
         return _read_safetensors(path)
+    check_torch_file(path)  # zip bombs and TorchScript archives, before torch reads anything
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             try:
@@ -94,11 +97,10 @@ def read_checkpoint_file(path: str | os.PathLike[str], mmap: bool = False) -> di
                 f"refusing to load {path}: it holds Python objects other than tensors, and unpickling it "
                 f"could run code. Re-save only the state dict (torch.save(model.state_dict(), ...))"
             ) from None
-        raise CheckpointError(f"cannot read {path}: not a PyTorch checkpoint ({exc})") from None
+        raise CheckpointError(f"cannot read {path}: not a PyTorch checkpoint ({torch_error_reason(exc)})") from None
     except _LOAD_ERRORS as exc:
         raise CheckpointError(f"cannot read {path}: the file is truncated or not a PyTorch checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
-                              f"download or copy it again") from None
+                              f"({torch_error_reason(exc)}); download or copy it again") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
     return obj
@@ -258,13 +260,18 @@ def key_mismatch_report(model_state: dict[str, "Tensor"], checkpoint: dict[str, 
     return ", ".join(parts) if parts else None
 
 
+def _require_fit(model_state: dict[str, "Tensor"], state_dict: dict[str, "Tensor"], source_name: str,
+                 model_name: str) -> None:
+    report = key_mismatch_report(model_state, state_dict)
+    if report is not None:
+        raise CheckpointError(f"checkpoint {source_name} does not fit {model_name}: "
+                              f"{report} — is it for another model or class count?")
+
+
 def load_weights(model: "nn.Module", state_dict: dict[str, "Tensor"], source_name: str,
                  model_name: str | None = None) -> None:
     """Load strictly: any missing / unexpected key or shape mismatch raises a one-line CheckpointError."""
-    report = key_mismatch_report(model.state_dict(), state_dict)
-    if report is not None:
-        raise CheckpointError(f"checkpoint {source_name} does not fit {model_name or type(model).__name__}: "
-                              f"{report} — is it for another model or class count?")
+    _require_fit(model.state_dict(), state_dict, source_name, model_name or type(model).__name__)
     model.load_state_dict(state_dict, strict=False)  # strictness checked above (num_batches_tracked may be absent)
 
 
@@ -277,25 +284,51 @@ def load_checkpoint(model: "nn.Module", path: str | os.PathLike[str], layout: st
     return adapted.notes
 
 
+def _build(record: CheckpointRecord, path: Path) -> "nn.Module":
+    """The record's zoo model (on the default device, or the meta device inside `with torch.device("meta")`);
+    options a record carries (possibly one stored in the file itself) that do not build it: one error line."""
+    from segcli.models import build_model
+
+    try:
+        return build_model(record.model, record.num_classes, **record.kwargs)
+    except (UnknownNameError, ValueError, ArithmeticError) as exc:
+        raise CheckpointError(f"{path.name} cannot be loaded: {exc}") from None
+
+
+def _skeleton_state(record: CheckpointRecord, path: Path) -> dict[str, "Tensor"]:
+    """The shapes of the record's model, built on the meta device (no memory, no initialisation), refused
+    above MAX_PARAMETERS: a crafted `model_kwargs` (width_mult 1000) must not allocate hundreds of GB."""
+    import torch
+
+    with torch.device("meta"):
+        state = _build(record, path).state_dict()
+    count = sum(value.numel() for value in state.values())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(f"{path.name} cannot be loaded: {record.model} with {record.kwargs} would have "
+                              f"{count:,} parameters (more than {MAX_PARAMETERS:,}); its record is damaged or crafted")
+    return state
+
+
 def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None = None) -> "nn.Module":
     """Build the record's zoo model and load the resolved file into it strictly (eval mode).
 
-    What the layout adaptation changed is appended to `notes` when a list is given.
+    The file's tensors are checked against the model's shapes on the meta device first; the model is
+    built for real only when they fit. What the layout adaptation changed is appended to `notes`.
     """
-    from segcli.models import build_model
     from segcli.models.base import set_input_scales
 
     if resolved.path.suffix.lower() == ".onnx":  # an exported graph: onnxruntime behind an nn.Module
         from segcli.export.runtime import OnnxRuntimeModel
-        return OnnxRuntimeModel(resolved.path)
+        return OnnxRuntimeModel(resolved.path, num_classes=resolved.record.num_classes)
     record = resolved.record
-    try:
-        model = build_model(record.model, record.num_classes, **record.kwargs)
-    except UnknownNameError as exc:  # options from a record, possibly one stored in the file itself
-        raise CheckpointError(f"{resolved.path.name} cannot be loaded: {exc}") from None
-    adaptation = load_checkpoint(model, resolved.path, record.layout, model_name=record.model)
+    shapes = _skeleton_state(record, resolved.path)
+    obj = read_checkpoint_file(resolved.path)
+    adapted = adapt_layout(obj, record.layout or detect_layout(obj), set(shapes))
+    _require_fit(shapes, adapted.state_dict, resolved.path.name, record.model)
+    model = _build(record, resolved.path)
+    load_weights(model, adapted.state_dict, resolved.path.name, record.model)
     if notes is not None:
-        notes.extend(adaptation)
+        notes.extend(adapted.notes)
     set_input_scales(model, record.input_scales)  # the authors' test protocol (DeepLab v2: MSC)
     return model.eval()
 

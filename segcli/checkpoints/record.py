@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segcli.errors import CheckpointError, SegcliError
+from segcli.text import printable
 
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
@@ -22,6 +23,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (104.00699, 116.66877, 122.67891)
 MAX_CLASSES = 255  # label PNGs hold the class index in one byte, and 255 is the ignore label
 MAX_RESIZE = 16384
+MAX_CLASS_NAME = 64  # characters; the longest VOC/COCO/Cityscapes name has 15, and a name becomes overlay legend text
+MAX_TEXT_FIELD = 5000  # name, model, dataset, license, url, notes: one line each (notes may quote a path)
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 # State-dict layouts segcli reads unchanged.
@@ -98,6 +101,9 @@ def _numbers(value: Any, field_name: str, count: int | None) -> tuple[float, ...
         wanted = f"{count} finite number{'s' * (count > 1)}" if count is not None else "a list of finite numbers"
         raise ValueError(f"{field_name} must be {wanted}, got {str(value)[:80]}")
     return tuple(float(item) for item in value)
+
+
+finite_numbers = _numbers  # the same check for other readers of untrusted JSON (exported graphs' metadata)
 
 
 TORCHVISION_PREPROCESSING = Preprocessing(resize_shorter=520)
@@ -185,7 +191,7 @@ class CheckpointRecord:
         sha256 = _text(data, "sha256", required=False)
         if sha256 is not None and not _SHA256_PATTERN.match(sha256):
             raise ValueError(f"sha256 must be 8 to 64 lowercase hex digits, got {sha256!r}")
-        filename = _text(data, "filename")
+        filename = _text(data, "filename", plain=False)
         if "/" in filename or "\\" in filename or filename in (".", ".."):
             raise ValueError(f"filename must be a bare file name, got {filename!r}")
         return cls(
@@ -205,18 +211,44 @@ class CheckpointRecord:
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
 
 
-def _text(data: dict[str, Any], key: str, default: str | None = None, required: bool = True) -> Any:
+def _shown(text: str, limit: int = 40) -> str:
+    """Some of `text`, safe to print inside an error line."""
+    return printable(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+def _text(data: dict[str, Any], key: str, default: str | None = None, required: bool = True,
+          plain: bool = True) -> Any:
+    """A one-line string field: control, format (bidi) and line-break characters are refused (unless not
+    `plain`: a file name is whatever the file system allows, printed through `printable`), as are strings
+    over MAX_TEXT_FIELD characters (a record's text reaches the terminal)."""
     value = data.get(key, default)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value and default is None:
-        raise ValueError(f"{key} must be a{' non-empty' if default is None else ''} string, got {value!r}")
+        shown = _shown(value) if isinstance(value, str) else repr(value)[:80]
+        raise ValueError(f"{key} must be a{' non-empty' if default is None else ''} string, got {shown}")
+    if (plain and not value.isprintable()) or len(value) > MAX_TEXT_FIELD:
+        raise ValueError(f"{key} must be one line of at most {MAX_TEXT_FIELD} printable characters (no control "
+                         f"or bidi characters), got '{_shown(value)}'")
     return value
+
+
+def _class_name_problem(name: str) -> str | None:
+    if not name.isprintable():
+        return "holds control, bidi or line-break characters"
+    if len(name) > MAX_CLASS_NAME:
+        return f"has {len(name):,} characters (at most {MAX_CLASS_NAME})"
+    return None
 
 
 def _categories(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
-        raise ValueError(f"categories must be a list of class names, got {str(value)[:80]}")
+        raise ValueError(f"categories must be a list of class names, got {printable(str(value)[:80])}")
+    for index, name in enumerate(value[:MAX_CLASSES + 1]):
+        problem = _class_name_problem(name)
+        if problem is not None:
+            raise ValueError(f"categories[{index}] {problem}: '{_shown(name)}'; class names are at most "
+                             f"{MAX_CLASS_NAME} printable characters")
     if not 1 <= len(value) <= MAX_CLASSES:
         raise ValueError(f"categories lists {len(value)} classes; segcli handles 1 to {MAX_CLASSES} classes "
                          f"(label PNGs hold one byte per pixel, 255 is the ignore label)")

@@ -20,6 +20,7 @@ from segcli.checkpoints.record import SOURCE_SEGCLI_CACHE, CheckpointRecord, Res
 from segcli.checkpoints.resolve import (canonical_model, fetch, files_on_disk, find_on_disk, missing_checkpoint_hint,
                                         record_from_file)
 from segcli.errors import CheckpointError
+from segcli.text import printable
 
 _NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -65,7 +66,7 @@ def _new_record(path: Path, name: str, model: str, dataset: str | None, categori
         base, name=name, model=canonical_model(model), dataset=dataset or base.dataset,
         categories=tuple(categories) if categories is not None else base.categories,
         palette=palette or base.palette, layout=layout or base.layout, filename=f"{name}{path.suffix}",
-        url=None, sha256=sha256_of(path), notes=f"added with `segcli weights add` from {path}",
+        url=None, sha256=sha256_of(path), notes=f"added with `segcli weights add` from {printable(path)}",
     )
     validate_record(record, "the new record")
     return record

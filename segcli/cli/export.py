@@ -58,17 +58,19 @@ def export(model, weights, fmt, out, size, dynamic, opset, exporter, verify, ove
         raise click.UsageError("--dynamic, --opset and --exporter are for --format onnx "
                                "(TorchScript modules take any batch and size)")
     from rich.console import Console
+    from rich.markup import escape
 
     from segcli.atomic import Terminated
     from segcli.checkpoints.loading import load_checkpoint_model
     from segcli.export.exporter import ExportSettings, export_model
     from segcli.export.onnx_format import DEFAULT_OPSET
+    from segcli.text import printable
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     settings = ExportSettings(format=fmt, size=size, dynamic=dynamic, opset=opset or DEFAULT_OPSET,
                               exporter=exporter or "torchscript", verify=verify, overwrite=overwrite)
     resolved = _checked_request(model, weights, out.expanduser(), settings, download)  # all before the model loads
-    console.print(f"[bold]{resolved.record.model}[/] {resolved.describe()}", highlight=False)
+    console.print(f"[bold]{resolved.record.model}[/] {escape(printable(resolved.describe()))}", highlight=False)
     try:
         result = export_model(load_checkpoint_model(resolved), resolved.record, out, settings,
                               on_step=lambda message: console.print(message, highlight=False))

@@ -7,7 +7,6 @@ the CRF and every output work unchanged. Its record has identity preprocessing: 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -16,9 +15,10 @@ import torch
 from torch import nn
 
 from segcli.checkpoints.record import CheckpointRecord
-from segcli.errors import CheckpointError, SegcliError
-from segcli.export.metadata import record_from_metadata
+from segcli.errors import CheckpointError, ModelOutputError, SegcliError
+from segcli.export.metadata import graph_input_scales, record_from_metadata
 from segcli.export.onnx_format import RUN_HINT, read_onnx_metadata, require_onnx
+from segcli.text import printable
 
 
 def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> CheckpointRecord:
@@ -31,33 +31,54 @@ def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> Che
     require_onnx(RUN_HINT)
     record = record_from_metadata(read_onnx_metadata(path), path)
     if model is not None and canonical_name(model) != record.model:
-        raise CheckpointError(f"{path.name} is a {record.model} graph, not {canonical_name(model)}; "
+        raise CheckpointError(f"{printable(path.name)} is a {record.model} graph, not {canonical_name(model)}; "
                               f"pass --model {record.model}")
     return record
 
 
 class OnnxRuntimeModel(nn.Module):
-    """logits = the graph's `logits` output, for a [N, 3, H, W] float batch of 0..255 RGB values."""
+    """logits = the graph's `logits` output, for a [N, 3, H, W] float batch of 0..255 RGB values.
+
+    `num_classes` (the metadata's category count), when given, must be the graph's class count.
+    """
 
     fixed_execution = ("cpu", "fp32")  # onnxruntime's CPU provider runs the fp32 graph whatever --precision says
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
+                 num_classes: int | None = None) -> None:
         super().__init__()
         import onnxruntime
 
+        self.path = Path(path)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own error types: the file is not a runnable graph
-            raise CheckpointError(f"onnxruntime cannot load {Path(path).name}: {str(exc).splitlines()[0][:300]}") \
-                from None
-        self.path = Path(path)
-        scales = json.loads(read_onnx_metadata(self.path).get("input_scales", "[1.0]"))
-        self.input_scales = tuple(float(scale) for scale in scales)  # fused inside the graph; shown by predict
-        shape = self.session.get_inputs()[0].shape  # ints where the graph is static, names where dynamic
+            raise CheckpointError(f"onnxruntime cannot load {printable(self.path.name)}: "
+                                  f"{printable(_first_line(exc))}") from None
+        self.num_classes = num_classes
+        self.input_scales = graph_input_scales(read_onnx_metadata(self.path), self.path)  # fused in the graph
+        shape = self._checked_shapes()  # ints where the graph is static, names where dynamic
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.fixed_size = tuple(shape[1:3]) if all(isinstance(side, int) for side in shape[1:3]) else None
+
+    def _checked_shapes(self) -> list:
+        """The `image` input's shape, once the graph's input and `logits` output are what segcli runs."""
+        name = printable(self.path.name)
+        inputs = {node.name: node.shape for node in self.session.get_inputs()}
+        outputs = {node.name: node.shape for node in self.session.get_outputs()}
+        if "image" not in inputs or "logits" not in outputs:
+            raise CheckpointError(f"{name} has no 'image' input or no 'logits' output; export it again with "
+                                  f"`segcli export`")
+        image, logits = inputs["image"], outputs["logits"]
+        if image is None or len(image) != 4 or logits is None or len(logits) != 4:
+            raise CheckpointError(f"{name}: its image input has rank {len(image or ())} and its logits rank "
+                                  f"{len(logits or ())}; segcli runs [N, H, W, 3] -> [N, C, H, W] graphs")
+        if isinstance(logits[1], int) and self.num_classes is not None and logits[1] != self.num_classes:
+            raise CheckpointError(f"{name}: the graph predicts {logits[1]} classes but its metadata names "
+                                  f"{self.num_classes} categories")
+        return image
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         height, width = batch.shape[-2:]
@@ -67,9 +88,26 @@ class OnnxRuntimeModel(nn.Module):
         pixels = batch.detach().float().round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         pixels = np.ascontiguousarray(pixels)
         step = self.fixed_batch or len(pixels)  # a static graph takes its own batch size only
-        outputs = [self.session.run(["logits"], {"image": pixels[start:start + step]})[0]
-                   for start in range(0, len(pixels), step)]
+        outputs = [self._run(pixels[start:start + step]) for start in range(0, len(pixels), step)]
         return torch.from_numpy(np.concatenate(outputs)).to(batch.device)
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        """One session run; a runtime failure is this image's (one `failed:` line), a wrong shape the graph's."""
+        try:
+            logits = self.session.run(["logits"], {"image": pixels})[0]
+        except Exception as exc:  # onnxruntime's error types (Fail, InvalidArgument, ...): not importable by name
+            raise SegcliError(f"onnxruntime failed on this image with {printable(self.path.name)}: "
+                              f"{printable(_first_line(exc))}") from None
+        wanted = self.num_classes or (logits.shape[1] if logits.ndim == 4 else -1)
+        if logits.ndim != 4 or logits.shape[:2] != (len(pixels), wanted):
+            raise ModelOutputError(f"{printable(self.path.name)} returned logits of shape {list(logits.shape)} for "
+                                   f"{len(pixels)} image(s); expected [N, {wanted}, H, W]")
+        return logits
 
     def low_res_logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.forward(batch)  # the graph ends at the input size; nothing lower is exported
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -18,7 +18,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from segcli.errors import SegcliError
+from segcli.errors import ModelOutputError, SegcliError
 
 if TYPE_CHECKING:
     from segcli.engine import Prediction, SegmentationEngine
@@ -167,6 +167,8 @@ class Scheduler:
         try:
             predictions = self.engine.predict_batch(images, **self.predict_options)
             return [(item, loaded, prediction) for (item, loaded), prediction in zip(self.batch, predictions)]
+        except ModelOutputError:
+            raise  # the model, not this image: no image would fare better (one Error line, the run stops)
         except SegcliError as exc:
             if len(self.batch) == 1:
                 self.report(self.batch[0][0], f"failed: {exc}")

@@ -15,10 +15,11 @@ from segcli.training.config import TrainConfig
 def build_record(config: TrainConfig, categories: tuple[str, ...], dataset: str,
                  preprocessing: Preprocessing = IMAGENET_PREPROCESSING) -> CheckpointRecord:
     from segcli.models import canonical_name
+    from segcli.text import printable  # a record's name is one printable line (CheckpointRecord.from_dict)
 
     model = canonical_name(config.model)
     return CheckpointRecord(
-        name=Path(config.out).name.split(".")[0], model=model, dataset=dataset, categories=categories,
+        name=printable(Path(config.out).name.split(".")[0]), model=model, dataset=dataset, categories=categories,
         filename=Path(config.out).name, layout="segcli", palette="voc", preprocessing=preprocessing,
         model_kwargs=tuple(sorted(config.model_kwargs.items())), license="MIT",
         notes="trained by segcli train",

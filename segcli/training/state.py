@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from segcli.checkpoints.archive import check_torch_file, torch_error_reason
 from segcli.checkpoints.loading import save_training_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.errors import CheckpointError
@@ -32,10 +33,11 @@ def read_state(path: Path) -> dict[str, Any]:
     """A state file's contents, or a CheckpointError that says what the file is not."""
     if not path.is_file():
         raise CheckpointError(f"--resume {path}: no such state file")
+    check_torch_file(path, f"--resume {path}")  # zip bombs and TorchScript archives, before torch reads it
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise CheckpointError(f"--resume {path}: not a segcli training state ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"--resume {path}: not a segcli training state ({torch_error_reason(exc)})") from None
     if not isinstance(state, dict) or not {"iteration", "segcli_record", "optimizer_state"} <= set(state):
         raise CheckpointError(f"--resume {path}: not a segcli training state (use a *.state.pt file)")
     return state
