@@ -73,11 +73,7 @@ class Lattice:
             grid = values.new_zeros((self.vertices + 1, channels))
             for corner in range(d_plus_1):
                 grid.index_add_(0, self.offsets[:, corner], values * self.weights[:, corner, None])
-        for direction in range(d_plus_1):
-            before, after = self.neighbours[direction]
-            blurred = grid.clone()
-            blurred[:-1] += 0.5 * (grid.index_select(0, before) + grid.index_select(0, after))
-            grid = blurred
+        grid = self._blur(grid)
         alpha = 1.0 / (1.0 + 2.0 ** -(d_plus_1 - 1))
         if self.gather is not None:
             return (self.gather @ grid) * alpha
@@ -85,6 +81,18 @@ class Lattice:
         for corner in range(d_plus_1):
             out += grid.index_select(0, self.offsets[:, corner]) * (self.weights[:, corner, None] * alpha)
         return out
+
+    def _blur(self, grid: torch.Tensor) -> torch.Tensor:
+        """[1 2 1] / 2 along each lattice direction in turn, 0..d; the last row (missing neighbours) stays zero."""
+        spare = torch.zeros_like(grid)
+        first, second = torch.empty_like(grid[:-1]), torch.empty_like(grid[:-1])
+        for before, after in self.neighbours:
+            torch.index_select(grid, 0, before, out=first)
+            torch.index_select(grid, 0, after, out=second)
+            first += second
+            torch.add(grid[:-1], first, alpha=0.5, out=spare[:-1])
+            grid, spare = spare, grid
+        return grid
 
     def nbytes(self) -> int:
         """Bytes the lattice itself holds."""
@@ -185,7 +193,7 @@ def _index_vertices(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int
         radix = torch.cumprod(torch.cat([span.new_ones(1), span[:-1]]), 0)
         packed = ((flat - low) * radix).sum(1)
         unique, offsets = torch.unique(packed, sorted=True, return_inverse=True)
-        wanted = ((_neighbour_keys(_unpack(unique, low, span)) - low) * radix).sum(-1)
+        wanted = unique + (_neighbour_keys(torch.zeros_like(low)[None]) * radix).sum(-1)  # packing is linear
         found = torch.searchsorted(unique, wanted).clamp_(max=len(unique) - 1)
         neighbours = torch.where(unique[found] == wanted, found, len(unique))
     else:  # coordinates too spread to pack: unique rows (slower, exact)
@@ -196,12 +204,3 @@ def _index_vertices(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int
         lookup[inverse[:len(unique)]] = torch.arange(len(unique), device=keys.device)
         neighbours = lookup[inverse[len(unique):]].reshape(d + 1, 2, len(unique))
     return offsets.reshape(n_points, corners), neighbours, len(unique)
-
-
-def _unpack(packed: torch.Tensor, low: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-    digits = []
-    rest = packed
-    for size in span.tolist():
-        digits.append(rest % size)
-        rest = rest // size
-    return torch.stack(digits, 1) + low
