@@ -139,8 +139,8 @@ def markdown(report: dict) -> list[str]:
     if cpu:
         machine = cpu["machine"]
         lines += [f"CPU: `{cpu['command']}` on {machine['cores']} cores ({machine.get('cpu_model', machine['cpu'])}), "
-                  f"load average at start {machine['load_average_at_start'][0]:.1f} (shared machine); torch on "
-                  f"{cpu['torch_threads']} threads, pydensecrf on one. Seconds per image, medians of interleaved "
+                  f"load average at start {machine['load_average_at_start'][0]:.1f} (shared machine); torch threads: "
+                  f"{cpu['torch_threads']}, pydensecrf on one. Seconds per image, medians of interleaved "
                   "rounds; fast = `--crf` on the CPU (iterations capped at 5 when not given).", "",
                   "| size | iterations | reference s | fast s | torch s | torch / reference | torch pixels equal "
                   "(worst image) | fast pixels equal | changed by the CRF |", "|---|---|---|---|---|---|---|---|---|"]
