@@ -87,3 +87,14 @@ def test_without_pydensecrf_fast_falls_back_to_torch(monkeypatch):
     assert np.allclose(refined, dense_crf_torch(probabilities, image, CRFParams(iterations=2)).numpy(), atol=1e-6)
     with pytest.raises(crf_module.MissingDependencyError, match="segcli"):
         refine(probabilities, image, CRFParams(), method="full")
+
+
+def test_index_path_used_on_cuda_matches_the_reference_on_the_cpu(monkeypatch):
+    """The splat/slice by index_add_/index_select (the CUDA path), forced on the CPU for the whole CRF."""
+    import segcli.crf_torch as crf_torch
+
+    real = crf_torch.Lattice.build
+    monkeypatch.setattr(crf_torch.Lattice, "build", classmethod(lambda cls, f, sparse=None: real(f, sparse=False)))
+    assert DenseCRF.build(torch.zeros((4, 5, 3), dtype=torch.uint8), CRFParams()).kernels[0].lattice.splat is None
+    equal, changed, ours, reference = agreement(40, 64, 9, 3.0)
+    assert equal >= 0.99 and changed > 0.05 and np.abs(ours - reference).max() < 1e-3
