@@ -246,15 +246,16 @@ def run_iterations(params: CRFParams, method: str, iterations_given: bool) -> in
 
 def describe_plan(params: CRFParams, settings: CRFSettings) -> dict[str, Any]:
     """What `--crf` will run for these settings, before seeing an image (evaluate/benchmark JSON, terminal)."""
-    iterations = run_iterations(params, settings.method, settings.iterations_given)
-    if settings.method == "full":
+    method = method_for(settings.method)  # "fast" without pydensecrf: the torch CRF
+    iterations = run_iterations(params, method, settings.iterations_given)
+    if method == "full":
         text = f"reference dense CRF: {iterations} iterations, every label, full size"
-    elif settings.method == "torch":
+    elif method == "torch":
         text = f"dense CRF in torch on the model's device: {iterations} iterations, every label, full size"
     else:
         text = (f"fast dense CRF: {iterations} iterations at half size (at most {COARSE_MAX_SIDE} px a side; "
-                f"full size below {TWO_SCALE_MIN_SIDE} px), "
-                f"then {BAND_ITERATIONS} at full size on the uncertain pixels; labels that cannot win dropped (on a CUDA device: the torch CRF, every iteration)")
+                f"full size below {TWO_SCALE_MIN_SIDE} px), then {BAND_ITERATIONS} at full size on the uncertain "
+                f"pixels; labels that cannot win dropped (on a CUDA device: the torch CRF, every iteration)")
     return {"method": settings.method, "iterations": iterations, "iterations_given": settings.iterations_given,
             "params": asdict(params), "text": text}
 

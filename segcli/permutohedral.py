@@ -79,8 +79,8 @@ class Lattice:
             return (self.gather @ grid) * alpha
         out = values.new_zeros((n_points, channels))
         for corner in range(d_plus_1):
-            out += grid.index_select(0, self.offsets[:, corner]) * (self.weights[:, corner, None] * alpha)
-        return out
+            out.addcmul_(grid.index_select(0, self.offsets[:, corner]), self.weights[:, corner, None])
+        return out * alpha
 
     def _blur(self, grid: torch.Tensor) -> torch.Tensor:
         """[1 2 1] / 2 along each lattice direction in turn, 0..d; the last row (missing neighbours) stays zero."""

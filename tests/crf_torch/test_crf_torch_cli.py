@@ -33,6 +33,7 @@ def test_without_pydensecrf_crf_runs_the_torch_crf(tmp_path, weights, monkeypatc
     result = run_predict([image], tmp_path / "out", weights, "--crf", "--crf-iters", "2")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "b.json").read_text())["crf"]["method"] == "torch"
+    assert "dense CRF in torch" in result.stderr  # the plan printed up front says so too
     full = run_predict([image], tmp_path / "out2", weights, "--crf", "--crf-full")
     assert full.exit_code == 1 and "segcli[crf]" in full.stderr and not (tmp_path / "out2" / "b.json").exists()
     assert_no_traceback(full)
