@@ -39,3 +39,20 @@ def test_fast_crf_on_a_cuda_device_runs_the_torch_crf():
     assert run.method == "torch" and run.iterations == 3 and isinstance(refined, np.ndarray)
     expected = dense_crf_torch(probabilities, image, CRFParams(iterations=3)).numpy()
     assert float((refined.argmax(0) == expected.argmax(0)).mean()) >= 0.999
+
+
+def test_engine_on_cuda_refines_with_the_torch_crf_and_matches_the_cpu_reference():
+    """The shipped deeplabv3p on CUDA with --crf: the per-image record says torch, and the labels
+    match the CPU engine with the reference CRF (pydensecrf) on >= 99% of pixels."""
+    pytest.importorskip("pydensecrf.densecrf")
+    from segcli.crf import CRFSettings
+    from segcli.data.synth import make_scene
+    from segcli.engine import SegmentationEngine
+
+    image = make_scene(77, 0, (160, 200)).image
+    gpu = SegmentationEngine.load("deeplabv3p", device="cuda", precision="fp32")
+    cpu = SegmentationEngine.load("deeplabv3p", device="cpu", precision="fp32")
+    on_gpu = gpu.predict(image, crf=CRFSettings(method="fast"))
+    on_cpu = cpu.predict(image, crf=CRFSettings(method="full"))
+    assert on_gpu.crf["method"] == "torch" and on_gpu.crf["iterations"] == on_cpu.crf["iterations"]
+    assert (on_gpu.labels == on_cpu.labels).mean() >= 0.99
