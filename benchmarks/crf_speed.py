@@ -175,7 +175,8 @@ def main() -> None:
     if chosen:
         report.update({"command": command, "machine": machine()})
     if args.torch_cpu:
-        report["torch_cpu"] = {"command": command, "machine": machine(),
+        key = "torch_cpu" if args.torch_threads == 1 else f"torch_cpu_{args.torch_threads}_threads"
+        report[key] = {"command": command, "machine": machine(),
                                **crf_torch_speed.measure_cpu(args.images, args.repeats, args.torch_threads)}
     if args.torch_cuda:
         report["torch_cuda"] = {"command": command, "machine": machine(), **crf_torch_speed.measure_cuda(args.repeats)}

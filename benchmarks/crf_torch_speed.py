@@ -132,23 +132,34 @@ def measure_cuda(repeats: int) -> dict:
     return {"device": torch.cuda.get_device_name(0), "rows": rows}
 
 
+def _cpu_lines(cpu: dict) -> list[str]:
+    lines = []
+    machine = cpu["machine"]
+    lines += [f"CPU: `{cpu['command']}` on {machine['cores']} cores ({machine.get('cpu_model', machine['cpu'])}), "
+              f"load average at start {machine['load_average_at_start'][0]:.1f} (shared machine); torch threads: "
+              f"{cpu['torch_threads']}, pydensecrf on one. Seconds per image, medians of interleaved "
+              "rounds; fast = `--crf` on the CPU (iterations capped at 5 when not given).", "",
+              "| size | iterations | reference s | fast s | torch s | torch / reference | torch pixels equal "
+              "(worst image) | fast pixels equal | changed by the CRF |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in cpu["rows"]:
+        lines.append(f"| {row['size']}x{row['size']} | {row['iterations']} | {row['reference_s']:.2f} | "
+                     f"{row['fast_s']:.2f} | {row['torch_s']:.2f} | {row['torch_s'] / row['reference_s']:.1f}x | "
+                     f"{row['torch_pixels_equal']:.2%} ({row['torch_worst_image_pixels_equal']:.2%}) | "
+                     f"{row['fast_pixels_equal']:.2%} | {row['pixels_changed_by_reference_crf']:.1%} |")
+    return lines + [""]
+
+
 def markdown(report: dict) -> list[str]:
     """The torch CRF sections of benchmarks/crf_speed.md."""
     lines = ["", "## The dense CRF in torch (segcli/crf_torch.py)", ""]
-    cpu = report.get("torch_cpu")
-    if cpu:
-        machine = cpu["machine"]
-        lines += [f"CPU: `{cpu['command']}` on {machine['cores']} cores ({machine.get('cpu_model', machine['cpu'])}), "
-                  f"load average at start {machine['load_average_at_start'][0]:.1f} (shared machine); torch threads: "
-                  f"{cpu['torch_threads']}, pydensecrf on one. Seconds per image, medians of interleaved "
-                  "rounds; fast = `--crf` on the CPU (iterations capped at 5 when not given).", "",
-                  "| size | iterations | reference s | fast s | torch s | torch / reference | torch pixels equal "
-                  "(worst image) | fast pixels equal | changed by the CRF |", "|---|---|---|---|---|---|---|---|---|"]
-        for row in cpu["rows"]:
-            lines.append(f"| {row['size']}x{row['size']} | {row['iterations']} | {row['reference_s']:.2f} | "
-                         f"{row['fast_s']:.2f} | {row['torch_s']:.2f} | {row['torch_s'] / row['reference_s']:.1f}x | "
-                         f"{row['torch_pixels_equal']:.2%} ({row['torch_worst_image_pixels_equal']:.2%}) | "
-                         f"{row['fast_pixels_equal']:.2%} | {row['pixels_changed_by_reference_crf']:.1%} |")
+    cpu_keys = sorted(key for key in report if key.startswith("torch_cpu"))
+    for key in cpu_keys:
+        lines += _cpu_lines(report[key])
+    if cpu_keys:
+        lines.append("The torch CRF is slower than pydensecrf on this CPU (pydensecrf's permutohedral code is "
+                     "hand-vectorised C++), so `--crf` on the CPU keeps pydensecrf; it runs the torch CRF only "
+                     "when pydensecrf is missing. Two torch threads on the shared, loaded machine were slower "
+                     "than one (OpenMP threads competing with other jobs), hence one thread in the first table.")
     cuda = report.get("torch_cuda")
     if cuda and "rows" in cuda:
         lines += ["", f"CUDA ({cuda['device']}): `{cuda['command']}`. Target: <= {TARGET_MS_512:.0f} ms per 512x512 "

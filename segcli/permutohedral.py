@@ -83,7 +83,8 @@ class Lattice:
         return out * alpha
 
     def _blur(self, grid: torch.Tensor) -> torch.Tensor:
-        """[1 2 1] / 2 along each lattice direction in turn, 0..d; the last row (missing neighbours) stays zero."""
+        """[1 2 1] / 2 along each lattice direction in turn, 0..d; the last row (missing neighbours) stays zero.
+        Overwrites `grid` (its buffer is reused): pass one the caller owns."""
         spare = torch.zeros_like(grid)
         first, second = torch.empty_like(grid[:-1]), torch.empty_like(grid[:-1])
         for before, after in self.neighbours:
