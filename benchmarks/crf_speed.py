@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--torch-cpu", action="store_true", help="the torch CRF on the CPU")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads for --torch-cpu (default 1: on a loaded shared machine, 2 OpenMP "
-                             "threads were measured 5-100x slower than 1)")
+                             "threads were measured 2-10x, once over 100x, slower than 1)")
     parser.add_argument("--torch-cuda", action="store_true", help="the torch CRF on CUDA (needs a GPU)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/crf_speed.json"))
     parser.add_argument("--markdown", type=Path, default=Path("benchmarks/crf_speed.md"))
