@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 _KEY_LIMIT = 2 ** 62  # packed vertex keys must fit a signed 64-bit integer
+INDEX_BATCH_BYTES = 2 ** 30  # index path (CUDA): splat / slice all simplex corners at once below this temporary size
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,26 @@ class Lattice:
             grid = self.splat @ values  # the last row stays zero: missing neighbours point there
         else:
             grid = values.new_zeros((self.vertices + 1, channels))
-            for corner in range(d_plus_1):
-                grid.index_add_(0, self.offsets[:, corner], values * self.weights[:, corner, None])
+            for corners in self._corner_groups(channels):  # all corners at once where memory allows: fewer kernels
+                weighted = values[:, None, :] * self.weights[:, corners, None]
+                grid.index_add_(0, self.offsets[:, corners].reshape(-1), weighted.reshape(-1, channels))
         grid = self._blur(grid)
         alpha = 1.0 / (1.0 + 2.0 ** -(d_plus_1 - 1))
         if self.gather is not None:
             return (self.gather @ grid) * alpha
         out = values.new_zeros((n_points, channels))
-        for corner in range(d_plus_1):
-            out.addcmul_(grid.index_select(0, self.offsets[:, corner]), self.weights[:, corner, None])
+        for corners in self._corner_groups(channels):
+            picked = grid.index_select(0, self.offsets[:, corners].reshape(-1)).reshape(n_points, -1, channels)
+            out += (picked * self.weights[:, corners, None]).sum(1)
         return out * alpha
+
+    def _corner_groups(self, channels: int) -> list[slice]:
+        """Simplex corners handled together by the index path: all d+1 when an [N, d+1, C] temporary
+        stays under INDEX_BATCH_BYTES, else one at a time."""
+        n_points, d_plus_1 = self.offsets.shape
+        if n_points * d_plus_1 * channels * 4 <= INDEX_BATCH_BYTES:
+            return [slice(0, d_plus_1)]
+        return [slice(corner, corner + 1) for corner in range(d_plus_1)]
 
     def _blur(self, grid: torch.Tensor) -> torch.Tensor:
         """[1 2 1] / 2 along each lattice direction in turn, 0..d; the last row (missing neighbours) stays zero.

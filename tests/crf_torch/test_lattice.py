@@ -72,8 +72,10 @@ def test_unique_rows_fallback_builds_the_same_filter(monkeypatch):
     assert torch.allclose(rows.filter(values), packed.filter(values), atol=1e-6)
 
 
-def test_splat_and_slice_by_index_match_the_sparse_matrices():
+@pytest.mark.parametrize("batch_bytes", [2 ** 30, 0])  # all corners at once; one corner at a time
+def test_splat_and_slice_by_index_match_the_sparse_matrices(monkeypatch, batch_bytes):
     """The index path (index_add_/index_select, used on CUDA) and the CSR path (the CPU) agree."""
+    monkeypatch.setattr(permutohedral, "INDEX_BATCH_BYTES", batch_bytes)
     features = scene_features(CRFParams(), 1, 1)
     values = torch.rand(features.shape[0], 5, generator=torch.Generator().manual_seed(1))
     sparse, indexed = Lattice.build(features, sparse=True), Lattice.build(features, sparse=False)
