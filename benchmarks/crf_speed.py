@@ -1,7 +1,12 @@
-"""`--crf` speed (issue 13.2): the fast CRF against the reference dense CRF, measured in one run.
+"""`--crf` speed: the fast CRF against the reference dense CRF, measured in one run; and the dense
+CRF in torch (segcli/crf_torch.py) on the CPU and, where there is one, on a CUDA GPU.
 
     python benchmarks/crf_speed.py                      # 4 images per case, 3 repeats, ~10 min on 2 cores
     python benchmarks/crf_speed.py --images 2 --repeats 1 --json /tmp/x.json --markdown /tmp/x.md
+    python benchmarks/crf_speed.py --cases none --torch-cpu   # only the torch CRF on the CPU
+    python benchmarks/crf_speed.py --cases none --torch-cuda  # only the torch CRF on CUDA (512-2048 px)
+
+Sections not run keep their figures from the JSON already there (the Markdown is written from all).
 
 Reference: DeepLab v2 kernels, 10 mean-field iterations, every label, full resolution (plain
 pydensecrf; `segcli predict --crf --crf-full`). Fast: what `segcli predict --crf` runs
@@ -39,6 +44,8 @@ from segcli.crf import CRFParams, refine  # noqa: E402
 from segcli.data.synth import make_scene  # noqa: E402
 from segcli.engine import SegmentationEngine  # noqa: E402
 from segcli.models import build_model  # noqa: E402
+
+import crf_torch_speed  # noqa: E402  (benchmarks/crf_torch_speed.py: the torch CRF sections)
 
 SIZE = 520
 CASES = {
@@ -104,12 +111,15 @@ def measure_case(model: str, num_classes: int | None, images: int, repeats: int)
 
 
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    return {"cpu": platform.processor() or platform.machine(), "cpu_model": crf_torch_speed.cpu_model(),
+            "cores": os.cpu_count(),
             "load_average_at_start": list(os.getloadavg()), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 def markdown(report: dict) -> str:
+    if not report.get("cases"):
+        return "\n".join(["# `--crf` speed", *crf_torch_speed.markdown(report)])
     lines = [
         "# `--crf` speed: the fast CRF against the reference dense CRF",
         "",
@@ -138,23 +148,38 @@ def markdown(report: dict) -> str:
             f"| {name} | {case['images']} x {case['repeats']} | {case['reference_cpu_s']:.2f} | "
             f"{case['fast_cpu_s']:.2f} | {case['ratio_cpu']:.3f} | {case['ratio_wall']:.3f} | "
             f"{case['pixels_equal']:.2%} | {case['worst_image_pixels_equal']:.2%} |")
-    lines += ["", "Goal (issue 13.2): ratio <= 0.4 with >= 99% of pixels equal, for the 9-class and a 21-class "
+    lines += ["", "Goal: ratio <= 0.4 with >= 99% of pixels equal, for the 9-class and a 21-class "
               "model. Per-image figures, and what the fast CRF ran on each image (iterations, resolution, band, "
               "labels), are in the JSON.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + crf_torch_speed.markdown(report))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cases", default="all", help="comma-separated case numbers (1-3) or all")
+    parser.add_argument("--cases", default="all", help="comma-separated case numbers (1-3), all or none")
+    parser.add_argument("--torch-cpu", action="store_true", help="the torch CRF on the CPU")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch threads for --torch-cpu (default 1: on a loaded shared machine, 2 OpenMP "
+                             "threads were measured 2-10x, once over 100x, slower than 1)")
+    parser.add_argument("--torch-cuda", action="store_true", help="the torch CRF on CUDA (needs a GPU)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/crf_speed.json"))
     parser.add_argument("--markdown", type=Path, default=Path("benchmarks/crf_speed.md"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    chosen = list(CASES) if args.cases == "all" else [list(CASES)[int(i) - 1] for i in args.cases.split(",")]
-    report = {"command": "python " + " ".join(sys.argv), "machine": machine(), "cases": {}}
+    named = {"all": list(CASES), "none": []}
+    chosen = named[args.cases] if args.cases in named else [list(CASES)[int(i) - 1] for i in args.cases.split(",")]
+    report = json.loads(args.json.read_text()) if args.json.exists() else {"cases": {}}
+    command = "python " + " ".join(sys.argv)
+    if chosen:
+        report.update({"command": command, "machine": machine()})
+    if args.torch_cpu:
+        key = "torch_cpu" if args.torch_threads == 1 else f"torch_cpu_{args.torch_threads}_threads"
+        report[key] = {"command": command, "machine": machine(),
+                               **crf_torch_speed.measure_cpu(args.images, args.repeats, args.torch_threads)}
+    if args.torch_cuda:
+        report["torch_cuda"] = {"command": command, "machine": machine(), **crf_torch_speed.measure_cuda(args.repeats)}
     for name in chosen:
         print(name, flush=True)
         report["cases"][name] = measure_case(*CASES[name], args.images, args.repeats)

@@ -11,6 +11,9 @@ shortcuts live (segcli/crf_meanfield.py holds the pydensecrf building blocks):
   uncertain band only (pixels whose top-2 margin is small, plus a context ring). A map uncertain
   almost everywhere (a nearly flat softmax) gets the reference iterations at full size instead.
   benchmarks/crf_speed.md has its speed and agreement with the reference.
+- "torch": the reference model in torch (segcli/crf_torch.py, a permutohedral lattice in tensor ops)
+  on the model's device. "fast" becomes "torch" on a CUDA device, and on the CPU when pydensecrf is
+  missing (slower than pydensecrf there, but the same CRF instead of an install error).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from segcli.errors import MissingDependencyError, SegcliError, UnknownNameError
 
 
 INSTALL_HINT = "the dense CRF needs pydensecrf: pip install 'segcli[crf]' (it installs pydensecrf2)"
-METHODS = ("fast", "full")
+METHODS = ("fast", "full", "torch")
 FAST_ITERATIONS = 5          # "fast" caps mean-field iterations here unless the user gave them
 COARSE_MAX_SIDE = 512        # "fast": mean field at half size, and at most this many pixels per side
 BAND_ITERATIONS = 2          # "fast": full-resolution updates on the uncertain band
@@ -167,7 +170,7 @@ class CRFRun:
     `iterations` (JSON `crf.iterations`) is what ran, after the fast method's cap; `params.iterations`
     (JSON `crf.params.iterations`) is what was asked for, as the kernel settings say it."""
 
-    method: str                      # "fast" or "full"
+    method: str                      # "fast", "full" or "torch"
     params: CRFParams                # kernel settings; params.iterations as asked, before any cap
     iterations: int                  # mean-field iterations run at `resolution` (after any cap)
     resolution: tuple[int, int]      # (width, height) those iterations ran at
@@ -190,14 +193,28 @@ class CRFRun:
         return text + f", {len(self.labels)} of {self.num_labels} labels"
 
 
+def method_for(method: str, device=None) -> str:
+    """The method that runs: "fast" is the torch CRF on a CUDA device, and on the CPU without pydensecrf."""
+    if method == "fast" and (str(device or "cpu").startswith("cuda") or not crf_available()):
+        return "torch"
+    return method
+
+
 def refine(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams = CRFParams(), *,
-           method: str = "fast", iterations_given: bool = False) -> tuple[np.ndarray, CRFRun]:
-    """`--crf`'s policy: the reference ("full") or the fast method, with the iteration cap only
-    when the user did not give the iterations. Returns float32 [C, H, W] and what ran."""
+           method: str = "fast", iterations_given: bool = False, device=None) -> tuple[np.ndarray, CRFRun]:
+    """`--crf`'s policy: the reference ("full"), the fast method, or the torch CRF on `device` (the
+    model's; "fast" on CUDA runs it: method_for), with the iteration cap only when the user did not
+    give the iterations (pydensecrf's fast method only). Returns float32 [C, H, W] and what ran."""
     probabilities = np.asarray(probabilities)
     image_rgb = np.asarray(image_rgb)
     _check_inputs(probabilities, image_rgb)
     n_classes, height, width = probabilities.shape
+    method = method_for(method, device) if method in METHODS else method
+    if method == "torch":
+        from segcli.crf_torch import dense_crf_torch
+
+        refined = dense_crf_torch(probabilities, image_rgb, params, torch_device(device)).cpu().numpy()
+        return refined, CRFRun("torch", params, params.iterations, (width, height), tuple(range(n_classes)), n_classes)
     if method == "full":
         run = CRFRun("full", params, params.iterations, (width, height), tuple(range(n_classes)), n_classes)
         return dense_crf(probabilities, image_rgb, params), run
@@ -215,22 +232,33 @@ def refine(probabilities: np.ndarray, image_rgb: np.ndarray, params: CRFParams =
     return result, CRFRun("fast", params, labels=tuple(int(k) for k in keep), num_labels=n_classes, **ran)
 
 
+def torch_device(device):
+    """The torch device the torch CRF runs on: `device` (the model's), else the CPU."""
+    import torch
+
+    return torch.device(device) if device is not None else torch.device("cpu")
+
+
 def run_iterations(params: CRFParams, method: str, iterations_given: bool) -> int:
     """Mean-field iterations that run: as given, or (fast method, not given) capped at FAST_ITERATIONS."""
-    if method == "full" or iterations_given:
+    if method in ("full", "torch") or iterations_given:
         return int(params.iterations)
     return min(int(params.iterations), FAST_ITERATIONS)
 
 
 def describe_plan(params: CRFParams, settings: CRFSettings) -> dict[str, Any]:
     """What `--crf` will run for these settings, before seeing an image (evaluate/benchmark JSON, terminal)."""
-    iterations = run_iterations(params, settings.method, settings.iterations_given)
-    if settings.method == "full":
+    method = method_for(settings.method)  # "fast" without pydensecrf: the torch CRF
+    iterations = run_iterations(params, method, settings.iterations_given)
+    if method == "full":
         text = f"reference dense CRF: {iterations} iterations, every label, full size"
+    elif method == "torch":
+        text = f"dense CRF in torch on the model's device: {iterations} iterations, every label, full size"
     else:
         text = (f"fast dense CRF: {iterations} iterations at half size (at most {COARSE_MAX_SIDE} px a side; "
                 f"full size below {TWO_SCALE_MIN_SIDE} px); pixels still uncertain then may get {BAND_ITERATIONS} "
-                "more at full size; labels that cannot win dropped (each image's JSON `crf` says what ran)")
+                "more at full size; labels that cannot win dropped (each image's JSON `crf` says what ran; "
+                "on a CUDA device: the torch CRF, every iteration)")
     return {"method": settings.method, "iterations": iterations, "iterations_given": settings.iterations_given,
             "params": asdict(params), "text": text}
 

@@ -287,7 +287,7 @@ class SegmentationEngine:
             crf_started = time.perf_counter()
             params, settings = crf
             probs, crf_run = refine(probs, image, params, method=settings.method,
-                                    iterations_given=settings.iterations_given)
+                                    iterations_given=settings.iterations_given, device=self.plan.device)
             timings["crf"] = (time.perf_counter() - crf_started) * 1000.0
         labels = probs.argmax(axis=0).astype(labels_dtype(self.num_classes))
         return Prediction(

@@ -103,11 +103,14 @@ def crf_options(func: Callable) -> Callable:
     """--crf, --crf-full and the kernel parameters; unset ones come from the checkpoint, else DeepLab v2."""
     options = [
         click.option("--crf/--no-crf", "crf", default=False, show_default=True,
-                     help="Refine with a fully connected CRF (needs pydensecrf: pip install 'segcli[crf]'). "
-                          "Fast by default: mean field at half size, then full-size updates on the uncertain "
-                          "pixels only (README, section \"CPU and GPU\")."),
+                     help="Refine with a fully connected CRF (pydensecrf: pip install 'segcli[crf]'; without "
+                          "it, or on a CUDA device, the same CRF in torch). Fast by default: mean field at half "
+                          "size, then full-size updates on the uncertain pixels only (README, section "CPU and GPU")."),
         click.option("--crf-full", is_flag=True,
                      help="With --crf: the reference CRF instead (every label, every iteration, full size)."),
+        click.option("--crf-method", type=click.Choice(["fast", "full", "torch"]), default=None,
+                     help="With --crf: fast [default; on a CUDA device, or without pydensecrf, the torch CRF], "
+                          "full (= --crf-full), or torch (the reference CRF in torch on the model's device)."),
         click.option("--crf-iters", type=click.IntRange(1, 100), default=None,
                      help="Mean-field iterations, honoured as given [default: the checkpoint's, else 10 "
                           "(DeepLab v2); the fast CRF stops at 5 when this is not given]."),
@@ -133,7 +136,7 @@ def crf_settings_from_options(kwargs: dict):
     Only the kernel settings the user gave are recorded: the engine fills the rest from the
     checkpoint record (`crf_defaults`), else DeepLab v2's.
     """
-    use_crf, full = kwargs.pop("crf"), kwargs.pop("crf_full")
+    use_crf, full, method = kwargs.pop("crf"), kwargs.pop("crf_full"), kwargs.pop("crf_method")
     overrides = {
         "iterations": kwargs.pop("crf_iters"),
         "bilateral_weight": kwargs.pop("crf_bilateral_weight"),
@@ -144,13 +147,16 @@ def crf_settings_from_options(kwargs: dict):
     }
     given = {name: value for name, value in overrides.items() if value is not None}
     if not use_crf:
-        if given or full:
-            named = sorted(given) + (["full"] if full else [])
+        if given or full or method:
+            named = sorted(given) + (["full"] if full else []) + (["method"] if method else [])
             raise click.UsageError(f"--crf-* options need --crf (given: {', '.join(named)})")
         return None
+    if full and method not in (None, "full"):
+        raise click.UsageError(f"--crf-full and --crf-method {method} disagree: give one")
+    method = "full" if full else (method or "fast")
     from segcli.crf import INSTALL_HINT, CRFSettings, crf_available
     from segcli.errors import MissingDependencyError
 
-    if not crf_available():
+    if method == "full" and not crf_available():  # "fast" runs the torch CRF without pydensecrf
         raise MissingDependencyError(INSTALL_HINT)
-    return CRFSettings(given=tuple(given.items()), method="full" if full else "fast")
+    return CRFSettings(given=tuple(given.items()), method=method)
