@@ -105,7 +105,7 @@ def crf_options(func: Callable) -> Callable:
         click.option("--crf/--no-crf", "crf", default=False, show_default=True,
                      help="Refine with a fully connected CRF (pydensecrf: pip install 'segcli[crf]'; without "
                           "it, or on a CUDA device, the same CRF in torch). Fast by default: mean field at half "
-                          "size, then full-size updates on the uncertain pixels only (README, section "CPU and GPU")."),
+                          "size, then full-size updates on the uncertain pixels only (README, section \"CPU and GPU\")."),
         click.option("--crf-full", is_flag=True,
                      help="With --crf: the reference CRF instead (every label, every iteration, full size)."),
         click.option("--crf-method", type=click.Choice(["fast", "full", "torch"]), default=None,
