@@ -76,9 +76,9 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--state", "state_path", default=None, type=click.Path(dir_okay=False),
               help="Resumable state file [default: OUT.state.pt].")
 @click.option("--save-every", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--bn-batches", "bn_recalibration_batches", type=click.IntRange(min=0), default=50, show_default=True,
-              help="Batches of whole training images over which BatchNorm statistics are recomputed at the end "
-                   "(0: keep the running averages).")
+@click.option("--bn-batches", "bn_recalibration_batches", type=click.IntRange(min=0), default=None,
+              help="Batches of whole training images over which BatchNorm statistics are recomputed at the end, "
+                   "at most one pass over the split (0: keep the running averages) [default: 400 images' worth].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Data loader processes (augmentation on the CPU).")
