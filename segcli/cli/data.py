@@ -18,7 +18,7 @@ def data() -> None:
 @data.command("synth")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--n", "count", type=click.IntRange(1, MAX_SCENES), default=200, show_default=True,
-              help=f"Number of scenes (at most {MAX_SCENES:,}).")
+              help="Number of scenes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, n and size: same bytes.")
 @click.option("--size", default="128x128", show_default=True, callback=size_callback(8, max_side=MAX_SCENE_SIDE),
               help=f"Scene size HxW ({size_limits_text(8, MAX_SCENE_SIDE)}).")
