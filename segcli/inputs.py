@@ -180,8 +180,19 @@ class _Walker:
             return 0
         if path.suffix.lower() == ".png" and written_by_segcli(path):
             return 1
-        self.scan.sources.append(ImageSource(path, path.relative_to(base)))
+        self.scan.sources.append(ImageSource(path, _output_name(path, base)))
         return 0
+
+
+def _output_name(path: Path, base: Path) -> Path:
+    """The name outputs take: `path` relative to `base`, with `..` resolved by name (a glob such as
+    'a*/../b/*.jpg' matches 'a1/../b/x.jpg', named b/x.jpg); a name that would climb above `base`
+    keeps the file name only."""
+    relative = path.relative_to(base)
+    if ".." not in relative.parts:
+        return relative
+    normal = Path(os.path.normpath(relative))
+    return Path(path.name) if normal.parts[0] == ".." else normal
 
 
 def _is_folder(entry: os.DirEntry) -> bool:

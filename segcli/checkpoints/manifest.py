@@ -30,7 +30,11 @@ def segcli_home() -> Path:
     configured = os.environ.get("SEGCLI_HOME")
     if not configured:
         return Path.home() / ".cache" / "segcli"
-    home = Path(configured).expanduser()
+    try:
+        home = Path(configured).expanduser()
+    except RuntimeError:  # `~user/...` naming a user this system does not know
+        raise ConfigurationError(f"SEGCLI_HOME={configured!r}: {configured.split('/')[0]} is no user's home "
+                                 "folder here; set it to a full path") from None
     if not home.is_absolute():
         raise ConfigurationError(f"SEGCLI_HOME must be an absolute path, got {configured!r} (here it would mean "
                                  f"{Path.cwd() / home}, and another folder elsewhere); set it to a full path")

@@ -12,7 +12,7 @@ from segcli.cli.report_files import announce, check_reports, data_files
 
 from segcli.cli.options import (
     PRECISION_CHOICES, batch_size_option, overwrite_option, quiet_option, crf_options, crf_settings_from_options,
-    device_option, size_callback,
+    device_option, size_callback, size_limits_text,
 )
 
 MIN_SIDE = 32
@@ -59,7 +59,7 @@ def _invocation() -> str | None:
               help="Zoo models to measure [default: every model with a checkpoint on disk]. "
                    "Named models without a checkpoint run with random weights (marked 'random').")
 @click.option("--sizes", callback=size_callback(min_side=MIN_SIDE, several=True), default="512", show_default=True, metavar="N|HxW[,...]",
-              help="Network input sizes: N for NxN, or HxW.")
+              help=f"Network input sizes: N for NxN, or HxW ({size_limits_text(MIN_SIDE)}).")
 @batch_size_option(default=1, help="Images per forward pass.")
 @device_option
 @click.option("--precision", "precisions", callback=_precisions_callback, default="auto", show_default=True,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-from segcli.cli.options import overwrite_option, size_callback
+from segcli.cli.options import overwrite_option, size_callback, size_limits_text
+
+MAX_SCENES = 1_000_000
+MAX_SCENE_SIDE = 4096  # a scene is drawn in float arrays: about 100 bytes a pixel while it is made
 
 
 @click.group("data")
@@ -14,9 +17,11 @@ def data() -> None:
 
 @data.command("synth")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")
-@click.option("--n", "count", type=click.IntRange(min=1), default=200, show_default=True, help="Number of scenes.")
+@click.option("--n", "count", type=click.IntRange(1, MAX_SCENES), default=200, show_default=True,
+              help="Number of scenes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, n and size: same bytes.")
-@click.option("--size", default="128x128", show_default=True, callback=size_callback(min_side=8), help="Scene size HxW.")
+@click.option("--size", default="128x128", show_default=True, callback=size_callback(8, max_side=MAX_SCENE_SIDE),
+              help=f"Scene size HxW ({size_limits_text(8, MAX_SCENE_SIDE)}).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0), default=0.2, show_default=True,
               help="Share of scenes in the val split (the last ones); 1.0 for a held-out test draw.")
 @overwrite_option("Write into a folder that already holds a dataset.")

@@ -10,37 +10,52 @@ from segcli.models import CHOICES as MODEL_CHOICES
 
 DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+# The largest side a size option takes: a network input of 8192x8192 already needs gigabytes per
+# feature map, and a 60000x60000 crop or benchmark input would only end in an out-of-memory crash.
+MAX_SIDE = 8192
 
 
-def parse_size(text: str, min_side: int = 8) -> tuple[int, int]:
-    """'480x640' -> (480, 640) as (height, width); '128' -> (128, 128)."""
+def size_limits_text(min_side: int, max_side: int = MAX_SIDE) -> str:
+    """How --help states a size option's limits."""
+    return f"sides {min_side} to {max_side} pixels"
+
+
+def parse_size(text: str, min_side: int = 8, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """'480x640' -> (480, 640) as (height, width); '128' -> (128, 128); ASCII digits only."""
     parts = text.strip().lower().replace("×", "x").replace("*", "x").split("x")
-    if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
+    if len(parts) not in (1, 2) or not all(_is_number(part.strip()) for part in parts):
         raise click.BadParameter(f"{text.strip()!r} is not a size: use N (square) or HxW, e.g. 512 or 480x640")
     height, width = int(parts[0]), int(parts[-1])
     if min(height, width) < min_side:
         raise click.BadParameter(f"{text.strip()!r} is too small: sides of at least {min_side} pixels")
+    if max(height, width) > max_side:
+        raise click.BadParameter(f"{text.strip()!r} is too large: sides of at most {max_side} pixels")
     return height, width
 
 
-def parse_sizes(value: str, min_side: int = 8) -> tuple[tuple[int, int], ...]:
+def _is_number(text: str) -> bool:
+    """Plain ASCII digits: str.isdigit() also accepts '²' and other digits int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_sizes(value: str, min_side: int = 8, max_side: int = MAX_SIDE) -> tuple[tuple[int, int], ...]:
     """'256,512' (squares) or '480x640' (HxW), comma-separated -> ((h, w), ...), each once."""
-    sizes = dict.fromkeys(parse_size(item, min_side) for item in value.split(",") if item.strip())
+    sizes = dict.fromkeys(parse_size(item, min_side, max_side) for item in value.split(",") if item.strip())
     if not sizes:
         raise click.BadParameter("give one or more sizes, e.g. 256,512 or 480x640")
     return tuple(sizes)
 
 
-def size_callback(min_side: int = 8, several: bool = False) -> Callable:
+def size_callback(min_side: int = 8, several: bool = False, max_side: int = MAX_SIDE) -> Callable:
     """A Click callback: one size (None stays None), or with `several` a comma list of sizes."""
     def callback(ctx: click.Context, param: click.Parameter, value: str | None):
         if value is None:
             return None
         if several:
-            return parse_sizes(value, min_side)
+            return parse_sizes(value, min_side, max_side)
         if "," in value:
             raise click.BadParameter(f"{value!r}: give one size, N or HxW")
-        return parse_size(value, min_side)
+        return parse_size(value, min_side, max_side)
     return callback
 
 

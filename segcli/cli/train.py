@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from segcli.cli.options import (
-    PRECISION_CHOICES, batch_size_option, device_option, max_pixels_option, overwrite_option, size_callback, zoo_model_option,
+    PRECISION_CHOICES, batch_size_option, device_option, max_pixels_option, overwrite_option, size_callback, size_limits_text,
+    zoo_model_option,
 )
+
+MAX_SCALE = 10.0  # a larger rescale only makes a crop from a few upsampled pixels (and can exhaust memory)
 
 
 def _kwarg_callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
@@ -31,8 +36,10 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
         low, high = (float(v) for v in value.split(","))
     except ValueError:
         raise click.BadParameter(f"{value!r}: use MIN,MAX, e.g. 0.5,2.0") from None
-    if not 0 < low <= high:
-        raise click.BadParameter(f"{value!r}: need 0 < MIN <= MAX")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise click.BadParameter(f"{value!r}: MIN and MAX must be finite numbers, e.g. 0.5,2.0")
+    if not 0 < low <= high <= MAX_SCALE:
+        raise click.BadParameter(f"{value!r}: need 0 < MIN <= MAX <= {MAX_SCALE:g}")
     return low, high
 
 
@@ -60,9 +67,9 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--loss", type=click.Choice(["ce", "ohem"]), default="ce", show_default=True,
               help="ce: cross-entropy over all pixels; ohem: over the hard pixels only (p(true) < 0.7, "
                    "at least the hardest 25%).")
-@click.option("--crop", default=None, callback=size_callback(min_side=8), help="Random crop HxW [default: image size].")
+@click.option("--crop", default=None, callback=size_callback(min_side=8), help=f"Random crop HxW, {size_limits_text(8)} [default: image size].")
 @click.option("--scale-range", default="0.5,2.0", show_default=True, callback=_range_callback,
-              help="Random rescale range MIN,MAX.")
+              help=f"Random rescale range MIN,MAX (0 < MIN <= MAX <= {MAX_SCALE:g}).")
 @click.option("--model-kwarg", "model_kwargs", multiple=True, callback=_kwarg_callback, metavar="KEY=VALUE",
               help="Builder option recorded in the checkpoint, e.g. width=0.25 (repeatable).")
 @click.option("--resume", default=None, type=click.Path(exists=True, dir_okay=False),
@@ -71,9 +78,9 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
               help="Resumable state file [default: OUT.state.pt].")
 @click.option("--save-every", type=click.IntRange(min=1), default=200, show_default=True,
               help="Write the resumable state file (--state) every this many iterations.")
-@click.option("--bn-batches", "bn_recalibration_batches", type=click.IntRange(min=0), default=50, show_default=True,
-              help="Batches of whole training images over which BatchNorm statistics are recomputed at the end "
-                   "(0: keep the running averages).")
+@click.option("--bn-batches", "bn_recalibration_batches", type=click.IntRange(min=0), default=None,
+              help="Batches of whole training images over which BatchNorm statistics are recomputed at the end, "
+                   "at most one pass over the split (0: keep the running averages) [default: 400 images' worth].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the weights of new layers, the crops and their order: the same seed, data and "
                    "settings give the same run on the same device.")

@@ -249,17 +249,63 @@ def write_synth_dataset(out_dir: str | Path, n: int, seed: int, size: tuple[int,
                         val_fraction: float = 0.2, overwrite: bool = False, workers: int = 1) -> SynthSummary:
     """Write `n` scenes as a VOC-format folder; the last round(n * val_fraction) are the val split.
 
-    `workers` processes write the scenes (same bytes as one); `dataset.json` is written last.
+    `workers` processes write the scenes (same bytes as one); `dataset.json` is written last. A run
+    that fails (a folder it cannot write, a full disk) raises OutputError and removes the folders it
+    created, when they hold nothing else: no empty skeleton is left to block the rerun.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError("val_fraction must be in [0, 1]")
     out = Path(out_dir)
-    if (out / "ImageSets").exists() and not overwrite:
+    if _holds_dataset(out) and not overwrite:
         raise OutputError(f"{out} already holds a dataset; pass --overwrite or choose another --out")
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    created: list[Path] = []
+    try:
+        for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+            _make_folders(out / sub, created)
+        return _write_dataset(out, n, seed, size, val_fraction, workers)
+    except OSError as exc:
+        _remove_created(created, out)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}"
+                          + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else "")) from None
+    except BaseException:
+        _remove_created(created, out)
+        raise
+
+
+def _holds_dataset(out: Path) -> bool:
+    """A dataset is there when its description or a split list is (not merely empty folders)."""
+    splits = out / "ImageSets" / "Segmentation"
+    return (out / "dataset.json").exists() or (splits.is_dir() and any(splits.glob("*.txt")))
+
+
+def _make_folders(folder: Path, created: list[Path]) -> None:
+    """mkdir -p that notes each folder it made, outermost first."""
+    missing = [parent for parent in (folder, *folder.parents) if not parent.exists()]
+    for path in reversed(missing):
+        path.mkdir()
+        created.append(path)
+
+
+def _remove_created(created: list[Path], out: Path) -> None:
+    """After a failed run: this run's scenes and then the folders it made, innermost first.
+
+    Only files named like this run's scenes go, and only from folders this run made; a folder that
+    holds anything else stays.
+    """
+    for folder in reversed(created):
+        if folder.name in ("JPEGImages", "SegmentationClass") and folder.parent == out:
+            for path in folder.glob("synth_*.*"):
+                path.unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty (or gone): what is in it stays
+
+
+def _write_dataset(out: Path, n: int, seed: int, size: tuple[int, int], val_fraction: float,
+                   workers: int) -> SynthSummary:
     ids = [scene_id(seed, index) for index in range(n)]
     n_val = int(round(n * val_fraction))
     if workers > 1 and n > 1:

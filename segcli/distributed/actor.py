@@ -36,6 +36,7 @@ class WriteSettings:
     save_probabilities: bool = False
     classes: tuple[int, ...] | None = None  # --classes: what masks, cut-outs and RLE keep
     settings: dict[str, Any] | None = None  # the options the labels depend on (OutputOptions.settings)
+    run_started: float | None = None        # time.time() when the run began: sets completed since are this run's
 
 
 def planned_row(item: "PlannedImage") -> dict[str, Any]:
@@ -72,6 +73,9 @@ class SegmentActor:
                 for path, outputs, replace in zip(batch["path"], batch["outputs"], batch["replace"])]
         loaded = []
         for row in rows:
+            if self._written_by_this_run(row):  # a block Ray retried after its actor died: the set is complete
+                report(row["path"], OK)
+                continue
             try:
                 loaded.append((row, *self._load(row["path"])))
             except SegcliError as exc:
@@ -84,6 +88,18 @@ class SegmentActor:
                 continue
             report(row["path"], OK, timings=timings)
         return results
+
+    def _written_by_this_run(self, row: dict) -> bool:
+        """The row's set is complete (its JSON, renamed last, is in place) and was completed during this run."""
+        from segcli.outputs.kinds import SET_MARK
+
+        mark = row["outputs"].get(SET_MARK)
+        if self.settings.run_started is None or mark is None:
+            return False
+        try:
+            return Path(mark).stat().st_mtime >= self.settings.run_started
+        except OSError:
+            return False
 
     def _load(self, path: str) -> tuple["LoadedImage", float]:
         from segcli.imageio import DEFAULT_MAX_PIXELS, load_image

@@ -6,7 +6,7 @@ from typing import Callable
 
 import click
 
-from segcli.distributed.settings import ClusterOptions, WorkerRange, import_ray
+from segcli.distributed.settings import ClusterOptions, WorkerRange, import_ray, parse_ray_address
 from segcli.errors import SegcliError
 
 ENGINES = ("local", "ray")
@@ -21,14 +21,26 @@ def _workers_callback(ctx: click.Context, param: click.Parameter, value: str | N
         raise click.BadParameter(str(exc)) from None
 
 
+def _address_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_ray_address(value)
+    except SegcliError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def ray_options(func: Callable) -> Callable:
     """--engine, --ray-address, --workers, --gpus-per-worker (read back with `cluster_from_options`)."""
     options = [
         click.option("--engine", "engine_kind", type=click.Choice(ENGINES), default="local", show_default=True,
                      help="local: this process; ray: actors of a Ray instance (started here, or --ray-address), "
                           "each loading the model once (needs segcli[ray]; see the README, section predict)."),
-        click.option("--ray-address", default=None, metavar="auto|ray://HOST:PORT",
-                     help="With --engine ray: join this Ray cluster [default: start a local instance]."),
+        click.option("--ray-address", default=None, metavar="auto|HOST:PORT|ray://HOST:PORT",
+                     callback=_address_callback,
+                     help="With --engine ray: join this Ray cluster: auto (the one `ray start` made here), the "
+                          "HOST:PORT `ray start --head` prints (from a machine of the cluster), or ray://HOST:PORT "
+                          "(Ray Client, port 10001) [default: start a local instance]."),
         click.option("--workers", default=None, metavar="N|MIN,MAX", callback=_workers_callback,
                      help="With --engine ray: actors, fixed or a range Ray Data scales within "
                           "[default: one per core here; 1 up to the cluster's CPUs or GPU shares]."),

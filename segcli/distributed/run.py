@@ -53,9 +53,10 @@ def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, 
     with RunProgress(console, total) as progress:
         _count_planned_outcomes(run, summary, progress)
         if work.todo:
+            _warn_synthetic(engine)
             settings = WriteSettings(max_pixels=max_pixels, alpha=run.options.alpha,
                                      save_probabilities=run.options.save_probabilities, classes=run.options.classes,
-                                     settings=run.options.settings)
+                                     settings=run.options.settings, run_started=wall_started)
             with OutputFolder(run.plan.out_dir) as folder, ray_session(ray, cluster) as workers:
                 summary.removed_temporaries = folder.remove_stale_temporaries(planned_names(run))
                 console.print(f"[bold]{engine.checkpoint.record.model}[/] "
@@ -72,6 +73,18 @@ def run_on_ray(run: FolderRun, engine: EngineSettings, cluster: ClusterOptions, 
     summary.skipped.sort(key=lambda path: order(path, -1))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _warn_synthetic(engine: EngineSettings) -> None:
+    """The warning the local engine gives when it loads a checkpoint of synthetic scenes (printed as `Warning:`)."""
+    import warnings
+
+    from segcli.checkpoints.resolve import synthetic_scenes_warning
+    from segcli.errors import SyntheticScenesWarning
+
+    message = synthetic_scenes_warning(engine.checkpoint.record)
+    if message:
+        warnings.warn(message, SyntheticScenesWarning, stacklevel=2)
 
 
 def _count_planned_outcomes(run: FolderRun, summary: RunSummary, progress: RunProgress) -> None:
@@ -137,11 +150,14 @@ def _collect(ray: Any, dataset: Any, summary: RunSummary, progress: RunProgress)
         progress.say("stopping: the sets the workers finished are complete; a rerun with --skip-existing resumes")
 
     rows = dataset.iter_rows()
+    seen: set[str] = set()  # a block Ray retries can hand back rows that already arrived
     progress.restart_clock()  # throughput from here: Ray's start-up is not the workers' speed
     with StopRequests(on_stop) as stop:
         try:
             for row in rows:
-                _record(row, summary, progress)
+                if str(row["path"]) not in seen:
+                    seen.add(str(row["path"]))
+                    _record(row, summary, progress)
                 if stop.requested:
                     break
         except KeyboardInterrupt:
@@ -183,14 +199,17 @@ def ray_session(ray: Any, cluster: ClusterOptions) -> Iterator[WorkerRange]:
         yield cluster.workers or _default_workers(ray, cluster)
         return
     options = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's own notices go to its log files, not here
+    # Ray's C++ side logs to stderr below this level; the one line it prints on reading the variable is caught
+    # with the rest of what ray.init writes there (quiet_stderr), so neither reaches the terminal
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     workers = cluster.workers
     try:
-        if cluster.address is None:
-            workers = workers or WorkerRange(available_cores(), available_cores())
-            ray.init(address="local", num_cpus=max(available_cores(), workers.maximum), **options)  # a new one
-        else:
-            ray.init(address=cluster.address, **options)
+        with quiet_stderr():
+            if cluster.address is None:
+                workers = workers or WorkerRange(available_cores(), available_cores())
+                ray.init(address="local", num_cpus=max(available_cores(), workers.maximum), **options)  # a new one
+            else:
+                ray.init(address=cluster.address, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {cluster.address}" if cluster.address else "a local Ray instance"
         raise DistributedRunError(f"cannot start or reach {where}: {_last_line(exc)}") from None
@@ -198,6 +217,33 @@ def ray_session(ray: Any, cluster: ClusterOptions) -> Iterator[WorkerRange]:
         yield workers or _default_workers(ray, cluster)
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """While Ray starts: what its C++ code writes to file descriptor 2 goes to a temporary file instead of the
+    terminal (a transient progress bar redrawn then is lost too, and redrawn after). A no-op when stderr is
+    not descriptor 2 (a captured stderr: tests, notebooks)."""
+    import sys
+    import tempfile
+
+    try:
+        on_descriptor_2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a captured or replaced stderr (tests, notebooks)
+        on_descriptor_2 = False
+    if not on_descriptor_2:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _default_workers(ray: Any, cluster: ClusterOptions) -> WorkerRange:

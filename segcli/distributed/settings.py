@@ -25,6 +25,18 @@ def import_ray() -> Any:
     return ray
 
 
+def parse_ray_address(address: str) -> str:
+    """--ray-address as ray.init takes it: `auto`, `ray://HOST:PORT` (Ray Client, needs ray[client]) or the
+    `HOST:PORT` that `ray start --head` prints (the cluster's GCS address, from a machine of the cluster)."""
+    address = address.strip()
+    if address == "auto" or (address.startswith("ray://") and len(address) > len("ray://")):
+        return address
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not host or not (port.isascii() and port.isdigit()):
+        raise SegcliError(f"{address!r}: use auto, HOST:PORT (as `ray start --head` prints it) or ray://HOST:PORT")
+    return address
+
+
 @dataclass(frozen=True)
 class WorkerRange:
     """How many actors segment: a fixed pool (`minimum == maximum`) or one Ray Data grows and shrinks."""
@@ -53,7 +65,7 @@ class WorkerRange:
 class ClusterOptions:
     """Where the actors run and how many images each takes per call."""
 
-    address: str | None = None             # None: start a local Ray instance; "auto" or "ray://HOST:PORT": join one
+    address: str | None = None             # None: start a local Ray instance; auto, HOST:PORT or ray://HOST:PORT: join one
     workers: WorkerRange | None = None     # None: one per CPU core here, or up to the cluster's CPUs (GPUs)
     gpus_per_worker: float = 0.0           # GPU share each actor reserves (0.5: two actors per GPU)
     batch_size: int | None = None          # images per actor call; None: 1 without GPUs, 4 with

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,39 @@ def _entry_with_files(name: str, status: str, paths: dict[str, Path], out_dir: P
             entry.files[key] = path.relative_to(out_dir)
     if "json" in entry.files:
         try:
-            entry.summary = json.loads((out_dir / entry.files["json"]).read_bytes())
+            entry.summary = usable_summary(json.loads((out_dir / entry.files["json"]).read_bytes()))
         except (OSError, ValueError):
             entry.summary = None  # shown without classes and timings
     return entry
+
+
+def usable_summary(document: Any) -> dict[str, Any] | None:
+    """An image's JSON summary with the values the page computes with checked: a `size`, a class or a
+    timing of the wrong type (a hand-edited or foreign file) is left out instead of failing the run."""
+    if not isinstance(document, dict):
+        return None
+    summary = dict(document)
+    size = summary.get("size")
+    if "size" in summary and not (isinstance(size, (list, tuple)) and len(size) == 2 and all(map(_count, size))):
+        del summary["size"]
+    classes = summary.get("classes_present")
+    if "classes_present" in summary:
+        summary["classes_present"] = [item for item in classes if _class_entry(item)] if isinstance(classes, list) else []
+    timings = summary.get("timings_ms")
+    if "timings_ms" in summary:
+        summary["timings_ms"] = ({stage: value for stage, value in timings.items() if _number(value)}
+                                 if isinstance(timings, dict) else {})
+    return summary
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _class_entry(item: Any) -> bool:
+    return (isinstance(item, dict) and isinstance(item.get("name"), str) and _number(item.get("pixel_fraction"))
+            and 0.0 <= item["pixel_fraction"] <= 1.0)

@@ -66,7 +66,7 @@ class TrainConfig:
     time_budget: float | None = None        # seconds from the start to the last iteration; fixes the count
     split: str = "train"
     val_split: str | None = "val"           # evaluated at the end when the folder has it
-    bn_recalibration_batches: int = 50      # BatchNorm statistics recomputed for the final weights (0: off)
+    bn_recalibration_batches: int | None = None  # batches for precise BN at the end (None: 400 images; 0: off)
     max_pixels: int | None = None           # refuse bigger training images (None: segcli.imageio's default)
 
     @property

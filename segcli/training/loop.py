@@ -76,7 +76,9 @@ def fit(model: nn.Module, batches, optimizer: torch.optim.Optimizer, schedule: P
             done += 1
             if pacer is not None:
                 schedule.total = outcome.total = pacer.refit(done, outcome.total)
-            mean = losses.flush() if done % settings.log_every == 0 or done == outcome.total else None
+            # the first iteration too: a progress display has a real loss to show from the start
+            log_point = done % settings.log_every == 0 or done == outcome.total or done == settings.start + 1
+            mean = losses.flush() if log_point else None
             if on_progress is not None:
                 on_progress(done, outcome.total, lr, mean)
             if on_save is not None and (done % settings.save_every == 0 or done == outcome.total):

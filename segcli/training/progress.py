@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 
@@ -21,16 +20,16 @@ class TrainingProgress:
                 TimeRemainingColumn
 
             self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e}"),
+                                TextColumn("loss {task.fields[loss]} lr {task.fields[lr]:.2e}"),
                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                 console=self.console)
             self.bar.start()
-            self.task = self.bar.add_task("train", total=self.total, completed=self.start, loss=math.nan, lr=0.0)
+            self.task = self.bar.add_task("train", total=self.total, completed=self.start, loss="-", lr=0.0)
         return self
 
     def __call__(self, done: int, total: int, lr: float, loss: float | None) -> None:
         if self.bar is not None:
-            fields = {"lr": lr} if loss is None else {"lr": lr, "loss": loss}
+            fields = {"lr": lr} if loss is None else {"lr": lr, "loss": f"{loss:.4f}"}
             self.bar.update(self.task, completed=done, total=total, **fields)
         elif loss is not None:
             elapsed = time.perf_counter() - self.started

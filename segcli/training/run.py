@@ -120,10 +120,7 @@ def prepare(config: TrainConfig, model_factory: Callable[[int], nn.Module] | Non
 def finish(run: PreparedRun, outcome: FitOutcome, console) -> TrainResult:
     """Recompute BatchNorm statistics, validate, write the fp16 checkpoint with its record."""
     config = run.config
-    recalibrated = recalibrate_batch_norm(run.model, run.dataset, run.plan, config.batch_size, config.seed,
-                                          batches=config.bn_recalibration_batches)
-    if recalibrated:
-        console.print(f"BatchNorm statistics recomputed for the final weights over {recalibrated} batches")
+    recalibrated = _recalibrate(run, console)
     val_metrics = _final_validation(config, run.model, run.record, run.plan, console)
     extra = {"iterations": outcome.iteration, "seed": config.seed, "data": str(config.data_dir),
              "batch_size": config.batch_size, "crop": list(config.crop) if config.crop else None,
@@ -137,7 +134,23 @@ def finish(run: PreparedRun, outcome: FitOutcome, console) -> TrainResult:
     checkpoint = save_segcli_checkpoint(Path(config.out), run.model, run.record, extra=extra, half=True)
     console.print(f"wrote {checkpoint} ({checkpoint.stat().st_size / 1e6:.1f} MB, fp16) after "
                   f"{outcome.iteration} iterations, {outcome.seconds:.0f} s of training", markup=False)
+    if config.state_file.is_file():
+        console.print(f"resumable state kept in {config.state_file} ({config.state_file.stat().st_size / 1e6:.1f} "
+                      "MB): delete it once you will not continue this run with --resume", markup=False)
     return TrainResult(checkpoint, config.state_file, outcome.iteration, outcome.losses, outcome.seconds, val_metrics)
+
+
+def _recalibrate(run: PreparedRun, console) -> int:
+    """Precise BatchNorm as a stage of its own: a spinner on a terminal, then one line with its time."""
+    config = run.config
+    started = time.perf_counter()
+    with console.status("recomputing BatchNorm statistics for the final weights"):
+        batches, images = recalibrate_batch_norm(run.model, run.dataset, run.plan, config.batch_size, config.seed,
+                                                 batches=config.bn_recalibration_batches)
+    if batches:
+        console.print(f"BatchNorm statistics recomputed for the final weights over {batches} batches "
+                      f"({images} images) in {time.perf_counter() - started:.1f} s", markup=False)
+    return batches
 
 
 def _check_outputs(config: TrainConfig) -> None:

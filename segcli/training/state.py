@@ -40,7 +40,22 @@ def read_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"--resume {path}: not a segcli training state ({torch_error_reason(exc)})") from None
     if not isinstance(state, dict) or not {"iteration", "segcli_record", "optimizer_state"} <= set(state):
         raise CheckpointError(f"--resume {path}: not a segcli training state (use a *.state.pt file)")
+    _check_counts(path, state)
     return state
+
+
+def _check_counts(path: Path, state: dict[str, Any]) -> None:
+    """The iteration count must be a whole number from 0 to the run's total (when the state has one)."""
+    iteration, total = state["iteration"], state.get("total", 0)
+    if not _whole(total) or total < 0:
+        raise CheckpointError(f"--resume {path}: damaged state (total {total!r} is not an iteration count)")
+    if not _whole(iteration) or iteration < 0 or (total > 0 and iteration > total):
+        bound = f" of a run of {total} iterations" if _whole(total) and total > 0 else ""
+        raise CheckpointError(f"--resume {path}: damaged state (iteration {iteration!r}{bound})")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def restore_state(path: Path, record: CheckpointRecord, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -50,6 +65,19 @@ def restore_state(path: Path, record: CheckpointRecord, model: nn.Module, optimi
     if saved.model != record.model or saved.categories != record.categories or saved.kwargs != record.kwargs:
         raise CheckpointError(f"--resume {path}: it trains {saved.model} {saved.kwargs} on {len(saved.categories)} "
                               f"classes, not {record.model} {record.kwargs} on {len(record.categories)}")
-    model.load_state_dict(state["model_state"])
-    optimizer.load_state_dict(state["optimizer_state"])
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    saved_optimizer, optimizer_name = config.get("optimizer"), type(optimizer).__name__.lower()
+    if isinstance(saved_optimizer, str) and saved_optimizer != optimizer_name:
+        raise CheckpointError(f"--resume {path}: that run trains with {saved_optimizer}, not {optimizer_name}: "
+                              f"resume with --optimizer {saved_optimizer}")
+    try:
+        model.load_state_dict(state["model_state"])
+    except (RuntimeError, TypeError, AttributeError) as exc:  # missing keys, other shapes, not a dict
+        raise CheckpointError(f"--resume {path}: its weights do not fit {record.model} "
+                              f"({str(exc).strip().splitlines()[-1].strip()})") from None
+    try:
+        optimizer.load_state_dict(state["optimizer_state"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"--resume {path}: its optimizer state does not fit this run "
+                              f"({type(exc).__name__}: {exc})") from None
     return state

@@ -82,3 +82,26 @@ def test_actor_writes_the_chosen_outputs_for_the_chosen_classes(tmp_path, folder
     assert results["status"].count(OK) == 3
     assert sorted(p.name for p in (tmp_path / "actor").rglob("*_cutout.png"))  # the chosen kinds were written
     assert_same_outputs(tmp_path / "local", tmp_path / "actor", ignore=("settings",))
+
+
+def test_a_block_ray_retries_counts_the_sets_this_run_completed_as_segmented(tmp_path, folder, checkpoint):
+    """An actor killed mid-block: Ray reruns the block on a new actor, whose rows' sets are already complete."""
+    import time
+
+    from segcli.inference_options import InferenceOptions
+
+    out = tmp_path / "out"
+    run = FolderRun(OutputOptions(out_dir=out), scan_inputs([str(folder)], exclude=[out]).sources)
+    settings = EngineSettings.resolve("lraspp", str(checkpoint), device="cpu", options=InferenceOptions(precision="fp32"))
+    rows = [planned_row(item) for item in run.work.todo]
+    columns = {name: np.array([row[name] for row in rows]) for name in ("path", "outputs", "replace")}
+    started = time.time() - 1.0
+    first = SegmentActor(settings, WriteSettings(run_started=started))(columns)
+    assert first["status"].count(OK) == 3
+    kept = {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.is_file()}
+    retried = SegmentActor(settings, WriteSettings(run_started=started))(columns)  # the same block again
+    assert dict(zip(retried["path"], retried["status"])) == dict(zip(first["path"], first["status"]))
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # nothing rewritten
+    # sets from before this run are not this run's: without --overwrite/--skip-existing they stay refused
+    later = SegmentActor(settings, WriteSettings(run_started=time.time() + 60))(columns)
+    assert later["status"].count(FAILED) == 4

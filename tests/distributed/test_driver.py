@@ -107,3 +107,50 @@ def test_on_a_terminal_one_bar_and_the_failures_above_it():
     text = stream.getvalue()
     assert "/data/b.jpg is not an image segcli can read" in text
     assert "images, " not in text  # no plain progress lines on a terminal
+
+
+def test_rows_a_retried_block_hands_back_twice_are_counted_once():
+    from segcli.distributed.run import _collect
+
+    class Rows:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def iter_rows(self):
+            return iter(self.rows)
+
+    class Exceptions:
+        RayError = RuntimeError
+
+    class Ray:
+        exceptions = Exceptions
+
+    row = {"path": "/in/a.png", "status": "ok", "message": "", "timings": "{}"}
+    other = dict(row, path="/in/b.png")
+    summary = RunSummary()
+    with RunProgress(Console(file=io.StringIO()), 2) as progress:
+        _collect(Ray, Rows([row, other, row]), summary, progress)
+    assert [str(path) for path in summary.written] == ["/in/a.png", "/in/b.png"]
+    assert progress.finished == 2
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("auto", "auto"), ("10.0.0.1:6379", "10.0.0.1:6379"), (" head.local:6379 ", "head.local:6379"),
+    ("ray://10.0.0.1:10001", "ray://10.0.0.1:10001"),
+])
+def test_ray_addresses_as_ray_start_prints_them_are_accepted(address, expected):
+    from segcli.distributed.settings import parse_ray_address
+
+    assert parse_ray_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "http://x:1", "host:port", ":6379", "ray://"])
+def test_other_ray_addresses_are_usage_errors(tmp_path, address):
+    from click.testing import CliRunner
+
+    from segcli.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "ray",
+                                      "--ray-address", address])
+    assert result.exit_code == 2, result.output
+    assert "HOST:PORT" in result.output

@@ -147,3 +147,18 @@ def test_a_killed_ray_run_resumes_with_skip_existing(tmp_path, ray_instance, che
     for document in sets.values():  # every set whole: its label PNG decodes at the image's size
         with Image.open(Path(out, Path(document["image"]).relative_to(folder)).with_suffix(".png")) as label:
             assert list(label.size) == document["size"]
+
+
+def test_a_ray_run_says_what_a_local_run_says_and_nothing_of_rays_own(tmp_path):
+    """-q with the shipped synthetic-scenes checkpoint: the Warning line the local engine prints, the final line,
+    and neither Ray's log lines (its C++ side writes to the driver's stderr) nor escape codes."""
+    folder = make_folder(tmp_path / "in", 2, broken=False)
+    child = segcli_subprocess(["predict", str(folder), "--model", "lraspp", "--out", str(tmp_path / "out"),
+                               *CPU_FLAGS, "--engine", "ray", "--workers", "1", "-q"])
+    _, stderr = child.communicate(timeout=240)
+    assert child.returncode == 0, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 2, stderr
+    assert lines[0].startswith("Warning: lraspp-mobilenet-synth was trained only on segcli's synthetic scenes")
+    assert lines[1].startswith("2 segmented in ")
+    assert "\x1b" not in stderr
