@@ -77,8 +77,9 @@ def fit(model: nn.Module, batches, optimizer: torch.optim.Optimizer, schedule: P
             if pacer is not None:
                 schedule.total = outcome.total = pacer.refit(done, outcome.total)
             # the first iteration too: a progress display has a real loss to show from the start
-            log_point = done % settings.log_every == 0 or done == outcome.total or done == settings.start + 1
-            mean = losses.flush() if log_point else None
+            log_point = done % settings.log_every == 0 or done == outcome.total
+            first = done == settings.start + 1
+            mean = losses.flush(end_window=log_point) if log_point or first else None
             if on_progress is not None:
                 on_progress(done, outcome.total, lr, mean)
             if on_save is not None and (done % settings.save_every == 0 or done == outcome.total):
@@ -125,23 +126,31 @@ class _LossLog:
     def __init__(self, start: int) -> None:
         self.values: list[float] = []
         self.pending: list[torch.Tensor] = []
+        self.window: list[float] = []  # host-side losses since the last log point
         self.start = start
 
     def add(self, loss: torch.Tensor) -> None:
         self.pending.append(loss)
 
-    def flush(self) -> float | None:
-        """Move the pending losses to the host; their mean, or None when there were none."""
-        if not self.pending:
+    def flush(self, end_window: bool = True) -> float | None:
+        """Move the pending losses to the host; the mean since the last window ended (None when there was
+        none). `end_window=False` reads without ending the window, so the next log point's mean keeps
+        every iteration since the previous one."""
+        if self.pending:
+            fresh = torch.stack([loss.float() for loss in self.pending]).tolist()
+            self.pending.clear()
+            for offset, value in enumerate(fresh):
+                if not math.isfinite(value):
+                    iteration = self.start + len(self.values) + offset
+                    raise SegcliError(f"the loss became {value} at iteration {iteration}: lower --lr")
+            self.values.extend(fresh)
+            self.window.extend(fresh)
+        if not self.window:
             return None
-        fresh = torch.stack([loss.float() for loss in self.pending]).tolist()
-        self.pending.clear()
-        for offset, value in enumerate(fresh):
-            if not math.isfinite(value):
-                iteration = self.start + len(self.values) + offset
-                raise SegcliError(f"the loss became {value} at iteration {iteration}: lower --lr")
-        self.values.extend(fresh)
-        return sum(fresh) / len(fresh)
+        mean = sum(self.window) / len(self.window)
+        if end_window:
+            self.window.clear()
+        return mean
 
 
 class _Pacer:

@@ -69,7 +69,7 @@ def train_decoder(run: DecoderRun, val: FeatureCache, num_classes: int,
     started = time.perf_counter()
 
     def on_progress(done: int, total: int, lr: float, mean_loss: float | None) -> None:
-        if mean_loss is not None:
+        if mean_loss is not None and (done % settings.log_every == 0 or done == total):  # not the first peek
             run.curve["iteration"].append(done)
             run.curve["loss"].append(round(mean_loss, 5))
         if done % settings.eval_every == 0 or done == total:
