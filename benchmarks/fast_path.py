@@ -1,4 +1,4 @@
-"""Fast-path benchmark (issue 6): every figure is a ratio against a naive baseline in the same run.
+"""Fast-path benchmark: every figure is a ratio against a naive baseline in the same run.
 
     python benchmarks/fast_path.py                 # all sections, ~4 min on 2 cores
     python benchmarks/fast_path.py --quick         # smaller everything, ~1 min (a smoke test)

@@ -6,7 +6,7 @@ only, segcli default outputs; 4 and 24 images; the order reversed every other ro
 (fastest 24-image run - fastest 4-image run) / 20 per variant, the usual estimator where other
 programs only ever add time (a start-up that varies by half a second moves one round's difference
 by 25 ms/image), and beside it the median of the per-round differences. The ratio is segcli's
-time per image over the naive loop's (< 1: segcli is faster). Targets (issue 13): label only
+time per image over the naive loop's (< 1: segcli is faster). Targets: label only
 <= 0.67, default outputs <= 1.0.
 
     python benchmarks/folder_speed.py                     # both shipped models, 3 rounds

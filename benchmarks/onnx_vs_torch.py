@@ -1,4 +1,4 @@
-"""onnxruntime against torch on this CPU, for every checkpoint shipped in segcli/weights (issue 16).
+"""onnxruntime against torch on this CPU, for every checkpoint shipped in segcli/weights.
 
     python benchmarks/onnx_vs_torch.py                          # 512x512, 15 interleaved rounds, all shipped
     python benchmarks/onnx_vs_torch.py --rounds 5 --size 256    # quicker

@@ -49,7 +49,8 @@ class CRFParams:
     """Mean-field iterations and kernel settings of the dense CRF.
 
     Defaults: DeepLab v2 (ResNet-101, PASCAL VOC), the values its released CRF config uses
-    (see ../shared/FACTS.md section 5).
+    (Chen et al., "DeepLab: Semantic Image Segmentation with Deep Convolutional Nets, Atrous
+    Convolution, and Fully Connected CRFs", TPAMI 2018; its released CRF settings).
     """
 
     iterations: int = 10            # mean-field iterations
@@ -77,7 +78,7 @@ class CRFParams:
         return CRF_PRESETS[name]
 
 
-# name -> settings; sources in ../shared/FACTS.md section 5
+# name -> settings: the pydensecrf README example and the DeepLab v1 / v2 papers' released settings
 CRF_PRESETS: dict[str, CRFParams] = {
     "deeplab-v2": CRFParams(),  # DeepLab v2, ResNet-101 on VOC
     "deeplab-v1": CRFParams(iterations=10, bilateral_weight=4, bilateral_xy=121, bilateral_rgb=5,

@@ -146,7 +146,7 @@ class ExecutionPlan:
 
 
 def plan_execution(device: str = "auto", precision: str = "auto", channels_last: bool | None = None) -> ExecutionPlan:
-    """Resolve user choices; channels_last defaults on for CPU and CUDA (big wins, FACTS.md section 6)."""
+    """Resolve user choices; channels_last defaults on for CPU and CUDA (big wins: see benchmarks/FAST_PATH.md)."""
     resolved = resolve_device(device)
     chosen_precision = resolve_precision(precision, resolved)
     if channels_last is None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session in one command (issue 20): (a) the CUDA tests, (b) `segcli benchmark --device cuda` at
+# One GPU session in one command: (a) the CUDA tests, (b) `segcli benchmark --device cuda` at
 # 512 and 1024, (c) time-boxed training lanes on synth scenes generated there, each evaluated on the
 # held-out draw. Under 9 minutes on one H100/H200; everything lands under $OUT (at most 8 files):
 # results.tar.gz, weights-N.tar, SUMMARY.txt. Import them with training/scripts/import_gpu_results.py.

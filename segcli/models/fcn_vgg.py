@@ -43,7 +43,7 @@ class _FCNVGG16(SegmentationModel):
     """VGG16 trunk with fc6/fc7 as convolutions and the ``score_fr`` classifier.
 
     The final upsampling is an unpadded transposed convolution by ``upsampling_factor`` whose
-    output is cropped at ``crop_offset`` (FACTS.md section 3): it undoes conv1_1's 100-pixel padding.
+    output is cropped at ``crop_offset`` (as in wkentaro/pytorch-fcn and the Caffe models of Long et al., CVPR 2015): it undoes conv1_1's 100-pixel padding.
     """
 
     upsampling_factor: int

@@ -45,7 +45,7 @@ class RunInfo:
                    device=str(engine.plan.device), precision=engine.plan.precision,
                    categories=tuple(record.categories), palette=display_palette(record.palette, record.dataset),
                    crf=None if crf is None else asdict(crf), alpha=alpha,
-                   # engines that know their checkpoint was trained on synthetic scenes say so (issue 12)
+                   # engines that know their checkpoint was trained on synthetic scenes say so
                    note=getattr(engine, "checkpoint_warning", None), classes=classes, settings=settings,
                    tta=_tta_dict(getattr(engine, "tta", None)), tile=_tile_dict(getattr(engine, "tiling", None)),
                    input_scales=tuple(getattr(engine.model, "input_scales", None) or record.input_scales))

@@ -93,7 +93,7 @@ def upsample_logits_with(method: str, logits: torch.Tensor, size: tuple[int, int
     does not land on `size`, resizes the result to `size` bilinearly (align_corners=False).
     With `geometry=(factor, offset)` (a zoo model's `logit_geometry()`) every method upsamples by
     `factor` and the result is cropped where the model's own unpadded transposed convolution would
-    crop it (FCN-VGG16: conv1_1 pads 100, FACTS.md section 3).
+    crop it (FCN-VGG16: conv1_1 pads 100, as in Long et al.'s Caffe models).
     """
     if geometry is not None:
         return _upsample_and_crop(method, logits, size, *geometry)
