@@ -26,10 +26,10 @@ install-crf: venv  ## the dense CRF: pydensecrf2 builds the `pydensecrf` module 
 install-browser:  ## headless Chromium for the report's browser test (Debian's package; skipped, said so, where apt-get cannot run)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
-		echo "chromium could not be installed (apt-get needs root and the network): the browser test will skip"
+		echo "chromium could not be installed (apt-get needs root and the network): make test will fail its browser test"
 
-test: install install-crf install-browser  ## the whole test suite (offline once installed)
-	$(PYTHON) -m pytest -q
+test: install install-crf install-browser  ## the whole test suite (offline once installed); a skip for a missing optional part fails
+	SEGCLI_REQUIRE_EXTRAS=1 $(PYTHON) -m pytest -q
 
 test-fast: install install-crf  ## without the tests marked slow
 	$(PYTHON) -m pytest -q -m "not slow"
