@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 DEMO_OUT ?= demo-out
 
-.PHONY: venv install install-crf install-browser test test-fast demo clean
+.PHONY: venv install install-crf install-browser test test-fast mutation demo clean
 
 venv: $(PYTHON)
 
@@ -34,10 +34,16 @@ test: install install-crf install-browser  ## the whole test suite (offline once
 test-fast: install install-crf  ## without the tests marked slow
 	$(PYTHON) -m pytest -q -m "not slow"
 
+MUTANTS ?=
+mutation: install install-crf  ## mutation testing with mutmut 3 (NOT part of make test; [tool.mutmut] in pyproject.toml): MUTANTS='segcli.metrics*' narrows it
+	@$(PYTHON) -c "import mutmut" 2>/dev/null || $(PIP) install -q "mutmut>=3.2"
+	$(PYTHON) -m mutmut run --max-children 2 $(MUTANTS)
+	$(PYTHON) -m mutmut results
+
 demo: install install-crf  ## segment the samples with the shipped DeepLab v3+ and the dense CRF, offline, then score them
 	$(PYTHON) -m segcli predict samples/synth/JPEGImages --model deeplabv3p --crf --out $(DEMO_OUT) --overwrite
 	$(PYTHON) -m segcli evaluate --model deeplabv3p --crf --data samples/synth --split val
 	@echo "Masks, overlays and JSON summaries are in $(DEMO_OUT)/; segcli itself: $(VENV)/bin/segcli"
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info
+	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info mutants
