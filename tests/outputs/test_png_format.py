@@ -89,3 +89,8 @@ def test_arrays_that_are_no_image_are_refused(shape):
         encode_png(np.zeros(shape, np.uint8))
     with pytest.raises(ValueError, match="^a palettized PNG takes H x W indices$"):
         encode_png(np.zeros((2, 2, 3), np.uint8), palette=[0, 0, 0])
+
+
+def test_a_mask_that_is_not_two_dimensional_is_refused():
+    with pytest.raises(ValueError, match=r"^expected an H x W mask, got shape \(2, 2, 2\)$"):
+        encode_mask_png(np.zeros((2, 2, 2), bool))
