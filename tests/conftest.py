@@ -1,7 +1,8 @@
 """Fixtures shared by the whole suite: a tiny random-weight checkpoint and an engine over it.
 
 Helper modules (`model_testing`, `robustness_support`) sit beside this file and are importable
-from every test folder (`pythonpath = ["tests"]` in pyproject.toml).
+from every test folder (`pythonpath = ["tests"]` in pyproject.toml). Under SEGCLI_REQUIRE_EXTRAS=1
+(`make test`) a skip for a missing optional part fails (`require_extras`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from require_extras import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
 from robustness_support import TINY_CATEGORIES, save_tiny_checkpoint, tiny_model, tiny_record
 
 

@@ -53,10 +53,11 @@ def tiny_zoo_model(name: str) -> tuple[nn.Module, CheckpointRecord]:
 
 
 def _marks(name: str, quick: tuple[str, ...]):
+    """Slow for every family but the quick ones (the parameter's mark, not the function's: a slow mark on
+    the function would take the quick ones out of `make test-fast` too)."""
     return () if name in quick else (pytest.mark.slow,)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(name, marks=_marks(name, QUICK_ONNX)) for name in MODEL_NAMES])
 def test_tiny_zoo_model_exports_to_dynamic_onnx_and_verifies(name, tmp_path):
     import onnx
@@ -76,7 +77,6 @@ def test_tiny_zoo_model_exports_to_dynamic_onnx_and_verifies(name, tmp_path):
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=_marks(name, QUICK_TORCHSCRIPT))
                                   for name in MODEL_NAMES])
-@pytest.mark.slow
 def test_tiny_zoo_model_exports_to_torchscript_and_verifies(name, tmp_path):
     from segcli.export.torchscript_format import load_torchscript
 
@@ -154,3 +154,14 @@ def test_dynamo_exporter_gives_the_same_verified_graph(tmp_path):
                           ExportSettings(size=(64, 64), dynamic=True, exporter="dynamo"))
     assert result.verification.passed, "\n".join(result.verification.lines())
     assert [(c.batch, c.height, c.width) for c in result.verification.checks] == [(1, 64, 64), (2, 49, 43)]
+
+
+@pytest.mark.parametrize("test, quick", [(test_tiny_zoo_model_exports_to_dynamic_onnx_and_verifies, QUICK_ONNX),
+                                         (test_tiny_zoo_model_exports_to_torchscript_and_verifies, QUICK_TORCHSCRIPT)])
+def test_the_quick_exports_run_without_the_slow_tests(test, quick):
+    """`make test-fast` (-m "not slow") runs the quick families' exports: no slow mark on them or on the function."""
+    assert quick and set(quick) <= set(MODEL_NAMES)
+    assert all(mark.name != "slow" for mark in getattr(test, "pytestmark", []))
+    parametrize = next(mark for mark in test.pytestmark if mark.name == "parametrize")
+    slow = {param.values[0] for param in parametrize.args[1] if any(m.name == "slow" for m in param.marks)}
+    assert slow == set(MODEL_NAMES) - set(quick)

@@ -12,12 +12,30 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "training" / "scripts"
+NO_GPU = "needs a CUDA GPU (torch.cuda.is_available() is False)"  # tests/cuda/conftest.py's skip reason
+
+
+def cuda_stage_problems(junit: bytes, gpu: bool) -> list[str]:
+    """What is wrong with stage (a)'s JUnit report: a skip is a success only where there is no GPU, and then
+    only for that reason (a test skipped for anything else - a missing part, a broken import - is a problem)."""
+    cases = ElementTree.fromstring(junit).iter("testcase")
+    problems, count = [], 0
+    for case in cases:
+        count += 1
+        name = f"{case.get('classname')}::{case.get('name')}"
+        skipped = case.find("skipped")
+        if case.find("failure") is not None or case.find("error") is not None:
+            problems.append(f"{name} failed")
+        elif skipped is not None and (gpu or skipped.get("message", "") != NO_GPU):
+            problems.append(f"{name} skipped: {skipped.get('message')}")
+    return problems if count else ["no CUDA test ran"]
 
 
 def load_script(name: str):
@@ -50,6 +68,24 @@ def test_card_names_for_benchmark_files():
     assert session.card_name({"gpu": None}) == "cpu"
 
 
+def test_the_cuda_stage_skips_only_for_want_of_a_gpu(tmp_path):
+    """Stage (a) as the session runs it (`pytest -m cuda tests/cuda`), its report read as the rehearsal reads it."""
+    import torch
+
+    junit = tmp_path / "cuda.xml"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "tests/cuda", "-q", "-p", "no:cacheprovider",
+                             f"--junitxml={junit}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    gpu = torch.cuda.is_available()
+    assert cuda_stage_problems(junit.read_bytes(), gpu=gpu) == []
+    # and the reader refuses what a green exit code hides: skips with a GPU, skips for another reason, no tests
+    assert cuda_stage_problems(junit.read_bytes(), gpu=True) != [] or gpu
+    other = b'<testsuites><testsuite><testcase classname="t" name="a"><skipped message="could not import ' \
+            b'\'pydensecrf\'"/></testcase></testsuite></testsuites>'
+    assert cuda_stage_problems(other, gpu=False) == ["t::a skipped: could not import 'pydensecrf'"]
+    assert cuda_stage_problems(b"<testsuites><testsuite/></testsuites>", gpu=False) == ["no CUDA test ran"]
+
+
 @pytest.mark.slow
 def test_rehearsal_runs_every_stage_and_its_results_import(tmp_path):
     out = tmp_path / "out"
@@ -65,8 +101,12 @@ def test_rehearsal_runs_every_stage_and_its_results_import(tmp_path):
     with tarfile.open(out / "results.tar.gz") as archive:
         session = json.load(archive.extractfile("results/session.json"))
         members = set(archive.getnames())
+        junit = archive.extractfile("results/pytest-cuda.xml").read()
     assert session["stages"]["cuda_tests"]["exit_code"] == 0
-    assert "skipped" in session["stages"]["cuda_tests"]["result"]  # no GPU here: every CUDA test skips
+    # no GPU here: every CUDA test skips, for that reason and no other; with a GPU, none may skip
+    import torch
+
+    assert cuda_stage_problems(junit, gpu=torch.cuda.is_available()) == []
     assert session["stages"]["benchmark"]["exit_code"] == 0
     assert {"results/benchmarks/gpu-cpu.json", "results/benchmarks/gpu-cpu.png"} <= members
     lanes = {lane.name: lane for lane in load_script("gpu_session").LANES}
