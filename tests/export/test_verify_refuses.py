@@ -93,3 +93,14 @@ def test_non_finite_logits_are_refused(model_and_record):
 
     report = verify(with_nan, model, record)
     assert not report.passed and all(check.problem == "non-finite logits" for check in report.checks)
+
+
+@pytest.mark.parametrize("size, dynamic, expected", [
+    ((64, 64), True, [(1, 64, 64), (2, 49, 43)]),     # 64 * 3 // 4 + 1 = 49, 64 * 5 // 8 + 3 = 43
+    ((96, 128), True, [(1, 96, 128), (2, 73, 83)]),   # 96 * 3 // 4 + 1 = 73, 128 * 5 // 8 + 3 = 83
+    ((40, 36), True, [(1, 40, 36), (2, 32, 32)]),     # 31 and 25: raised to the 32-pixel floor
+    ((64, 48), False, [(1, 64, 48), (1, 64, 48)]),    # a static graph: two scenes at its one size
+])
+def test_the_shapes_checked_are_the_export_size_and_for_a_dynamic_graph_another(size, dynamic, expected):
+    """A second size and batch that tracing could have frozen: every number differs from the first shape."""
+    assert check_shapes(size, dynamic) == expected
