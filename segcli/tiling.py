@@ -126,6 +126,22 @@ def tiled_logit_bands(
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"tiled inference takes one [1, 3, H, W] image, got {tuple(image.shape)}")
     height, width = image.shape[-2:]
+    yield from tiled_logit_bands_of_rows(lambda top, rows: image[..., top:top + rows, :], height, width, forward,
+                                         num_classes, tile_size, overlap, max_tiles_per_batch)
+
+
+def tiled_logit_bands_of_rows(
+    read_rows: Callable[[int, int], torch.Tensor],
+    height: int,
+    width: int,
+    forward: Forward,
+    num_classes: int,
+    tile_size: int,
+    overlap: float = DEFAULT_OVERLAP,
+    max_tiles_per_batch: int = 4,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """`tiled_logit_bands` over an input read one row of tiles at a time: `read_rows(top, rows)` gives the
+    preprocessed [1, 3, rows, W] rows (a raster too big for memory is read window by window)."""
     grid = TileGrid.for_input(height, width, tile_size, overlap)
     weight = window_2d(grid.tile_height, grid.tile_width, grid.ramp_y, grid.ramp_x)
     band_top = 0  # first row held in the accumulators
@@ -138,9 +154,10 @@ def tiled_logit_bands(
             logit_sum = torch.cat([logit_sum[:, done:], torch.zeros(num_classes, done, width)], dim=1)
             weight_sum = torch.cat([weight_sum[done:], torch.zeros(done, width)], dim=0)
             band_top = y
+        strip = read_rows(y, grid.tile_height)
         for first in range(0, len(grid.xs), max_tiles_per_batch):
             xs = grid.xs[first:first + max_tiles_per_batch]
-            tiles = torch.cat([image[..., y:y + grid.tile_height, x:x + grid.tile_width] for x in xs])
+            tiles = torch.cat([strip[..., x:x + grid.tile_width] for x in xs])
             logits = forward(tiles).float().cpu()
             if logits.shape[1] != num_classes or logits.shape[-2:] != tiles.shape[-2:]:
                 raise SegcliError(
@@ -150,6 +167,7 @@ def tiled_logit_bands(
             for tile_logits, x in zip(logits, xs):
                 logit_sum[:, :, x:x + grid.tile_width] += tile_logits * weight
                 weight_sum[:, x:x + grid.tile_width] += weight
+        del strip
     yield band_top, logit_sum / weight_sum
 
 
