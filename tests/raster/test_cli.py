@@ -129,3 +129,10 @@ def test_cog_output(make_raster, tmp_path, tiny_checkpoint):
         assert (out.crs, out.transform) == (src.crs, src.transform)
         assert "segcli_labels" in out.tags() and out.colormap(1)[255] == (0, 0, 0, 0)
     assert files_under(tmp_path / "out") == {"scene.tif", "scene.json"}  # no temporaries left
+
+
+def test_plain_tiff_above_the_pixel_limit_takes_the_raster_path(tmp_path, tiny_checkpoint):
+    path = write_raster(tmp_path / "big.tif", scene(40, 50), crs=None)
+    result = run_predict([path], tmp_path / "out", tiny_checkpoint, "--max-pixels", "1999")
+    assert result.exit_code == 0, result.output
+    assert files_under(tmp_path / "out") == {"big.tif", "big.json"}

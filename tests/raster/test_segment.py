@@ -95,3 +95,22 @@ def test_a_failed_write_leaves_no_file_under_the_name(engine, make_raster, tmp_p
             writer.discard()
             source.close()
     assert os.listdir(tmp_path) == ["scene.tif"]
+
+
+def test_alpha_band_zero_is_void(engine, tmp_path):
+    from rasterio.enums import ColorInterp
+
+    from raster_support import scene
+
+    data = scene(70, 80, bands=4)
+    data[3] = 255
+    data[3, 40:60, 10:30] = 0
+    path = tmp_path / "rgba.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=70, width=80, count=4, dtype="uint8", photometric="RGB",
+                       alpha="YES", crs="EPSG:32633", transform=rasterio.transform.from_origin(0, 0, 1, 1)) as dst:
+        dst.write(data)
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    _segment(engine, path, tmp_path / "labels.tif")
+    with rasterio.open(tmp_path / "labels.tif") as out:
+        labels = out.read(1)
+    assert (labels[40:60, 10:30] == VOID).all() and (labels != VOID).sum() == 70 * 80 - 20 * 20
