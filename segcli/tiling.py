@@ -139,9 +139,14 @@ def tiled_logit_bands_of_rows(
     tile_size: int,
     overlap: float = DEFAULT_OVERLAP,
     max_tiles_per_batch: int = 4,
+    reuse: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """`tiled_logit_bands` over an input read one row of tiles at a time: `read_rows(top, rows)` gives the
-    preprocessed [1, 3, rows, W] rows (a raster too big for memory is read window by window)."""
+    preprocessed [1, 3, rows, W] rows (a raster too big for memory is read window by window).
+
+    `reuse`: each band is the accumulator itself, divided in place (no band-sized copy), valid only until
+    the next band is asked for. The accumulators shift in place, so memory holds one C x tile-height x W sum.
+    """
     grid = TileGrid.for_input(height, width, tile_size, overlap)
     weight = window_2d(grid.tile_height, grid.tile_width, grid.ramp_y, grid.ramp_x)
     band_top = 0  # first row held in the accumulators
@@ -150,9 +155,12 @@ def tiled_logit_bands_of_rows(
     for row_index, y in enumerate(grid.ys):
         if y > band_top:  # rows above y are final: no tile from this row on reaches them
             done = y - band_top
-            yield band_top, logit_sum[:, :done] / weight_sum[:done]
-            logit_sum = torch.cat([logit_sum[:, done:], torch.zeros(num_classes, done, width)], dim=1)
-            weight_sum = torch.cat([weight_sum[done:], torch.zeros(done, width)], dim=0)
+            if reuse:
+                yield band_top, logit_sum[:, :done].div_(weight_sum[:done])
+            else:
+                yield band_top, logit_sum[:, :done] / weight_sum[:done]
+            _shift_up(logit_sum, done)
+            _shift_up(weight_sum, done)
             band_top = y
         strip = read_rows(y, grid.tile_height)
         for first in range(0, len(grid.xs), max_tiles_per_batch):
@@ -168,7 +176,15 @@ def tiled_logit_bands_of_rows(
                 logit_sum[:, :, x:x + grid.tile_width] += tile_logits * weight
                 weight_sum[:, x:x + grid.tile_width] += weight
         del strip
-    yield band_top, logit_sum / weight_sum
+    yield band_top, logit_sum.div_(weight_sum) if reuse else logit_sum / weight_sum
+
+
+def _shift_up(accumulator: torch.Tensor, rows: int) -> None:
+    """Move the rows below `rows` (dimension -2) to the top, in place, and zero the rest."""
+    keep = accumulator.shape[-2] - rows
+    if keep > 0:
+        accumulator[..., :keep, :] = accumulator[..., rows:, :].clone()
+    accumulator[..., keep:, :] = 0
 
 
 def tiled_logits(

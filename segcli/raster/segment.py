@@ -39,7 +39,7 @@ def segment_raster(engine: SegmentationEngine, source: RasterSource, write, poli
 
     for top, band in tiled_logit_bands_of_rows(read_rows, source.height, source.width, engine.forward,
                                                engine.num_classes, policy.tile_size, policy.overlap,
-                                               policy.max_tiles_per_batch):
+                                               policy.max_tiles_per_batch, reuse=True):
         labels = band.argmax(0).numpy().astype(np.uint8)
         del band
         labels[~_valid_rows(source, top, labels.shape[0])] = VOID
