@@ -25,14 +25,13 @@ BLOCK = 512
 WRITER_TAG = "segcli_labels"  # present in every label GeoTIFF segcli writes (what --overwrite may replace)
 
 
-def label_profile(dataset, cog: bool = False) -> dict:
+def label_profile(dataset) -> dict:
     """The output profile: one uint8 band over the input's grid, tiled and deflated."""
     profile = {"driver": "GTiff", "width": dataset.width, "height": dataset.height, "count": 1, "dtype": "uint8",
-               "crs": dataset.crs, "transform": dataset.transform, "nodata": VOID, "compress": "deflate"}
+               "crs": dataset.crs, "transform": dataset.transform, "nodata": VOID, "compress": "deflate",
+               "BIGTIFF": "IF_SAFER"}  # past 4 GB uncompressed (~65,000 px square), whatever deflate makes of it
     if dataset.width >= BLOCK and dataset.height >= BLOCK:
         profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
-    if cog:
-        profile["BIGTIFF"] = "IF_SAFER"
     return profile
 
 
@@ -96,7 +95,7 @@ class LabelWriter:
 
                 final = self._new_temporary()
                 rasterio.shutil.copy(self.temporary, final, driver="COG", compress="DEFLATE", blocksize=BLOCK,
-                                     overview_resampling="NEAREST")
+                                     overview_resampling="NEAREST", BIGTIFF="IF_SAFER")
             with open(final, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(final, self.path)
