@@ -24,6 +24,7 @@ from segcli.raster.polygons import MARK, label_polygons
 from segcli.raster.source import RasterSource
 from segcli.text import printable
 
+GDAL_CACHE_MB = 256  # GDAL's block cache (default: 5% of the RAM) stays small: memory is bounded by the band
 SUFFIXES = {"label": ".tif", "polygons": ".geojson", "json": ".json"}
 NO_GEOREFERENCE = "the raster has no georeferencing (no CRS, no geotransform): outputs are in pixel coordinates"
 
@@ -96,21 +97,24 @@ def plan_rasters(inputs: list[Path], options: RasterOptions) -> RasterRun:
 
 def run_rasters(run: RasterRun, engine, policy, options: RasterOptions, say: Callable[[str], None]) -> RasterRun:
     """Segment the planned rasters one after another; unreadable ones become `failed` entries."""
+    from segcli.raster.source import import_rasterio
+
     started = time.perf_counter()
-    for path, targets in run.todo:
-        try:
-            source = RasterSource.open(path, options.bands, options.scale)
-        except InputImageError as exc:
-            run.failed.append((path, str(exc)))
-            say(f"failed: {exc}")
-            continue
-        try:
-            if not source.georeferenced:
-                say(f"{printable(path)}: {NO_GEOREFERENCE}")
-            _segment_one(source, targets, engine, policy, options)
-            run.processed += 1
-        finally:
-            source.close()
+    with import_rasterio().Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        for path, targets in run.todo:
+            try:
+                source = RasterSource.open(path, options.bands, options.scale)
+            except InputImageError as exc:
+                run.failed.append((path, str(exc)))
+                say(f"failed: {exc}")
+                continue
+            try:
+                if not source.georeferenced:
+                    say(f"{printable(path)}: {NO_GEOREFERENCE}")
+                _segment_one(source, targets, engine, policy, options)
+                run.processed += 1
+            finally:
+                source.close()
     run.seconds = time.perf_counter() - started
     return run
 

@@ -37,9 +37,11 @@ def segment_raster(engine: SegmentationEngine, source: RasterSource, write, poli
         rgb, _ = source.rows(top, rows)
         return preprocess(rgb, preprocessing)
 
+    # on a CPU one tile per pass: the activations of four 1024 px tiles alone take about a GB of RAM
+    per_pass = 1 if engine.plan.device.type == "cpu" else policy.max_tiles_per_batch
     for top, band in tiled_logit_bands_of_rows(read_rows, source.height, source.width, engine.forward,
                                                engine.num_classes, policy.tile_size, policy.overlap,
-                                               policy.max_tiles_per_batch, reuse=True):
+                                               per_pass, reuse=True):
         labels = band.argmax(0).numpy().astype(np.uint8)
         del band
         labels[~_valid_rows(source, top, labels.shape[0])] = VOID

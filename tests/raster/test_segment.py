@@ -114,3 +114,41 @@ def test_alpha_band_zero_is_void(engine, tmp_path):
     with rasterio.open(tmp_path / "labels.tif") as out:
         labels = out.read(1)
     assert (labels[40:60, 10:30] == VOID).all() and (labels != VOID).sum() == 70 * 80 - 20 * 20
+
+
+def test_rows_are_read_one_tile_strip_at_a_time(engine, make_raster, tmp_path):
+    """Memory bound: no read takes more rows than a tile, every row is read (overlaps twice at most)."""
+    path, _ = make_raster(height=300, width=90)
+    source = RasterSource.open(path)
+    reads = []
+    original = source.rows
+
+    def counting(top, count):
+        reads.append((top, count))
+        return original(top, count)
+
+    source.rows = counting
+    labels = np.zeros((300, 90), np.uint8)
+    segment_raster(engine, source, lambda top, band: labels.__setitem__(slice(top, top + len(band)), band), POLICY)
+    source.close()
+    assert reads and all(count == 64 for _, count in reads)
+    covered = np.zeros(300, int)
+    for top, count in reads:
+        covered[top:top + count] += 1
+    assert covered.min() >= 1 and covered.max() <= 2
+
+
+def test_reused_bands_equal_fresh_bands():
+    import torch
+
+    from segcli.tiling import tiled_logit_bands, tiled_logit_bands_of_rows
+
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 150, 97)
+    conv = torch.nn.Conv2d(3, 4, 7, padding=3)
+    with torch.no_grad():
+        fresh = [(top, band.clone()) for top, band in tiled_logit_bands(conv, image, 4, 48, 0.3, 2)]
+        reused = [(top, band.clone()) for top, band in tiled_logit_bands_of_rows(
+            lambda top, rows: image[..., top:top + rows, :], 150, 97, conv, 4, 48, 0.3, 2, reuse=True)]
+    assert [top for top, _ in fresh] == [top for top, _ in reused]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(fresh, reused))
