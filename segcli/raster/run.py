@@ -77,12 +77,15 @@ def plan_rasters(inputs: list[Path], options: RasterOptions) -> RasterRun:
             if os.path.realpath(path) in real_inputs:
                 raise OutputError(f"{printable(path)} is an input of this run, and the {kind} output of "
                                   f"{printable(source)} would replace it: write the outputs to another folder with --out")
-        found = [(kind, path) for kind, path in paths.items() if path.exists()]
-        foreign = [path for kind, path in found if not path.is_file() or not _is_ours(kind, path)]
+        found = [(kind, path) for kind, path in paths.items() if os.path.lexists(path)]
+        # an empty file holds nothing anyone could lose (what a power failure leaves of a new output)
+        empty = [path for kind, path in found if path.is_file() and path.stat().st_size == 0]
+        foreign = [path for kind, path in found if path not in empty and (not path.is_file() or path.is_symlink()
+                                                                          or not _is_ours(kind, path))]
         if foreign:
             raise OutputError(f"{printable(foreign[0])} exists and was not written by segcli: not replaced; "
                               "move it or choose another --out")
-        if found and options.skip_existing and len(found) == len(paths):
+        if found and options.skip_existing and len(found) == len(paths) and not empty:
             run.skipped.append(source)
         elif found and not (options.overwrite or options.skip_existing):
             existing.append(found[0][1])

@@ -136,3 +136,13 @@ def test_plain_tiff_above_the_pixel_limit_takes_the_raster_path(tmp_path, tiny_c
     result = run_predict([path], tmp_path / "out", tiny_checkpoint, "--max-pixels", "1999")
     assert result.exit_code == 0, result.output
     assert files_under(tmp_path / "out") == {"big.tif", "big.json"}
+
+
+def test_an_empty_output_left_by_a_crash_is_redone_by_skip_existing(make_raster, tmp_path, tiny_checkpoint):
+    path, _ = make_raster()
+    out = tmp_path / "out"
+    assert run_predict([path], out, tiny_checkpoint).exit_code == 0
+    (out / "scene.tif").write_bytes(b"")
+    result = run_predict([path], out, tiny_checkpoint, "--skip-existing")
+    assert result.exit_code == 0 and "1 segmented" in result.stderr
+    assert (out / "scene.tif").stat().st_size > 0
