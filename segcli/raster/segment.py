@@ -20,6 +20,8 @@ from segcli.raster.geotiff import VOID
 from segcli.raster.source import RasterSource
 from segcli.tiling import TilingPolicy, tiled_logit_bands_of_rows
 
+PREPROCESS_COLUMNS = 2048
+
 
 def segment_raster(engine: SegmentationEngine, source: RasterSource, write, policy: TilingPolicy,
                    on_band=None) -> dict:
@@ -34,8 +36,13 @@ def segment_raster(engine: SegmentationEngine, source: RasterSource, write, poli
     started = time.perf_counter()
 
     def read_rows(top: int, rows: int) -> torch.Tensor:
+        """The engine's preprocessing (per pixel), a column chunk at a time: no full-width float temporaries."""
         rgb, _ = source.rows(top, rows)
-        return preprocess(rgb, preprocessing)
+        strip = torch.empty(1, 3, rows, source.width)
+        for left in range(0, source.width, PREPROCESS_COLUMNS):
+            strip[..., left:left + PREPROCESS_COLUMNS] = preprocess(rgb[:, left:left + PREPROCESS_COLUMNS],
+                                                                   preprocessing)
+        return strip
 
     # on a CPU one tile per pass: the activations of four 1024 px tiles alone take about a GB of RAM
     per_pass = 1 if engine.plan.device.type == "cpu" else policy.max_tiles_per_batch

@@ -37,8 +37,10 @@ def _segment(engine, path, target, policy=POLICY, **open_kwargs):
 
 
 @pytest.mark.parametrize("crs", ["EPSG:32633", WGS84])
-def test_labels_equal_the_in_memory_tiled_prediction(engine, make_raster, tmp_path, crs):
-    """150x217 (not a multiple of the 64 px window): every label equals engine.predict's with the same tiling."""
+def test_labels_equal_the_in_memory_tiled_prediction(engine, make_raster, tmp_path, crs, monkeypatch):
+    """150x217 (not a multiple of the 64 px window): every label equals engine.predict's with the same tiling
+    (preprocessed in 50-column chunks, as a wide raster is)."""
+    monkeypatch.setattr("segcli.raster.segment.PREPROCESS_COLUMNS", 50)
     transform = rasterio.transform.from_origin(14.0, 50.0, 0.0001, 0.0001) if crs == WGS84 else None
     path, data = make_raster(crs=crs, transform=transform)
     stats = _segment(engine, path, tmp_path / "labels.tif")
