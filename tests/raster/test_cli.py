@@ -146,3 +146,14 @@ def test_an_empty_output_left_by_a_crash_is_redone_by_skip_existing(make_raster,
     result = run_predict([path], out, tiny_checkpoint, "--skip-existing")
     assert result.exit_code == 0 and "1 segmented" in result.stderr
     assert (out / "scene.tif").stat().st_size > 0
+
+
+def test_without_rasterio_one_line_with_the_pip_hint(make_raster, tmp_path, monkeypatch):
+    import sys
+
+    path, _ = make_raster()
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # `import rasterio` raises ImportError
+    result = run_predict([path], tmp_path / "out", "/nonexistent/weights.safetensors", "--bands", "1,2,3")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == ["Error: rasters need rasterio: pip install 'segcli[geo]' "
+                                                  "(or pip install rasterio)"]
