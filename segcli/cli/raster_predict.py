@@ -60,7 +60,7 @@ def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, bands, sc
         raise click.UsageError("rasters (GeoTIFFs) and other images go in separate runs; name each raster "
                                "(folders are not searched for rasters)")
     import_rasterio()  # MissingDependencyError (one line, the pip hint) when the raster path was asked for
-    return rasters
+    return list(dict.fromkeys(rasters))  # a raster named twice is segmented once
 
 
 def _listed(text: str | None) -> list[str]:

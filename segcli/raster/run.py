@@ -24,7 +24,7 @@ from segcli.raster.polygons import MARK, label_polygons
 from segcli.raster.source import RasterSource
 from segcli.text import printable
 
-GDAL_CACHE_MB = 256  # GDAL's block cache (default: 5% of the RAM) stays small: memory is bounded by the band
+GDAL_CACHE_MB = 128  # GDAL's block cache (default: 5% of the RAM) stays small: memory is bounded by the band
 SUFFIXES = {"label": ".tif", "polygons": ".geojson", "json": ".json"}
 NO_GEOREFERENCE = "the raster has no georeferencing (no CRS, no geotransform): outputs are in pixel coordinates"
 

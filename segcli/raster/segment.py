@@ -20,7 +20,7 @@ from segcli.raster.geotiff import VOID
 from segcli.raster.source import RasterSource
 from segcli.tiling import TilingPolicy, tiled_logit_bands_of_rows
 
-PREPROCESS_COLUMNS = 2048
+ARGMAX_ROWS = 64  # rows argmaxed at once (int64 indices: 8 bytes a pixel)
 
 
 def segment_raster(engine: SegmentationEngine, source: RasterSource, write, policy: TilingPolicy,
@@ -35,30 +35,39 @@ def segment_raster(engine: SegmentationEngine, source: RasterSource, write, poli
     counts = np.zeros(256, dtype=np.int64)
     started = time.perf_counter()
 
-    def read_rows(top: int, rows: int) -> torch.Tensor:
-        """The engine's preprocessing (per pixel), a column chunk at a time: no full-width float temporaries."""
-        rgb, _ = source.rows(top, rows)
-        strip = torch.empty(1, 3, rows, source.width)
-        for left in range(0, source.width, PREPROCESS_COLUMNS):
-            strip[..., left:left + PREPROCESS_COLUMNS] = preprocess(rgb[:, left:left + PREPROCESS_COLUMNS],
-                                                                   preprocessing)
-        return strip
+    strip: dict[int, np.ndarray] = {}  # the uint8 rows of the current row of tiles
+
+    def read_tiles(y: int, xs, tile_height: int, tile_width: int) -> torch.Tensor:
+        """The engine's preprocessing, tile by tile, of one uint8 strip read per row of tiles."""
+        if y not in strip:
+            strip.clear()
+            strip[y] = source.rows(y, tile_height)[0]
+        rgb = strip[y]
+        return torch.cat([preprocess(rgb[:, x:x + tile_width], preprocessing) for x in xs])
 
     # on a CPU one tile per pass: the activations of four 1024 px tiles alone take about a GB of RAM
     per_pass = 1 if engine.plan.device.type == "cpu" else policy.max_tiles_per_batch
-    for top, band in tiled_logit_bands_of_rows(read_rows, source.height, source.width, engine.forward,
+    for top, band in tiled_logit_bands_of_rows(read_tiles, source.height, source.width, engine.forward,
                                                engine.num_classes, policy.tile_size, policy.overlap,
                                                per_pass, reuse=True):
-        labels = band.argmax(0).numpy().astype(np.uint8)
-        del band
+        labels = _argmax_uint8(band)
         labels[~_valid_rows(source, top, labels.shape[0])] = VOID
-        counts += np.bincount(labels.ravel(), minlength=256)
+        for row in range(0, labels.shape[0], ARGMAX_ROWS):
+            counts += np.bincount(labels[row:row + ARGMAX_ROWS].ravel(), minlength=256)
         write(top, labels)
         if on_band is not None:
             on_band(top + labels.shape[0])
     engine.plan.synchronize()
     return {"class_pixels": counts[:engine.num_classes].tolist(), "void_pixels": int(counts[VOID]),
             "seconds": time.perf_counter() - started}
+
+
+def _argmax_uint8(band: torch.Tensor) -> np.ndarray:
+    """[C, rows, W] logits -> [rows, W] uint8 class indices, a few rows at a time."""
+    labels = np.empty(band.shape[1:], dtype=np.uint8)
+    for row in range(0, band.shape[1], ARGMAX_ROWS):
+        labels[row:row + ARGMAX_ROWS] = band[:, row:row + ARGMAX_ROWS].argmax(0).numpy()
+    return labels
 
 
 def _valid_rows(source: RasterSource, top: int, rows: int) -> np.ndarray:

@@ -39,8 +39,8 @@ def _segment(engine, path, target, policy=POLICY, **open_kwargs):
 @pytest.mark.parametrize("crs", ["EPSG:32633", WGS84])
 def test_labels_equal_the_in_memory_tiled_prediction(engine, make_raster, tmp_path, crs, monkeypatch):
     """150x217 (not a multiple of the 64 px window): every label equals engine.predict's with the same tiling
-    (preprocessed in 50-column chunks, as a wide raster is)."""
-    monkeypatch.setattr("segcli.raster.segment.PREPROCESS_COLUMNS", 50)
+    (argmaxed 7 rows at a time)."""
+    monkeypatch.setattr("segcli.raster.segment.ARGMAX_ROWS", 7)
     transform = rasterio.transform.from_origin(14.0, 50.0, 0.0001, 0.0001) if crs == WGS84 else None
     path, data = make_raster(crs=crs, transform=transform)
     stats = _segment(engine, path, tmp_path / "labels.tif")
@@ -151,6 +151,7 @@ def test_reused_bands_equal_fresh_bands():
     with torch.no_grad():
         fresh = [(top, band.clone()) for top, band in tiled_logit_bands(conv, image, 4, 48, 0.3, 2)]
         reused = [(top, band.clone()) for top, band in tiled_logit_bands_of_rows(
-            lambda top, rows: image[..., top:top + rows, :], 150, 97, conv, 4, 48, 0.3, 2, reuse=True)]
+            lambda y, xs, h, w: torch.cat([image[..., y:y + h, x:x + w] for x in xs]), 150, 97, conv, 4, 48, 0.3, 2,
+            reuse=True)]
     assert [top for top, _ in fresh] == [top for top, _ in reused]
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(fresh, reused))
