@@ -35,15 +35,15 @@ def segment_raster(engine: SegmentationEngine, source: RasterSource, write, poli
     counts = np.zeros(256, dtype=np.int64)
     started = time.perf_counter()
 
-    strip: dict[int, np.ndarray] = {}  # the uint8 rows of the current row of tiles
+    strip: dict[int, np.ndarray] = {}  # the 3xHxW uint8 rows of the current row of tiles
 
     def read_tiles(y: int, xs, tile_height: int, tile_width: int) -> torch.Tensor:
         """The engine's preprocessing, tile by tile, of one uint8 strip read per row of tiles."""
         if y not in strip:
             strip.clear()
-            strip[y] = source.rows(y, tile_height)[0]
-        rgb = strip[y]
-        return torch.cat([preprocess(rgb[:, x:x + tile_width], preprocessing) for x in xs])
+            strip[y] = source.planes(y, tile_height)
+        planes = strip[y]
+        return torch.cat([preprocess(planes[:, :, x:x + tile_width].transpose(1, 2, 0), preprocessing) for x in xs])
 
     # on a CPU one tile per pass: the activations of four 1024 px tiles alone take about a GB of RAM
     per_pass = 1 if engine.plan.device.type == "cpu" else policy.max_tiles_per_batch

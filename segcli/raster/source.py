@@ -119,12 +119,15 @@ class RasterSource:
         """Rows [top, top + count) as (HxWx3 uint8 RGB, HxW bool valid)."""
         from rasterio.windows import Window
 
-        window = Window(0, top, self.width, count)
-        data = self.dataset.read(list(self.bands), window=window)
-        valid = self.dataset.dataset_mask(window=window) > 0
-        if self.scaling is not None:
-            data = _stretch(data, self.scaling)
-        return np.ascontiguousarray(data.transpose(1, 2, 0)), valid
+        valid = self.dataset.dataset_mask(window=Window(0, top, self.width, count)) > 0
+        return np.ascontiguousarray(self.planes(top, count).transpose(1, 2, 0)), valid
+
+    def planes(self, top: int, count: int) -> np.ndarray:
+        """Rows [top, top + count) as 3xHxW uint8 (the chosen bands, scaled), as rasterio reads them."""
+        from rasterio.windows import Window
+
+        data = self.dataset.read(list(self.bands), window=Window(0, top, self.width, count))
+        return data if self.scaling is None else _stretch(data, self.scaling)
 
     def _scaling(self, scale: tuple[float, float] | None) -> list[dict]:
         if scale is not None:

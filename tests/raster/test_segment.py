@@ -123,13 +123,13 @@ def test_rows_are_read_one_tile_strip_at_a_time(engine, make_raster, tmp_path):
     path, _ = make_raster(height=300, width=90)
     source = RasterSource.open(path)
     reads = []
-    original = source.rows
+    original = source.planes
 
     def counting(top, count):
         reads.append((top, count))
         return original(top, count)
 
-    source.rows = counting
+    source.planes = counting
     labels = np.zeros((300, 90), np.uint8)
     segment_raster(engine, source, lambda top, band: labels.__setitem__(slice(top, top + len(band)), band), POLICY)
     source.close()
