@@ -18,7 +18,7 @@ $(PYTHON):  ## the virtual environment (without ensurepip, e.g. Debian lacking p
 
 install: venv  ## segcli (editable) and the test dependencies (Ray Data included); torch/torchvision from PyPI only if missing
 	@$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q torch torchvision
-	$(PIP) install -q -e ".[dev,export,coco,ray,serve]"
+	$(PIP) install -q -e ".[dev,export,coco,ray,serve,geo]"
 
 install-crf: venv  ## the dense CRF: pydensecrf2 builds the `pydensecrf` module from source (~35 s)
 	@$(PYTHON) -c "import pydensecrf.densecrf" 2>/dev/null || $(PIP) install -q pydensecrf2

@@ -126,6 +126,31 @@ def tiled_logit_bands(
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"tiled inference takes one [1, 3, H, W] image, got {tuple(image.shape)}")
     height, width = image.shape[-2:]
+    def read_tiles(y: int, xs: tuple[int, ...], tile_height: int, tile_width: int) -> torch.Tensor:
+        return torch.cat([image[..., y:y + tile_height, x:x + tile_width] for x in xs])
+
+    yield from tiled_logit_bands_of_rows(read_tiles, height, width, forward, num_classes, tile_size, overlap,
+                                         max_tiles_per_batch)
+
+
+def tiled_logit_bands_of_rows(
+    read_tiles: Callable[[int, tuple[int, ...], int, int], torch.Tensor],
+    height: int,
+    width: int,
+    forward: Forward,
+    num_classes: int,
+    tile_size: int,
+    overlap: float = DEFAULT_OVERLAP,
+    max_tiles_per_batch: int = 4,
+    reuse: bool = False,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """`tiled_logit_bands` over an input read tile by tile: `read_tiles(y, xs, tile_height, tile_width)` gives
+    the preprocessed [len(xs), 3, tile_height, tile_width] tiles whose top-left corners are (y, x) for x in xs,
+    row by row of tiles, top to bottom (a raster too big for memory is read window by window).
+
+    `reuse`: each band is the accumulator itself, divided in place (no band-sized copy), valid only until
+    the next band is asked for. The accumulators shift in place, so memory holds one C x tile-height x W sum.
+    """
     grid = TileGrid.for_input(height, width, tile_size, overlap)
     weight = window_2d(grid.tile_height, grid.tile_width, grid.ramp_y, grid.ramp_x)
     band_top = 0  # first row held in the accumulators
@@ -134,13 +159,16 @@ def tiled_logit_bands(
     for row_index, y in enumerate(grid.ys):
         if y > band_top:  # rows above y are final: no tile from this row on reaches them
             done = y - band_top
-            yield band_top, logit_sum[:, :done] / weight_sum[:done]
-            logit_sum = torch.cat([logit_sum[:, done:], torch.zeros(num_classes, done, width)], dim=1)
-            weight_sum = torch.cat([weight_sum[done:], torch.zeros(done, width)], dim=0)
+            if reuse:
+                yield band_top, logit_sum[:, :done].div_(weight_sum[:done])
+            else:
+                yield band_top, logit_sum[:, :done] / weight_sum[:done]
+            _shift_up(logit_sum, done)
+            _shift_up(weight_sum, done)
             band_top = y
         for first in range(0, len(grid.xs), max_tiles_per_batch):
             xs = grid.xs[first:first + max_tiles_per_batch]
-            tiles = torch.cat([image[..., y:y + grid.tile_height, x:x + grid.tile_width] for x in xs])
+            tiles = read_tiles(y, xs, grid.tile_height, grid.tile_width)
             logits = forward(tiles).float().cpu()
             if logits.shape[1] != num_classes or logits.shape[-2:] != tiles.shape[-2:]:
                 raise SegcliError(
@@ -150,7 +178,16 @@ def tiled_logit_bands(
             for tile_logits, x in zip(logits, xs):
                 logit_sum[:, :, x:x + grid.tile_width] += tile_logits * weight
                 weight_sum[:, x:x + grid.tile_width] += weight
-    yield band_top, logit_sum / weight_sum
+    yield band_top, logit_sum.div_(weight_sum) if reuse else logit_sum / weight_sum
+
+
+def _shift_up(accumulator: torch.Tensor, rows: int) -> None:
+    """Move the rows below `rows` (dimension -2) to the top, in place, and zero the rest."""
+    keep = accumulator.shape[-2] - rows
+    if keep > 0:  # a copy of the kept rows only where source and target overlap (tiles sharing > half)
+        kept = accumulator[..., rows:, :]
+        accumulator[..., :keep, :] = kept.clone() if keep > rows else kept
+    accumulator[..., keep:, :] = 0
 
 
 def tiled_logits(

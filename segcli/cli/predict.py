@@ -17,6 +17,7 @@ from segcli.cli.options import (
 from segcli.cli.output_choice import (
     checkpoint_classes, choose_outputs, finish_report, output_options, parse_classes, read_one_image, stream_image,
 )
+from segcli.cli.raster_predict import raster_options
 from segcli.distributed.options import cluster_from_options, ray_options
 
 
@@ -54,11 +55,12 @@ from segcli.distributed.options import cluster_from_options, ray_options
               help="Threads decoding ahead and writing behind the model (0: none) [default: auto: on a CPU two "
                    "images side by side, each with half the cores; on a GPU 2]. Giving this or --batch-size runs "
                    "one image stream with torch's threads as they are.")
+@raster_options
 @quiet_option()
 @ray_options
 def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, classes, report, save_probs,
             no_overlay, overwrite, skip_existing, max_pixels, download, tile, tile_overlap, tta, multiscale,
-            batch_size, io_workers, quiet, **crf_kwargs) -> None:
+            batch_size, io_workers, quiet, bands, scale, cog, simplify, **crf_kwargs) -> None:
     """Segment INPUTS (files, folders searched recursively, or globs) and write, per image,
     a label PNG (palettized, pixel value = class index), an overlay with a legend and a JSON summary
     (--outputs chooses: also class masks, cut-outs, COCO RLE, probabilities).
@@ -66,12 +68,18 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     \b
     Example:  segcli predict img.jpg --model deeplabv3p --crf
     Pipe:     cat img.jpg | segcli predict - --out - > label.png
+    GeoTIFF:  segcli predict scene.tif --outputs polygons   (scene.tif labels + scene.geojson)
     """
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing exclude each other")
     if weights and str(weights).lower().endswith(".onnx") and precision not in ("auto", "fp32"):
         raise click.BadParameter(f"{precision}: an ONNX graph runs in fp32 (onnxruntime's CPU provider); "
                                  "leave --precision out or pass fp32", param_hint="'--precision'")
+    from segcli.cli.raster_predict import raster_inputs
+
+    rasters = raster_inputs(inputs, max_pixels, outputs, bands, scale, cog, simplify)
+    if rasters is not None:
+        return _predict_rasters(rasters, locals())
     choice = choose_outputs(inputs, out_dir, outputs, classes, report, save_probs, no_overlay, overwrite, skip_existing)
     cluster = cluster_from_options(crf_kwargs, batch_size, io_workers)  # None: the local engine
     if cluster is not None and choice.stream:
@@ -111,6 +119,33 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
         return
     _finish(run, _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers), choice, out_dir,
             console, quiet)
+
+
+def _predict_rasters(rasters, flags) -> None:
+    """GeoTIFF inputs: segcli.raster (label GeoTIFF, JSON, polygons); what it cannot do is a usage error."""
+    from segcli.cli.raster_predict import check_raster_flags, predict_rasters
+    from segcli.errors import SegcliError
+    from segcli.inference_options import InferenceOptions
+    from segcli.raster.run import RasterOptions
+    from segcli.raster.source import parse_bands, parse_scale
+
+    kwargs = flags["crf_kwargs"]
+    refused = {"--engine ray": kwargs.get("engine_kind") == "ray", "--crf": bool(kwargs.get("crf")),
+               "--tta": flags["tta"], "--report": flags["report"], "--save-probs": flags["save_probs"],
+               "--classes": flags["classes"] is not None}
+    kinds, policy = check_raster_flags(flags["outputs"], flags["out_dir"], flags["tile"], flags["tile_overlap"],
+                                       refused)
+    try:
+        bands, scale = parse_bands(flags["bands"]), parse_scale(flags["scale"])
+    except SegcliError as exc:
+        raise click.UsageError(str(exc)) from None
+    options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
+                            skip_existing=flags["skip_existing"], bands=bands, scale=scale, cog=flags["cog"],
+                            simplify=flags["simplify"])
+    inference = InferenceOptions(precision=flags["precision"], tiling=policy)
+    predict_rasters(rasters, options, policy, lambda console: _load_engine(
+        flags["model"], flags["weights"], flags["device"], flags["download"], inference, flags["multiscale"],
+        console), flags["quiet"])
 
 
 def _load_engine(model, weights, device, download, inference, multiscale, console):
