@@ -84,23 +84,12 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     cluster = cluster_from_options(crf_kwargs, batch_size, io_workers)  # None: the local engine
     if cluster is not None and choice.stream:
         raise click.UsageError("--engine ray writes into an --out folder, not to stdout")
-    crf = crf_settings_from_options(crf_kwargs)
+    inference, settings = _inference_options(crf_settings_from_options(crf_kwargs), precision, tile, tile_overlap,
+                                             tta, multiscale, alpha)
 
     from rich.console import Console
 
-    from segcli.errors import SegcliError
-    from segcli.inference_options import InferenceOptions
-    from segcli.tiling import TilingPolicy, TTAParams
-
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    try:
-        tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
-    except SegcliError as exc:  # a usage error (exit 2), as every bad flag value
-        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
-    inference = InferenceOptions(precision=precision, tiling=tiling, tta=TTAParams() if tta else None, crf=crf)
-    settings = {"precision": precision,
-                "crf": None if crf is None else {"given": dict(crf.given), "method": crf.method},
-                "tile": tile, "tile_overlap": tile_overlap, "tta": tta, "multiscale": multiscale, "alpha": alpha}
     options = _output_options(choice, model, weights, download, out_dir=out_dir, alpha=alpha, overwrite=overwrite,
                               skip_existing=skip_existing, settings=settings)
     # every output problem of the run fails here, before the model loads
@@ -119,6 +108,23 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
         return
     _finish(run, _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers), choice, out_dir,
             console, quiet)
+
+
+def _inference_options(crf, precision, tile, tile_overlap, tta, multiscale, alpha):
+    """The engine's InferenceOptions, and the settings a set's JSON records (what --skip-existing compares)."""
+    from segcli.errors import SegcliError
+    from segcli.inference_options import InferenceOptions
+    from segcli.tiling import TilingPolicy, TTAParams
+
+    try:
+        tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
+    except SegcliError as exc:  # a usage error (exit 2), as every bad flag value
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
+    inference = InferenceOptions(precision=precision, tiling=tiling, tta=TTAParams() if tta else None, crf=crf)
+    settings = {"precision": precision,
+                "crf": None if crf is None else {"given": dict(crf.given), "method": crf.method},
+                "tile": tile, "tile_overlap": tile_overlap, "tta": tta, "multiscale": multiscale, "alpha": alpha}
+    return inference, settings
 
 
 def _predict_rasters(rasters, flags) -> None:
