@@ -59,7 +59,7 @@ def scan_inputs(inputs: Sequence[str | Path], exclude: Iterable[str | Path] = ()
     """
     if not inputs:
         raise InputImageError("no input given: pass image files, folders or globs")
-    walker = _Walker({os.path.realpath(folder) for folder in exclude})
+    walker = _Walker([Path(folder) for folder in exclude])
     for raw in inputs:
         walker.add_input(Path(raw))
     scan = walker.scan
@@ -81,10 +81,10 @@ def find_images(inputs: Sequence[str | Path], exclude: Iterable[str | Path] = ()
 class _Walker:
     """Collects sources, problems and skipped entries over all inputs; visits each real folder once."""
 
-    def __init__(self, excluded: set[str]) -> None:
+    def __init__(self, excluded: list[Path]) -> None:
         self.scan = InputScan()
-        self.excluded = excluded
-        self.visited: set[str] = set()
+        self.excluded = {key for key in map(_folder_key, excluded) if key is not None}
+        self.visited: set[tuple[int, int]] = set()
 
     def add_input(self, path: Path) -> None:
         try:
@@ -93,7 +93,7 @@ class _Walker:
             self._add_missing_input(path, exc)
             return
         if stat.S_ISDIR(mode):
-            if os.path.realpath(path) in self.visited:
+            if _folder_key(path) in self.visited:
                 return  # the same folder given twice, or one inside a folder given before
             found = len(self.scan.sources), len(self.scan.problems), len(self.scan.skipped)
             self.walk(path, base=path)
@@ -132,13 +132,14 @@ class _Walker:
 
     def walk(self, folder: Path, base: Path) -> None:
         """Image files under `folder`, sorted, files of a folder before its sub-folders."""
-        stack: list[tuple[Path, tuple[str, ...]]] = [(folder, ())]
+        stack: list[tuple[Path, tuple[tuple[tuple[int, int], Path], ...]]] = [(folder, ())]
         while stack:
             current, ancestors = stack.pop()
-            real = os.path.realpath(current)
-            if real in self.visited:
-                continue  # a second way into a folder already walked
-            self.visited.add(real)
+            key = _folder_key(current)
+            if key in self.visited:
+                continue  # a second way into a folder already walked (a link or a bind mount)
+            if key is not None:
+                self.visited.add(key)
             entries = self._entries(current)
             own_outputs = 0
             for entry in entries:
@@ -150,15 +151,22 @@ class _Walker:
             subfolders = sorted((Path(entry.path) for entry in entries if not entry.name.startswith(".")
                                  and _is_folder(entry)), key=lambda path: (path.is_symlink(), path.name))
             for subfolder in reversed(subfolders):
-                if self._walks_into(subfolder, (*ancestors, real)):
-                    stack.append((subfolder, (*ancestors, real)))
+                if self._walks_into(subfolder, (*ancestors, (key, current))):
+                    stack.append((subfolder, (*ancestors, (key, current))))
 
-    def _walks_into(self, subfolder: Path, ancestors: tuple[str, ...]) -> bool:
-        real = os.path.realpath(subfolder)
-        if real in ancestors:
+    def _walks_into(self, subfolder: Path, ancestors: tuple[tuple[tuple[int, int], Path], ...]) -> bool:
+        """Folders are known by (device, inode), so a bind mount of a folder inside itself is a loop too
+        (realpath sees through symbolic links only)."""
+        key = _folder_key(subfolder)
+        looped = [path for ancestor, path in ancestors if ancestor == key]
+        if looped and subfolder.is_symlink():
+            real = os.path.realpath(subfolder)
             self.scan.skipped.append(f"{printable(subfolder)}: a link back to {printable(real)} (a loop)")
             return False
-        return real not in self.excluded  # this run's output folder is not walked
+        if looped:
+            self.scan.skipped.append(f"{printable(subfolder)}: the folder {printable(looped[0])} again (a loop)")
+            return False
+        return key not in self.excluded  # this run's output folder is not walked
 
     def _entries(self, folder: Path) -> list[os.DirEntry]:
         try:
@@ -193,6 +201,15 @@ def _output_name(path: Path, base: Path) -> Path:
         return relative
     normal = Path(os.path.normpath(relative))
     return Path(path.name) if normal.parts[0] == ".." else normal
+
+
+def _folder_key(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder a path leads to; None when it cannot be read."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _is_folder(entry: os.DirEntry) -> bool:

@@ -147,3 +147,44 @@ def test_names_in_messages_are_escaped(tmp_path):
         find_images([tmp_path / "bad\nname\x1b[31m.jpg"])
     assert "\n" not in str(error.value) and "\x1b" not in str(error.value)
     assert "bad\\nname\\x1b[31m.jpg" in str(error.value)
+
+
+@pytest.fixture
+def bind_mount():
+    """`mount --bind SOURCE TARGET` for the test (root in a mount namespace that allows it), undone after."""
+    import shutil
+    import subprocess
+
+    mounted: list[Path] = []
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("bind mounts need root and mount(8)")
+
+    def bind(source: Path, target: Path) -> None:
+        done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"bind mounts are not allowed here: {done.stderr.strip()}")
+        mounted.append(target)
+
+    yield bind
+    for target in reversed(mounted):
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_a_bind_mounted_loop_is_walked_once_and_named(tmp_path, bind_mount):
+    root = tmp_path / "in"
+    make_tree(root)
+    (root / "sub" / "mnt").mkdir()
+    bind_mount(root, root / "sub" / "mnt")  # the tree inside itself: no symbolic link for realpath to see
+    scan = scan_inputs([root])
+    assert [s.relative for s in scan.sources] == TREE  # each image once, under its own place
+    assert scan.skipped == [f"{root / 'sub' / 'mnt'}: the folder {root} again (a loop)"]
+    assert scan.problems == []
+
+
+def test_a_folder_bind_mounted_twice_is_walked_once(tmp_path, bind_mount):
+    root = tmp_path / "in"
+    make_tree(root)
+    (root / "zz-copy").mkdir()
+    bind_mount(root / "sub", root / "zz-copy")  # a second way into sub/, not a loop
+    scan = scan_inputs([root])
+    assert [s.relative for s in scan.sources] == TREE
