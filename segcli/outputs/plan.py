@@ -131,6 +131,7 @@ class OutputPlan:
         planned = [(source, self.paths_for(source.relative)) for source in sources]
         _check_no_shared_names(planned)
         _check_inputs_kept(planned)
+        _check_folders_inside(self.out_dir, planned)
         run = RunPlan()
         existing: list[Path] = []
         for source, paths in planned:
@@ -268,3 +269,21 @@ def _check_inputs_kept(planned: list[tuple["ImageSource", dict[str, Path]]]) -> 
                 raise OutputError(
                     f"{printable(path)} is an input of this run, and the {name} output of "
                     f"{printable(source.relative)} would replace it: write the outputs to another folder with --out")
+
+
+def _check_folders_inside(out_dir: Path, planned: list[tuple["ImageSource", dict[str, Path]]]) -> None:
+    """A linked sub-folder of --out that leads outside it would put outputs among files segcli never owned."""
+    root = os.path.realpath(out_dir)
+    checked: set[Path] = set()
+    for _, paths in planned:
+        for path in paths.values():
+            folder = path.parent
+            if folder in checked:
+                continue
+            checked.add(folder)
+            real = os.path.realpath(folder)
+            if os.path.commonpath([root, real]) != root:
+                linked = next((parent for parent in (folder, *folder.parents) if parent.is_symlink()), folder)
+                raise OutputError(f"{printable(linked)} leads to {printable(os.path.realpath(linked))}, outside the "
+                                  f"output folder {printable(out_dir)}: segcli writes only inside --out; remove the "
+                                  "link or choose another --out")

@@ -149,3 +149,25 @@ def test_names_in_plan_errors_are_escaped(tmp_path):
     with pytest.raises(OutputError) as error:
         plan.prepare([source(tmp_path, "x\n.jpg"), source(tmp_path, "x\n.png")])
     assert "\n" not in str(error.value) and "x\\n.jpg" in str(error.value)
+
+
+def test_a_linked_folder_inside_out_that_leads_outside_it_is_refused(tmp_path):
+    """out/trip -> elsewhere/: outputs of trip/*.jpg would land outside --out, among files segcli never owned."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out" / "trip")
+    for flags in ({}, {"overwrite": True}, {"skip_existing": True}):
+        plan = OutputPlan(OutputOptions(tmp_path / "out", **flags))
+        with pytest.raises(OutputError, match=r"out/trip leads to .*elsewhere, outside the output folder .*out: "
+                                              r"segcli writes only inside --out; remove the link or choose another"):
+            plan.prepare([source(tmp_path / "in", "a.jpg"), source(tmp_path / "in", "trip/b.jpg")])
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_linked_out_folder_and_links_that_stay_inside_it_are_used(tmp_path):
+    (tmp_path / "real-out" / "2024").mkdir(parents=True)
+    os.symlink(tmp_path / "real-out", tmp_path / "out")            # --out itself a link: the user's choice
+    os.symlink(tmp_path / "real-out" / "2024", tmp_path / "real-out" / "trip")  # inside it
+    plan = OutputPlan(OutputOptions(tmp_path / "out"))
+    run = plan.prepare([source(tmp_path / "in", "trip/b.jpg")])
+    assert [item.source.relative for item in run.todo] == [Path("trip/b.jpg")]
