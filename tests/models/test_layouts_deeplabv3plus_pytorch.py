@@ -217,7 +217,10 @@ def test_published_file_loads_strictly_and_matches_a_hand_wired_forward(tmp_path
             high = backbone.high_level_features(backbone.low_level_features(image))
         rates = (6, 12, 18) if output_stride == 16 else (12, 24, 36)
         expected = hand_wired_v3_head(high, state, rates, (size, size))
-        torch.testing.assert_close(model(image), expected)
+        # fp32 through ResNet-50 and the ASPP head: the module path and the hand-wired F.conv2d/batch_norm path
+        # round differently on some CPUs (seen: 2.6e-4 on logits of magnitude ~2 on an AVX2 Xeon); a layout
+        # error moves logits by O(1), far outside this bound
+        torch.testing.assert_close(model(image), expected, rtol=1e-3, atol=1e-3)
         low_res = model.low_res_logits(image)
     assert low_res.shape[-1] == high.shape[-1]
     if "resnet" in record.model:
