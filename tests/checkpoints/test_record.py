@@ -1,7 +1,7 @@
 """Checkpoint records: a record read from a file or a manifest is checked field by field.
 
 A crafted `segcli.record` in a safetensors file's metadata must give one clear error, never a
-traceback or NaN outputs (issue 11 item 12).
+traceback or NaN outputs.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`segcli evaluate` output: `--json` on stdout or into a file, plain rows when piped, and the mIoU
-row naming the data it was measured on (issue 12 item 5)."""
+row naming the data it was measured on."""
 
 from __future__ import annotations
 

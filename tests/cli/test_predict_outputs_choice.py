@@ -1,4 +1,4 @@
-"""`segcli predict --outputs/--classes` through the CLI (issue 15.1, 15.2), with the tiny model on the CPU."""
+"""`segcli predict --outputs/--classes` through the CLI, with the tiny model on the CPU."""
 
 from __future__ import annotations
 

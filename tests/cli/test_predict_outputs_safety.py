@@ -1,6 +1,6 @@
 """`segcli predict` never destroys what a user owns, and no single file or folder stops a run.
 
-Issue 11 (items 1-5, 7, 8, 13) and issue 12 (item 4), through the CLI with the tiny model on the CPU.
+The output plan's safety rules, through the CLI with the tiny model on the CPU.
 """
 
 from __future__ import annotations
@@ -327,7 +327,7 @@ def test_missing_input_with_escape_sequence_is_escaped_in_the_error(tmp_path, we
     assert "\x1b" not in result.stderr and "gone\\x1b[2J.png" in result.stderr
 
 
-# --- issue 12.4: a rerun fails once, up front ----------------------------------------------------
+# --- a rerun fails once, up front ----------------------------------------------------
 
 def test_rerun_into_existing_outputs_fails_once_before_the_model_loads(tmp_path, weights):
     folder = tmp_path / "in"

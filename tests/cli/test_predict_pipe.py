@@ -1,4 +1,4 @@
-"""`segcli predict - --out -` in a real shell pipe (issue 15.3): image bytes in, one PNG out, messages on stderr."""
+"""`segcli predict - --out -` in a real shell pipe: image bytes in, one PNG out, messages on stderr."""
 
 from __future__ import annotations
 

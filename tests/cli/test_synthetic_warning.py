@@ -1,4 +1,4 @@
-"""The shipped-on-synthetic-scenes warning reaches every user of such a checkpoint (issue 12 item 2):
+"""The shipped-on-synthetic-scenes warning reaches every user of such a checkpoint:
 the CLI with and without -q, given by name or by path, compare-upsampling --model, the per-image
 JSON `note`, and the Python API (warnings.warn)."""
 

@@ -1,4 +1,4 @@
-"""DeepLab v1 LargeFOV (VGG16) checkpoint of wangleihitcs/DeepLab-V1-PyTorch (FACTS.md section 12).
+"""DeepLab v1 LargeFOV (VGG16) checkpoint of wangleihitcs/DeepLab-V1-PyTorch (layouts as in those repositories' model code).
 
 Its file is ``VGG16_LargeFOV.state_dict()`` saved from DataParallel: ``module.features.N`` for the
 13 VGG16 convolutions, fc6 (3x3, dilation 12, 1024), fc7 and fc8, all with bias: 32 tensors. The

@@ -1,6 +1,6 @@
-"""DeepLab v2 ResNet-101 checkpoints of kazuto1011/deeplab-pytorch, isht7 and speedinghzl (FACTS.md section 12).
+"""DeepLab v2 ResNet-101 checkpoints of kazuto1011/deeplab-pytorch, isht7 and speedinghzl (layouts as in those repositories' model code).
 
-The published layouts are written out here from FACTS (names, shapes, counts), independently of
+The published layouts are written out here from those repositories' code (names, shapes, counts), independently of
 segcli's model. Full-size files are checked on the meta device (strict load, every key); the
 forward is checked at small width against a DeepLab v2 wired by hand from the file's tensors
 with torch.nn.functional (Caffe ResNet: stride in the 1x1 ``reduce``, ceil max-pool, every block

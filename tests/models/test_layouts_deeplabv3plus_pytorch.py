@@ -1,4 +1,4 @@
-"""DeepLab v3 checkpoints of DeepLabV3Plus-Pytorch (FACTS.md section 2) in the zoo's deeplabv3-* models.
+"""DeepLab v3 checkpoints of DeepLabV3Plus-Pytorch (VainF/DeepLabV3Plus-Pytorch's network code) in the zoo's deeplabv3-* models.
 
 Their files hold ``backbone.*`` (torchvision ResNet names, or MobileNetV2 split into
 ``low_level_features`` / ``high_level_features``) and the DeepLab v3 head under

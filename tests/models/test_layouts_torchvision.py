@@ -99,7 +99,7 @@ def test_scaled_resnet_at_full_width_equals_torchvision_resnet50() -> None:
         torch.testing.assert_close(scaled.eval()(image), trunk(image))
 
 
-# --------------------------------------------------------------------------- DeepLabV3+ (FACTS.md section 2)
+# --------------------------------------------------------------------------- DeepLabV3+ (VainF/DeepLabV3Plus-Pytorch's network code)
 
 
 def v3plus_head_keys(high_channels: int, low_channels: int, classes: int) -> dict[str, tuple[int, ...]]:
@@ -250,7 +250,7 @@ def test_deeplabv3plus_forward_matches_a_hand_wired_head(name) -> None:
     assert model.classifier.aspp.project[3].p == 0.1
 
 
-# --------------------------------------------------------------------------- FCN-VGG (FACTS.md section 3)
+# --------------------------------------------------------------------------- FCN-VGG (wkentaro/pytorch-fcn's models)
 
 
 def vgg16_keys() -> dict[str, tuple[int, ...]]:

@@ -1,4 +1,4 @@
-"""Per-class outputs (issue 15): 1-bit masks, RGBA cut-outs and COCO RLE each give back the label map."""
+"""Per-class outputs: 1-bit masks, RGBA cut-outs and COCO RLE each give back the label map."""
 
 from __future__ import annotations
 

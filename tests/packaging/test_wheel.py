@@ -1,5 +1,5 @@
 """A real install: the sdist and the wheel carry the manifest and the shipped checkpoints, and an
-installed wheel runs from an unrelated folder (issue 12 item 1)."""
+installed wheel runs from an unrelated folder."""
 
 from __future__ import annotations
 

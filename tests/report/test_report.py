@@ -1,4 +1,4 @@
-"""`segcli predict --report` (issue 15.4): OUT/index.html, self-contained, names escaped, rendered by a real browser."""
+"""`segcli predict --report`: OUT/index.html, self-contained, names escaped, rendered by a real browser."""
 
 from __future__ import annotations
 
