@@ -17,7 +17,8 @@ KIND_TYPES = {  # the kinds a request may ask for (`outputs=`) and the media typ
     "rle": "application/json", "probs": "application/octet-stream", "masks": "application/zip",
 }
 CLASS_KINDS = ("masks", "cutout", "rle")  # what `classes=` limits, as predict's --classes
-RAW_TYPES = ("", "application/octet-stream")  # besides image/*
+# besides image/*; application/x-www-form-urlencoded is what `curl --data-binary @img.jpg` sends by default
+RAW_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same masks give the same zip bytes
 
 

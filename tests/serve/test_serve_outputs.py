@@ -113,3 +113,10 @@ def test_label_matches_predict_for_an_image_of_another_size(served, tmp_path, we
     assert result.exit_code == 0, result.stderr
     answer = post_image(served, image.read_bytes())
     assert answer.content == (tmp_path / "out" / "tall.png").read_bytes()
+
+
+def test_curls_default_form_type_is_taken_as_the_raw_image(served, photo, predicted):
+    """`curl --data-binary @img.jpg URL` sends application/x-www-form-urlencoded: the body is still the image."""
+    answer = post_image(served, photo.read_bytes(), content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 200, answer.text
+    assert answer.content == (predicted / "all" / "a photo.png").read_bytes()
