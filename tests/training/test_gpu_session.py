@@ -109,6 +109,8 @@ def test_rehearsal_runs_every_stage_and_its_results_import(tmp_path):
     assert cuda_stage_problems(junit, gpu=torch.cuda.is_available()) == []
     assert session["stages"]["benchmark"]["exit_code"] == 0
     assert {"results/benchmarks/gpu-cpu.json", "results/benchmarks/gpu-cpu.png"} <= members
+    assert session["stages"]["crf"]["exit_code"] == 0
+    assert {"results/benchmarks/crf-cpu.json", "results/benchmarks/crf-cpu.md"} <= members
     lanes = {lane.name: lane for lane in load_script("gpu_session").LANES}
     assert set(session["lanes"]) == set(lanes)
     for name, facts in session["lanes"].items():

@@ -3,6 +3,8 @@
 Run by `training/gpu_session.sh` (see there for the settings). Stages, in order:
   (a) `pytest -m cuda tests/cuda`                      -> results: pytest-cuda.log, pytest-cuda.xml
   (b) `segcli benchmark --device cuda`, 512 and 1024   -> results: benchmarks/gpu-<card>.{json,md,png}
+  (b') the dense CRF in torch on CUDA, 512/1024/2048 px -> results: benchmarks/crf-<card>.{json,md}
+       (benchmarks/crf_speed.py --torch-cuda; a rehearsal runs its CPU rows, --torch-cpu, instead)
   (c) training lanes, several at once on the one GPU   -> results: lanes/<lane>/{train.log, eval.json, ...}
       each from the shipped weights (or from scratch), on synth scenes generated here while (a) and (b)
       run, time-boxed (`segcli train --time-budget`), then `segcli evaluate` on the held-out draw.
@@ -202,6 +204,21 @@ def stage_benchmark(session: Session, card: str) -> None:
                 f"wrote {', '.join(written) or 'nothing'}")
 
 
+def stage_crf(session: Session, card: str) -> None:
+    """benchmarks/crf_speed.py: the torch CRF on the GPU against pydensecrf's reference on one CPU core."""
+    folder = session.results / "benchmarks"
+    folder.mkdir(exist_ok=True)
+    stem = folder / f"crf-{card}"
+    where = ["--torch-cpu", "--images", "1", "--repeats", "1"] if session.settings.rehearsal else ["--torch-cuda"]
+    argv = [sys.executable, "benchmarks/crf_speed.py", "--cases", "none", *where,
+            "--json", f"{stem}.json", "--markdown", f"{stem}.md"]
+    code, seconds = session.run(argv, session.results / "crf.log", session.settings.benchmark_timeout,
+                                child_environment(threads=4))
+    written = sorted(path.name for path in folder.glob(f"crf-{card}.*"))
+    session.record_stage("crf", exit_code=code, seconds=round(seconds, 1), files=written)
+    session.say(f"(b') torch CRF benchmark: exit {code} in {seconds:.0f} s, wrote {', '.join(written) or 'nothing'}")
+
+
 def wait_for_data(session: Session, jobs: list[tuple[subprocess.Popen, Path]]) -> bool:
     for process, folder in jobs:
         try:
@@ -345,6 +362,7 @@ def main() -> int:
     jobs = start_data(session)
     stage_cuda_tests(session)
     stage_benchmark(session, card_name(facts))
+    stage_crf(session, card_name(facts))
     if wait_for_data(session, jobs):
         stage_training(session, lanes)
     write_summary(session)
