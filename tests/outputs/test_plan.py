@@ -171,3 +171,65 @@ def test_a_linked_out_folder_and_links_that_stay_inside_it_are_used(tmp_path):
     plan = OutputPlan(OutputOptions(tmp_path / "out"))
     run = plan.prepare([source(tmp_path / "in", "trip/b.jpg")])
     assert [item.source.relative for item in run.todo] == [Path("trip/b.jpg")]
+
+
+def test_the_overlay_and_probability_flags_follow_the_outputs_list():
+    with_probs = OutputOptions(Path("out"), outputs=("label", "probs", "json"))
+    assert (with_probs.save_probabilities, with_probs.write_overlay) == (True, False)
+    with_overlay = OutputOptions(Path("out"), save_probabilities=True, write_overlay=False,
+                                 outputs=("label", "overlay", "json"))
+    assert (with_overlay.save_probabilities, with_overlay.write_overlay) == (False, True)
+
+
+def test_unknown_or_no_outputs_are_named_with_the_choices():
+    from segcli.outputs.kinds import KINDS
+
+    choices = ", ".join(KINDS)
+    with pytest.raises(OutputError) as raised:
+        OutputOptions(Path("out"), outputs=("label", "zz", "aa"))
+    assert str(raised.value) == f"unknown outputs aa, zz: choose from {choices}"
+    with pytest.raises(OutputError) as raised:
+        OutputOptions(Path("out"), outputs=())
+    assert str(raised.value) == f"unknown outputs (none given): choose from {choices}"
+
+
+def _set_with_summary(tmp_path: Path, **summary_changes) -> ImageSource:
+    """A complete set of x.jpg under tmp_path/out whose JSON summary is edited as given (None: key removed)."""
+    import json
+
+    item = source(tmp_path / "in", "x.jpg")
+    write_set(OutputPlan(OutputOptions(tmp_path / "out")), item)
+    summary_path = tmp_path / "out" / "x.json"
+    summary = json.loads(summary_path.read_text())
+    for key, value in summary_changes.items():
+        summary.pop(key, None) if value is None else summary.__setitem__(key, value)
+    summary_path.write_text(json.dumps(summary))
+    return item
+
+
+def _refusal(tmp_path: Path, item: ImageSource, **options) -> str:
+    plan = OutputPlan(OutputOptions(tmp_path / "out", skip_existing=True, **options))
+    with pytest.raises(OutputError) as raised:
+        plan.prepare([item])
+    return str(raised.value)
+
+
+def test_skip_existing_names_the_first_three_settings_that_differ(tmp_path):
+    recorded = {"a": 1, "b": [1, 2], "c": "x", "d": None, "only_recorded": True}
+    item = _set_with_summary(tmp_path, settings=recorded)
+    wanted = {"a": 2, "b": (1, 2), "c": "y", "d": 0}  # b equal once as JSON; d and only_recorded differ too
+    message = _refusal(tmp_path, item, settings=wanted)
+    assert ': a 1, this run 2, c "x", this run "y", d null, this run 0); --skip-existing keeps' in message
+    same = OutputPlan(OutputOptions(tmp_path / "out", skip_existing=True, settings=recorded))
+    assert same.prepare([item]).skipped == [item]
+    dropped = _refusal(tmp_path, item, settings={"a": 1, "b": [1, 2], "c": "x", "d": None})
+    assert ": only_recorded true, this run null);" in dropped  # a setting only the old set has counts too
+
+
+def test_skip_existing_compares_the_checkpoint_alone_or_the_settings_alone(tmp_path):
+    item = _set_with_summary(tmp_path, settings={"a": 1})
+    assert ": checkpoint c (s), this run other (s));" in _refusal(tmp_path, item, checkpoint=("other", "s"))
+    plan = OutputPlan(OutputOptions(tmp_path / "out", skip_existing=True, checkpoint=("c", "s")))
+    assert plan.prepare([item]).skipped == [item]  # the same checkpoint, and no settings to compare
+    assert ": a 1, this run 2);" in _refusal(tmp_path, item, settings={"a": 2})
+
