@@ -230,7 +230,7 @@ def _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers)
     total = len(run.work.todo) + len(run.work.skipped) + len(run.work.failed) + len(run.problems)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=console, transient=True,
-                        disable=console.quiet or total < 2)
+                        disable=console.quiet or total < 2 or not console.is_terminal)  # a pipe: no bar to clear
     schedule = Schedule.auto(engine.plan.device.type if engine is not None else "cpu").with_choices(
         batch_size, io_workers)
     with progress:

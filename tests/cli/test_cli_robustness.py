@@ -352,3 +352,13 @@ def test_file_names_with_square_brackets_are_named_verbatim(tmp_path, weights):
     assert result.exit_code == 1
     assert len(lines_naming(result.stderr, "odd[bold]name.png is empty")) == 1
     assert len(lines_naming(result.stderr, "x[/y].png is empty")) == 1
+
+
+def test_piped_run_prints_no_blank_line_where_the_progress_bar_would_be(tmp_path, weights):
+    """Through a pipe there is no live bar to clear: stderr holds messages only, no empty line."""
+    for index in range(3):
+        save_image(Image.fromarray(random_rgb(24, 32, index)), tmp_path / "in" / f"{index}.png")
+    result = run_predict([tmp_path / "in"], tmp_path / "out", weights)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[-1].startswith("3 segmented in ") and "" not in lines, lines
