@@ -9,6 +9,7 @@ import pytest
 
 from segcli.crf import CRF_PRESETS, CRFParameterError, CRFParams, crf_available, dense_crf, refine
 from segcli.errors import MissingDependencyError, UnknownNameError
+from crf_reference import pydensecrf_reference
 
 needs_crf = pytest.mark.skipif(not crf_available(), reason="pydensecrf is not installed")
 
@@ -88,19 +89,6 @@ def test_crf_follows_the_image_not_just_smoothing():
     no_appearance = dense_crf(probs, image, CRFParams(bilateral_weight=0))
     with_appearance = dense_crf(probs, image, CRFParams())
     assert accuracy(with_appearance, truth) > accuracy(no_appearance, truth)
-
-
-def pydensecrf_reference(probs: np.ndarray, image: np.ndarray, params: CRFParams) -> np.ndarray:
-    """The plain pydensecrf recipe, written out here independently of segcli."""
-    import pydensecrf.densecrf as densecrf
-
-    n, h, w = probs.shape
-    crf = densecrf.DenseCRF2D(w, h, n)
-    crf.setUnaryEnergy(np.ascontiguousarray(-np.log(np.clip(probs, 1e-8, 1)).reshape(n, -1), dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=params.gaussian_xy, compat=params.gaussian_weight)
-    crf.addPairwiseBilateral(sxy=params.bilateral_xy, srgb=params.bilateral_rgb,
-                             rgbim=np.ascontiguousarray(image), compat=params.bilateral_weight)
-    return np.array(crf.inference(params.iterations), dtype=np.float32).reshape(n, h, w)
 
 
 def big_scene(size: int = 288, n_classes: int = 6, seed: int = 4):

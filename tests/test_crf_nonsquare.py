@@ -12,23 +12,12 @@ import numpy as np
 import pytest
 
 from segcli.crf import TWO_SCALE_MIN_SIDE, CRFParams, dense_crf, refine
+from crf_reference import pydensecrf_reference
 
 pytest.importorskip("pydensecrf.densecrf")  # turned into a failure under SEGCLI_REQUIRE_EXTRAS=1 (conftest)
 
 SHAPES = [(48, 80), (80, 48)]
 BIG_SHAPES = [(288, 448), (448, 288)]
-
-
-def reference(probs: np.ndarray, image: np.ndarray, params: CRFParams) -> np.ndarray:
-    import pydensecrf.densecrf as densecrf
-
-    n, h, w = probs.shape
-    crf = densecrf.DenseCRF2D(w, h, n)
-    crf.setUnaryEnergy(np.ascontiguousarray(-np.log(np.clip(probs, 1e-8, 1)).reshape(n, -1), dtype=np.float32))
-    crf.addPairwiseGaussian(sxy=params.gaussian_xy, compat=params.gaussian_weight)
-    crf.addPairwiseBilateral(sxy=params.bilateral_xy, srgb=params.bilateral_rgb,
-                             rgbim=np.ascontiguousarray(image), compat=params.bilateral_weight)
-    return np.array(crf.inference(params.iterations), dtype=np.float32).reshape(n, h, w)
 
 
 def box_blur(planes: np.ndarray, k: int) -> np.ndarray:
@@ -67,17 +56,17 @@ def test_pixel_set_crf_on_every_pixel_of_a_non_square_image_is_the_reference(hei
     params = CRFParams(iterations=4)
     everywhere = np.arange(height * width)
     on_set = np.array(pixel_set_crf(densecrf, probs, image, params, everywhere).inference(4)).reshape(4, height, width)
-    np.testing.assert_allclose(on_set, reference(probs, image, params), atol=1e-4)
+    np.testing.assert_allclose(on_set, pydensecrf_reference(probs, image, params), atol=1e-4)
 
 
 @pytest.mark.parametrize("height, width", SHAPES)
 def test_full_crf_on_a_non_square_image_is_the_reference(height, width):
     image, probs = scene(height, width)
     params = CRFParams(iterations=5)
-    np.testing.assert_allclose(dense_crf(probs, image, params), reference(probs, image, params), atol=1e-5)
+    np.testing.assert_allclose(dense_crf(probs, image, params), pydensecrf_reference(probs, image, params), atol=1e-5)
     fast, run = refine(probs, image, params)  # small: full size, every label that can win
     assert run.resolution == (width, height)
-    expected = reference(probs[list(run.labels)] / probs[list(run.labels)].sum(0), image, params)
+    expected = pydensecrf_reference(probs[list(run.labels)] / probs[list(run.labels)].sum(0), image, params)
     assert (fast.argmax(0) == np.array(run.labels)[expected.argmax(0)]).mean() >= 0.999
 
 
@@ -85,7 +74,7 @@ def test_full_crf_on_a_non_square_image_is_the_reference(height, width):
 def test_two_scale_fast_crf_on_a_non_square_image_agrees_with_the_reference(height, width):
     assert min(height, width) >= TWO_SCALE_MIN_SIDE  # the two-scale path with its band, not the full-size one
     image, probs = scene(height, width, n_classes=6, seed=4)
-    expected = reference(probs, image, CRFParams())
+    expected = pydensecrf_reference(probs, image, CRFParams())
     assert (expected.argmax(0) != probs.argmax(0)).mean() > 0.002  # the CRF does change this prediction
     fast, run = refine(probs, image, CRFParams())
     assert run.resolution == (width // 2, height // 2) and run.band_iterations == 2 and 0 < run.band_fraction
