@@ -100,11 +100,12 @@ def deployment_options(replicas: Replicas, gpus_per_replica: float, settings: "S
 
 def import_serve() -> Any:
     """The `ray.serve` module, or a MissingDependencyError that says what to install."""
+    import importlib
+
     try:
-        from ray import serve
+        return importlib.import_module("ray.serve")
     except ImportError:
         raise MissingDependencyError(INSTALL_HINT) from None
-    return serve
 
 
 def replica_class() -> type:

@@ -1,0 +1,107 @@
+"""`segcli serve --engine ray`: its flags refused before anything starts (usage errors, exit 2), the install
+hint without Ray Serve, the checkpoint checked before Ray starts, and the deployment options Serve is given.
+No Ray instance starts here (tests/serve/test_serve_on_ray.py runs one)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from robustness_support import CPU_FLAGS, save_tiny_checkpoint
+
+
+def invoke(*args: str):
+    from segcli.cli.main import cli
+
+    return CliRunner().invoke(cli, ["serve", "--model", "lraspp", *args])
+
+
+@pytest.fixture
+def never_started(monkeypatch):
+    """Fails the test if the command gets as far as starting Ray Serve."""
+    import segcli.serve.on_ray as on_ray
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray Serve was started")
+
+    monkeypatch.setattr(on_ray, "serve_on_ray", refuse)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--replicas", "2"], "--replicas need"),
+    (["--autoscale", "1,3"], "--autoscale need"),
+    (["--gpus-per-replica", "1"], "--gpus-per-replica need"),
+    (["--ray-address", "auto"], "--ray-address need"),
+    (["--engine", "ray", "--replicas", "0"], "--replicas"),
+    (["--engine", "ray", "--autoscale", "0,2"], "MIN <= MAX"),
+    (["--engine", "ray", "--autoscale", "3,2"], "MIN <= MAX"),
+    (["--engine", "ray", "--autoscale", "2"], "MIN,MAX"),
+    (["--engine", "ray", "--autoscale", "a,b"], "MIN,MAX"),
+    (["--engine", "ray", "--replicas", "2", "--autoscale", "1,3"], "not both"),
+    (["--engine", "ray", "--gpus-per-replica", "-1"], "--gpus-per-replica"),
+    (["--engine", "ray", "--ray-address", "10.0.0.1"], "HOST:PORT"),
+    (["--engine", "ray", "--ray-address", "http://10.0.0.1:6379"], "HOST:PORT"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_bad_ray_flags_are_usage_errors_before_anything_loads(tmp_path, never_started, args, words):
+    """A missing checkpoint file: had anything loaded, the exit would be 1 (Error: ...), not 2."""
+    result = invoke("--weights", str(tmp_path / "nothing.safetensors"), *CPU_FLAGS, *args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_checkpoint_is_checked_before_ray_starts(tmp_path, never_started):
+    result = invoke("--weights", str(tmp_path / "nothing.safetensors"), *CPU_FLAGS, "--engine", "ray",
+                    "--replicas", "2")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and "does not exist" in result.output
+
+
+def test_without_ray_serve_the_error_says_what_to_install(tmp_path, never_started, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray.serve", None)  # `from ray import serve` raises ImportError
+    weights = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    result = invoke("--weights", str(weights), *CPU_FLAGS, "--engine", "ray")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and "pip install 'segcli[ray]'" in result.output
+
+
+def test_the_replicas_get_the_engine_and_settings_the_command_was_given(tmp_path, monkeypatch):
+    """What the command hands to Ray Serve: the replica count, GPU share, address, and a spec whose engine is the
+    one `segcli serve` loads (weights made absolute: a replica may start in another directory)."""
+    import segcli.serve.on_ray as on_ray
+
+    seen = {}
+    monkeypatch.setattr(on_ray, "serve_on_ray", lambda *args: seen.update(args=args))
+    save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("--weights", "./tiny.safetensors", *CPU_FLAGS, "--engine", "ray", "--autoscale", "1,3",
+                    "--gpus-per-replica", "0.5", "--ray-address", "auto", "--token", "t0ken", "--max-pending", "5",
+                    "--no-multiscale")
+    assert result.exit_code == 0, result.output
+    spec, replicas, gpus, address, host, port = seen["args"][:6]
+    assert (replicas.minimum, replicas.maximum, replicas.autoscale, gpus, address) == (1, 3, True, 0.5, "auto")
+    assert (host, port) == ("127.0.0.1", 8000)
+    assert spec.weights == str((tmp_path / "tiny.safetensors").resolve())
+    assert spec.settings.token == "t0ken" and spec.settings.max_pending == 5 and spec.multiscale is False
+    engine = spec.build_engine()
+    assert engine.record.name == "tiny" and str(engine.plan.device) == "cpu"
+    assert engine.model.input_scales == (1.0,)
+
+
+def test_deployment_options_leave_the_refusals_to_the_app():
+    """Serve lets in more requests than --max-pending (the app answers 503 itself, as the local server does) and
+    waits past --timeout for a replica being removed to answer what it holds."""
+    from segcli.serve import ServeSettings
+    from segcli.serve.on_ray import Replicas, deployment_options
+
+    settings = ServeSettings(max_pending=7, timeout_s=30.0, max_batch=3)
+    fixed = deployment_options(Replicas(2, 2), 0.25, settings)
+    assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
+    assert fixed["ray_actor_options"]["num_gpus"] == 0.25
+    assert fixed["max_ongoing_requests"] > settings.max_pending
+    assert fixed["graceful_shutdown_timeout_s"] > settings.timeout_s
+    scaled = deployment_options(Replicas.parse_range("1,4"), 0.0, settings)
+    assert "num_replicas" not in scaled
+    assert scaled["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 3}
