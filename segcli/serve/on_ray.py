@@ -101,11 +101,18 @@ def deployment_options(replicas: Replicas, gpus_per_replica: float, settings: "S
 def import_serve() -> Any:
     """The `ray.serve` module, or a MissingDependencyError that says what to install."""
     import importlib
+    import inspect
 
     try:
-        return importlib.import_module("ray.serve")
+        serve = importlib.import_module("ray.serve")
     except ImportError:
         raise MissingDependencyError(INSTALL_HINT) from None
+    app = inspect.signature(serve.ingress).parameters.get("app")
+    if app is None or app.default is inspect.Parameter.empty:  # no app built in each replica (tested: Ray 2.60)
+        raise MissingDependencyError(f"segcli serve --engine ray needs a newer Ray Serve (this one is Ray "
+                                     f"{getattr(importlib.import_module('ray'), '__version__', '?')}): "
+                                     "pip install -U 'ray[serve]'")
+    return serve
 
 
 def replica_class() -> type:
@@ -131,6 +138,7 @@ def serve_on_ray(spec: ReplicaSpec, replicas: Replicas, gpus_per_replica: float,
     """Start (or join, `address`) Ray, deploy, serve until Ctrl-C or SIGTERM, then drain and stop."""
     import ray
 
+    from segcli.atomic import terminate_as_interrupt
     from segcli.distributed.run import ray_session
     from segcli.distributed.settings import ClusterOptions, WorkerRange
 
@@ -138,7 +146,8 @@ def serve_on_ray(spec: ReplicaSpec, replicas: Replicas, gpus_per_replica: float,
     cluster = ClusterOptions(address=address, workers=WorkerRange(replicas.maximum, replicas.maximum))
     with ray_session(ray, cluster):  # a local instance gets a CPU per replica at least; shut down at the end
         quiet_ray_loggers()
-        deploy(spec, replicas, gpus_per_replica, host, port)
+        with terminate_as_interrupt():  # SIGTERM while the replicas load: nothing is left deployed
+            deploy(spec, replicas, gpus_per_replica, host, port)
         host_text = f"[{host}]" if ":" in host else host
         say(f"serving on http://{host_text}:{port}/ (the page) and /v1/segment through Ray Serve, {replicas}"
             f"{' (token needed)' if spec.settings.token is not None else ''}; Ctrl-C stops")
@@ -149,15 +158,50 @@ def serve_on_ray(spec: ReplicaSpec, replicas: Replicas, gpus_per_replica: float,
 
 
 def deploy(spec: ReplicaSpec, replicas: Replicas, gpus_per_replica: float, host: str, port: int) -> None:
-    """Start Serve's HTTP proxy on host:port and run the application; returns once every replica is up."""
+    """Start Serve's HTTP proxy on host:port and run the application; returns once every replica is up. A start
+    that fails or is interrupted leaves no half-deployed application behind (on a cluster that outlives us)."""
     serve = import_serve()
+    from ray.serve.exceptions import RayServeException
+
+    _refuse_a_second_segcli(serve)
     try:
         serve.start(http_options={"host": host, "port": port})
+        _check_proxy_address(host, port)
         deployment = serve.deployment(replica_class()).options(**deployment_options(replicas, gpus_per_replica,
                                                                                      spec.settings))
         serve.run(deployment.bind(spec), name=APP_NAME, route_prefix="/", blocking=False)
-    except (RuntimeError, ValueError, TimeoutError) as exc:
+    except (RuntimeError, ValueError, TimeoutError, RayServeException) as exc:
+        _delete_if_deployed(serve)
         raise ServeOnRayError(f"Ray Serve could not deploy segcli: {_last_line(exc)}") from None
+    except BaseException:  # Ctrl-C or SIGTERM while the replicas load
+        _delete_if_deployed(serve)
+        raise
+
+
+def _delete_if_deployed(serve) -> None:
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        serve.delete(APP_NAME)
+    except (RuntimeError, RayServeException) as exc:  # Serve itself did not start: nothing of ours to delete
+        logging.getLogger(__name__).debug("nothing to delete: %s", exc)
+
+
+def _refuse_a_second_segcli(serve) -> None:
+    """On a shared cluster, another `segcli serve --engine ray` already runs: replacing it would cut off its users."""
+    if APP_NAME in serve.status().applications:  # empty when Serve has not started on the cluster
+        raise ServeOnRayError(f"Ray Serve on this cluster already runs an application named {APP_NAME!r} (another "
+                              "segcli serve --engine ray): stop it first (serve shutdown, or its Ctrl-C)")
+
+
+def _check_proxy_address(host: str, port: int) -> None:
+    """Serve started earlier on the cluster keeps its proxy's address (serve.start ignores new HTTP options)."""
+    from ray.serve.context import _get_global_client  # Ray Serve's own handle on the controller
+
+    http = _get_global_client().http_config
+    if (http.host, http.port) != (host, port):
+        raise ServeOnRayError(f"Ray Serve already runs on this cluster with its HTTP proxy on {http.host}:{http.port}, "
+                              f"not {host}:{port}: pass --host {http.host} --port {http.port}, or restart Serve")
 
 
 def undeploy(started_serve: bool) -> None:

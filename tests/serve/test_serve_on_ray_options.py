@@ -105,3 +105,80 @@ def test_deployment_options_leave_the_refusals_to_the_app():
     scaled = deployment_options(Replicas.parse_range("1,4"), 0.0, settings)
     assert "num_replicas" not in scaled
     assert scaled["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 3}
+
+
+class FakeServe:
+    """What `deploy` asks of ray.serve, recorded; `applications` already running, `fail` raised by run()."""
+
+    def __init__(self, applications=(), fail: Exception | None = None) -> None:
+        self.applications, self.fail, self.calls = {name: object() for name in applications}, fail, []
+
+    def status(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(applications=self.applications)
+
+    def start(self, **options):
+        self.calls.append(("start", options))
+
+    def deployment(self, cls):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(options=lambda **options: SimpleNamespace(bind=lambda spec: ("app", options)))
+
+    def run(self, app, **options):
+        self.calls.append(("run", options))
+        if self.fail is not None:
+            raise self.fail
+
+    def delete(self, name):
+        self.calls.append(("delete", name))
+
+
+def deploy_with(monkeypatch, fake: FakeServe, proxy=("127.0.0.1", 8000)):
+    from types import SimpleNamespace
+
+    import ray.serve.context
+    import segcli.serve.on_ray as on_ray
+    from segcli.serve import ServeSettings
+
+    monkeypatch.setattr(on_ray, "import_serve", lambda: fake)
+    monkeypatch.setattr(on_ray, "replica_class", lambda: object)
+    client = SimpleNamespace(http_config=SimpleNamespace(host=proxy[0], port=proxy[1]))
+    monkeypatch.setattr(ray.serve.context, "_get_global_client", lambda *args, **kwargs: client)
+    spec = on_ray.ReplicaSpec("lraspp", None, "cpu", None, True, ServeSettings())
+    on_ray.deploy(spec, on_ray.Replicas(2, 2), 0.0, "127.0.0.1", 8000)
+
+
+def test_a_second_segcli_on_a_shared_cluster_is_refused_and_left_alone(monkeypatch):
+    pytest.importorskip("ray.serve")
+    from segcli.serve.on_ray import ServeOnRayError
+
+    fake = FakeServe(applications=["segcli"])
+    with pytest.raises(ServeOnRayError, match="already runs an application named 'segcli'"):
+        deploy_with(monkeypatch, fake)
+    assert fake.calls == []  # not started, not replaced, not deleted
+
+
+def test_serve_already_listening_elsewhere_is_refused_with_its_address(monkeypatch):
+    """serve.start ignores new HTTP options when Serve already runs: the command would print a wrong address."""
+    pytest.importorskip("ray.serve")
+    from segcli.serve.on_ray import ServeOnRayError
+
+    fake = FakeServe()
+    with pytest.raises(ServeOnRayError, match="proxy on 0.0.0.0:8100, not 127.0.0.1:8000"):
+        deploy_with(monkeypatch, fake, proxy=("0.0.0.0", 8100))
+    assert [call[0] for call in fake.calls] == ["start", "delete"]
+
+
+def test_a_failed_deployment_is_one_line_and_leaves_nothing_deployed(monkeypatch):
+    pytest.importorskip("ray.serve")
+    from segcli.serve.on_ray import ServeOnRayError
+
+    fake = FakeServe(fail=RuntimeError("Deploying app 'segcli' failed:\n  replica constructor raised\nCUDA missing"))
+    with pytest.raises(ServeOnRayError) as raised:
+        deploy_with(monkeypatch, fake)
+    assert str(raised.value) == "Ray Serve could not deploy segcli: CUDA missing"
+    assert [call[0] for call in fake.calls] == ["start", "run", "delete"]
+    assert fake.calls[0][1] == {"http_options": {"host": "127.0.0.1", "port": 8000}}
+    assert fake.calls[1][1] == {"name": "segcli", "route_prefix": "/", "blocking": False}
