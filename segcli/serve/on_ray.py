@@ -5,7 +5,7 @@ counters and model thread; Ray Serve's HTTP proxy spreads the requests over the 
 
 The command's process is the driver: it starts or joins Ray (segcli.distributed.run.ray_session), starts
 Serve's proxy on --host/--port, deploys, and waits for Ctrl-C or SIGTERM; then it deletes the application
-(each replica answers the requests it holds, its batcher drains) and shuts Serve down.
+(each replica answers the requests it holds, its batcher drains) and a local Ray instance shuts down.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def serve_on_ray(spec: ReplicaSpec, replicas: Replicas, gpus_per_replica: float,
             f"{' (token needed)' if spec.settings.token is not None else ''}; Ctrl-C stops")
         wait_for_stop()
         say("stopping: the replicas answer the requests they hold")
-        undeploy(started_serve=address is None)
+        undeploy()
     say("stopped: every request in flight was answered")
 
 
@@ -204,12 +204,11 @@ def _check_proxy_address(host: str, port: int) -> None:
                               f"not {host}:{port}: pass --host {http.host} --port {http.port}, or restart Serve")
 
 
-def undeploy(started_serve: bool) -> None:
-    """Delete the application (replicas answer what they hold, batchers drain), then Serve if we started it."""
-    serve = import_serve()
-    serve.delete(APP_NAME)
-    if started_serve:
-        serve.shutdown()
+def undeploy() -> None:
+    """Delete the application: each replica answers what it holds and drains its batcher; returns when all are gone.
+    Serve itself stays: on a cluster it is shared, and a local instance goes with Ray (serve.shutdown here would
+    race its controller's own shutdown and print a raylet warning on stdout)."""
+    import_serve().delete(APP_NAME)
 
 
 def wait_for_stop() -> int:

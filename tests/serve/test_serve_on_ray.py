@@ -98,6 +98,10 @@ def server(tmp_path_factory):
 def test_health_models_and_the_token_as_the_local_server_answers(server):
     status, body = server.get("/healthz")
     assert status == 200 and json.loads(body) == {"status": "ok", "model": "lraspp", "checkpoint": "tiny"}
+    status, _, page = request_with_headers(server.base + "/")
+    assert status == 200 and b"<html" in page.lower()
+    status, body = server.get("/nowhere", headers=AUTH)
+    assert status == 404 and json.loads(body) == {"error": "Not Found: GET /nowhere"}
     status, body = server.get("/v1/models")
     assert status == 401 and "Authorization: Bearer" in json.loads(body)["error"]
     assert server.get("/v1/models", headers={"Authorization": "Bearer wrong"})[0] == 401
@@ -157,6 +161,7 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_0(server, tmp_path):
     stdout, stderr = server.child.communicate(timeout=180)
     assert server.child.returncode == 0, stderr
     assert "stopped" in stderr and "Traceback" not in stderr
+    assert stdout == ""  # nothing of Ray's on the command's output (a shutdown race once printed a raylet line)
     assert sorted(answer[0] for answer in answers) == [200, 200]
     folder = run_predict(photos, tmp_path / "out", server.weights, "--outputs", "label")
     assert folder.exit_code == 0, folder.stderr
