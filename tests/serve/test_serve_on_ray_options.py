@@ -53,6 +53,7 @@ def test_bad_ray_flags_are_usage_errors_before_anything_loads(tmp_path, never_st
 
 
 def test_the_checkpoint_is_checked_before_ray_starts(tmp_path, never_started):
+    pytest.importorskip("ray.serve")  # without it the install hint comes first
     result = invoke("--weights", str(tmp_path / "nothing.safetensors"), *CPU_FLAGS, "--engine", "ray",
                     "--replicas", "2")
     assert result.exit_code == 1, result.output
@@ -70,6 +71,7 @@ def test_without_ray_serve_the_error_says_what_to_install(tmp_path, never_starte
 def test_the_replicas_get_the_engine_and_settings_the_command_was_given(tmp_path, monkeypatch):
     """What the command hands to Ray Serve: the replica count, GPU share, address, and a spec whose engine is the
     one `segcli serve` loads (weights made absolute: a replica may start in another directory)."""
+    pytest.importorskip("ray.serve")
     import segcli.serve.on_ray as on_ray
 
     seen = {}
