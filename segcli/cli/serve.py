@@ -65,6 +65,7 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
     Example:  segcli serve --model deeplabv3p --port 8000
               curl --data-binary @img.jpg -H 'Content-Type: image/jpeg' \\
                    'http://127.0.0.1:8000/v1/segment?outputs=label' > label.png
+              segcli serve --engine ray --replicas 2     # the same API from 2 Ray Serve replicas
     """
     crf = crf_settings_from_options(crf_kwargs)
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
