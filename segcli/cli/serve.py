@@ -122,7 +122,10 @@ def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address
 def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port: int, console) -> None:
     """The checkpoint resolved (and downloaded, hash-checked) here once, before Ray starts; each replica loads it."""
     from segcli.checkpoints.record import SOURCE_PATH
-    from segcli.checkpoints.resolve import resolve_checkpoint
+    import warnings
+
+    from segcli.checkpoints.resolve import resolve_checkpoint, synthetic_scenes_warning
+    from segcli.errors import SyntheticScenesWarning
     from rich.markup import escape
 
     from segcli.serve.on_ray import ReplicaSpec, import_serve, serve_on_ray
@@ -132,6 +135,9 @@ def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port
     model, weights, device, download, inference, multiscale = engine_choice
     import_serve()  # the install hint before anything loads
     resolved = resolve_checkpoint(model, weights, allow_download=download)
+    warning = synthetic_scenes_warning(resolved.record)
+    if warning:  # what SegmentationEngine.load warns here for the local server; the replicas' warnings stay there
+        warnings.warn(warning, SyntheticScenesWarning, stacklevel=2)
     if resolved.source == SOURCE_PATH:  # replicas may start in another directory
         weights = str(resolved.path.resolve())
     console.print(f"[bold]{resolved.record.model}[/] {escape(printable(resolved.describe()))} on Ray Serve",

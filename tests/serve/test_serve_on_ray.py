@@ -22,7 +22,7 @@ pytest.importorskip("ray.serve", reason="segcli serve --engine ray needs ray[ser
 pytestmark = pytest.mark.slow  # Ray, its Serve controller and proxy, two replicas importing torch: ~30-60 s
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-BATCH_WAIT_MS = 2000  # a lone image waits this long for company: requests stay in flight long enough to be seen
+BATCH_WAIT_MS = 3000  # a lone image waits this long for company: requests stay in flight long enough to be seen
 
 
 class Server:

@@ -184,3 +184,18 @@ def test_a_failed_deployment_is_one_line_and_leaves_nothing_deployed(monkeypatch
     assert [call[0] for call in fake.calls] == ["start", "run", "delete"]
     assert fake.calls[0][1] == {"http_options": {"host": "127.0.0.1", "port": 8000}}
     assert fake.calls[1][1] == {"name": "segcli", "route_prefix": "/", "blocking": False}
+
+
+def test_the_synthetic_scenes_warning_is_printed_as_the_local_server_prints_it(monkeypatch):
+    """The shipped checkpoints learned synthetic scenes: `segcli serve` says so when it loads one; with --engine ray
+    the replicas load it, so the command says it before they start."""
+    pytest.importorskip("ray.serve")
+    import segcli.cli.serve as command
+    import segcli.serve.on_ray as on_ray
+
+    monkeypatch.setattr(on_ray, "serve_on_ray", lambda *args: None)
+    monkeypatch.setattr(command, "_run", lambda *args: None)
+    local, ray = invoke(*CPU_FLAGS), invoke(*CPU_FLAGS, "--engine", "ray")
+    assert local.exit_code == 0 and ray.exit_code == 0, (local.output, ray.output)
+    warned = [[line for line in result.output.splitlines() if line.startswith("Warning: ")] for result in (local, ray)]
+    assert warned[0] and warned[0] == warned[1], (local.output, ray.output)
