@@ -121,13 +121,13 @@ def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address
 
 def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port: int, console) -> None:
     """The checkpoint resolved (and downloaded, hash-checked) here once, before Ray starts; each replica loads it."""
-    from segcli.checkpoints.record import SOURCE_PATH
     import warnings
 
-    from segcli.checkpoints.resolve import resolve_checkpoint, synthetic_scenes_warning
-    from segcli.errors import SyntheticScenesWarning
     from rich.markup import escape
 
+    from segcli.checkpoints.record import SOURCE_PATH
+    from segcli.checkpoints.resolve import resolve_checkpoint, synthetic_scenes_warning
+    from segcli.errors import SyntheticScenesWarning
     from segcli.serve.on_ray import ReplicaSpec, import_serve, serve_on_ray
     from segcli.text import printable
 
