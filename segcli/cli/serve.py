@@ -71,7 +71,7 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None and not token.strip():
         raise click.BadParameter("the token is empty", param_hint="'--token'")
-    on_ray = _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address)
+    on_ray = _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address, device)
     _require_server()
 
     from rich.console import Console
@@ -92,12 +92,13 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
     _run(build_app(engine, settings), host, port, quiet, console, token is not None)
 
 
-def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address) -> tuple | None:
-    """(Replicas, GPUs per replica, address) for --engine ray, None for the local server; usage errors (exit 2)
-    for Ray options without --engine ray, --replicas with --autoscale, a bad range or address."""
+def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address, device) -> tuple | None:
+    """(Replicas, GPUs per replica, address, the replicas' device) for --engine ray, None for the local server;
+    usage errors (exit 2) for Ray options without --engine ray, --replicas with --autoscale, a bad range or
+    address, CUDA without a GPU share."""
     from segcli.distributed.settings import parse_ray_address
     from segcli.errors import SegcliError
-    from segcli.serve.on_ray import Replicas
+    from segcli.serve.on_ray import Replicas, replica_device
 
     given = [name for name, value in (("--replicas", replicas), ("--autoscale", autoscale),
                                       ("--gpus-per-replica", gpus_per_replica), ("--ray-address", ray_address))
@@ -116,7 +117,11 @@ def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address
         address = None if ray_address is None else parse_ray_address(ray_address)
     except SegcliError as exc:
         raise click.BadParameter(str(exc), param_hint="'--ray-address'") from None
-    return count, gpus_per_replica or 0.0, address
+    try:
+        device = replica_device(device, gpus_per_replica or 0.0)
+    except SegcliError as exc:
+        raise click.UsageError(str(exc)) from None
+    return count, gpus_per_replica or 0.0, address, device
 
 
 def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port: int, console) -> None:
@@ -131,8 +136,8 @@ def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port
     from segcli.serve.on_ray import ReplicaSpec, import_serve, serve_on_ray
     from segcli.text import printable
 
-    replicas, gpus_per_replica, address = on_ray
-    model, weights, device, download, inference, multiscale = engine_choice
+    replicas, gpus_per_replica, address, device = on_ray
+    model, weights, _, download, inference, multiscale = engine_choice
     import_serve()  # the install hint before anything loads
     resolved = resolve_checkpoint(model, weights, allow_download=download)
     warning = synthetic_scenes_warning(resolved.record)

@@ -78,6 +78,16 @@ class ReplicaSpec:
         return engine
 
 
+def replica_device(device: str, gpus_per_replica: float) -> str:
+    """The device replicas load the engine on. Ray (2.60) shows every GPU to an actor that reserved none, so
+    without --gpus-per-replica `auto` is the CPU (not a GPU other replicas or jobs hold), and CUDA is refused."""
+    if gpus_per_replica > 0:
+        return device
+    if device.startswith("cuda"):
+        raise SegcliError(f"--device {device} needs --gpus-per-replica: a replica gets the GPU share it reserves")
+    return "cpu" if device == "auto" else device
+
+
 def deployment_options(replicas: Replicas, gpus_per_replica: float, settings: "ServeSettings") -> dict[str, Any]:
     """Ray Serve's deployment options for the replicas (https://docs.ray.io/en/latest/serve/configure-serve-deployment.html)."""
     options: dict[str, Any] = {

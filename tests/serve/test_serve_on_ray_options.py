@@ -42,6 +42,7 @@ def never_started(monkeypatch):
     (["--engine", "ray", "--replicas", "2", "--autoscale", "1,3"], "not both"),
     (["--engine", "ray", "--gpus-per-replica", "-1"], "--gpus-per-replica"),
     (["--engine", "ray", "--ray-address", "10.0.0.1"], "HOST:PORT"),
+    (["--engine", "ray", "--device", "cuda"], "--gpus-per-replica"),
     (["--engine", "ray", "--ray-address", "http://10.0.0.1:6379"], "HOST:PORT"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_bad_ray_flags_are_usage_errors_before_anything_loads(tmp_path, never_started, args, words):
@@ -199,3 +200,21 @@ def test_the_synthetic_scenes_warning_is_printed_as_the_local_server_prints_it(m
     assert local.exit_code == 0 and ray.exit_code == 0, (local.output, ray.output)
     warned = [[line for line in result.output.splitlines() if line.startswith("Warning: ")] for result in (local, ray)]
     assert warned[0] and warned[0] == warned[1], (local.output, ray.output)
+
+
+@pytest.mark.parametrize("args, device", [([], "cpu"), (["--gpus-per-replica", "0.5"], "auto"),
+                                          (["--gpus-per-replica", "1", "--device", "cuda:0"], "cuda:0"),
+                                          (["--device", "cpu"], "cpu")])
+def test_a_replica_runs_on_a_gpu_only_when_it_reserves_one(tmp_path, monkeypatch, args, device):
+    """Ray (2.60) shows every GPU to an actor that reserved none: `--device auto` there would take a GPU other
+    replicas or jobs hold, so replicas without --gpus-per-replica run on the CPU."""
+    pytest.importorskip("ray.serve")
+    from segcli.cli.main import cli
+    import segcli.serve.on_ray as on_ray
+
+    seen = {}
+    monkeypatch.setattr(on_ray, "serve_on_ray", lambda *given: seen.update(spec=given[0]))
+    weights = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    result = CliRunner().invoke(cli, ["serve", "--model", "lraspp", "--weights", str(weights), "--engine", "ray", *args])
+    assert result.exit_code == 0, result.output
+    assert seen["spec"].device == device
