@@ -26,7 +26,6 @@ class ModelSpec:
     module: str         # family module under segcli.models
     builder: str        # builder function in that module
     description: str    # one line for `segcli models`
-    default_checkpoint: str | None = None  # manifest name used when --weights is not given
 
 
 MODEL_SPECS: tuple[ModelSpec, ...] = (
