@@ -56,7 +56,6 @@ class LayoutSpec:
     """
 
     name: str                   # a record's "layout"
-    source: str                 # whose files, and what marks them
     wrapper: str | None = None  # a top-level entry only this layout's files hold (its value: the state dict)
     key: str | None = None      # a state-dict key only its files hold (after `module.` and `Scale.`); "x.": prefix
     adapter: str | None = None  # "family_module.function": the file's keys -> the zoo model's
@@ -65,21 +64,23 @@ class LayoutSpec:
 
 
 LAYOUT_SPECS: tuple[LayoutSpec, ...] = (
-    LayoutSpec("segcli", "segcli's own files: keys of segcli's model, plain state dict / safetensors"),
-    LayoutSpec("torchvision", "torchvision's segmentation checkpoints (may hold aux_classifier.*)",
-               key="aux_classifier."),
-    LayoutSpec("deeplabv3plus-pytorch", "VainF/DeepLabV3Plus-Pytorch: {'model_state': ..., 'optimizer_state': ...}",
-               wrapper="model_state"),
-    LayoutSpec("pytorch-fcn", "wkentaro/pytorch-fcn's Caffe-converted FCN-VGG16: conv1_1 ... score_fr, upscore*",
-               key="conv1_1.weight", caffe_input=True),
-    LayoutSpec("deeplab-pytorch", "kazuto1011/deeplab-pytorch DeepLab v2: MSC's base.layer1..5, base.aspp.c0..3",
-               key="base.aspp.c0.weight"),
-    LayoutSpec("pytorch-deeplab-resnet", "isht7 (Scale.*) / speedinghzl (no prefix) DeepLab v2: layer5.conv2d_list",
-               key="layer5.conv2d_list.0.weight", adapter="deeplab_v2.from_pytorch_deeplab_resnet",
+    # segcli's own files: keys of segcli's model, plain state dict / safetensors
+    LayoutSpec("segcli"),
+    # torchvision's segmentation checkpoints (may hold training-only aux_classifier.*)
+    LayoutSpec("torchvision", key="aux_classifier."),
+    # VainF/DeepLabV3Plus-Pytorch: {"model_state": ..., "optimizer_state": ...}
+    LayoutSpec("deeplabv3plus-pytorch", wrapper="model_state"),
+    # wkentaro/pytorch-fcn's Caffe-converted FCN-VGG16: conv1_1 ... score_fr, upscore*
+    LayoutSpec("pytorch-fcn", key="conv1_1.weight", caffe_input=True),
+    # kazuto1011/deeplab-pytorch DeepLab v2: MSC's base.layer1..5, base.aspp.c0..3
+    LayoutSpec("deeplab-pytorch", key="base.aspp.c0.weight"),
+    # isht7/pytorch-deeplab-resnet (Scale.*) and speedinghzl/Pytorch-Deeplab (no prefix) DeepLab v2
+    LayoutSpec("pytorch-deeplab-resnet", key="layer5.conv2d_list.0.weight",
+               adapter="deeplab_v2.from_pytorch_deeplab_resnet",
                adapter_note="renamed isht7/speedinghzl DeepLab v2 keys to kazuto1011's "
                             "(layer5.conv2d_list -> base.aspp, ...)"),
-    LayoutSpec("deeplab-v1-pytorch", "wangleihitcs/DeepLab-V1-PyTorch DeepLab v1 LargeFOV: module.features.N",
-               key="features.38.weight"),
+    # wangleihitcs/DeepLab-V1-PyTorch DeepLab v1 LargeFOV: module.features.N
+    LayoutSpec("deeplab-v1-pytorch", key="features.38.weight"),
 )
 LAYOUTS: dict[str, LayoutSpec] = {layout.name: layout for layout in LAYOUT_SPECS}
 
