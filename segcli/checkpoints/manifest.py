@@ -180,7 +180,10 @@ def _file_state(path: Path) -> tuple[int, int, int, int] | None:
     """What changes when a file is rewritten (atomically or in place): None when there is no file."""
     if not file_exists(path):
         return None
-    info = path.stat()
+    try:
+        info = path.stat()
+    except FileNotFoundError:  # removed since file_exists looked
+        return None
     return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
