@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segcli.errors import CheckpointError
+from segcli.text import printable
 
 _LINE = 100  # characters of list items per line in a written manifest
 
@@ -48,12 +49,12 @@ class SharedDefinitions:
     def compact(self, entry: dict[str, Any]) -> dict[str, Any]:
         """A record's JSON (`CheckpointRecord.to_dict`) naming the class set and preset it equals, if any."""
         entry = dict(entry)
-        for name, class_set in self.class_sets.items():
-            if entry["categories"] == list(class_set["names"]) and entry["palette"] == class_set["palette"]:
-                compacted = {"classes" if key == "categories" else key: (name if key == "categories" else value)
-                             for key, value in entry.items() if key != "palette"}
-                entry = compacted
-                break
+        match = next((name for name, class_set in self.class_sets.items()
+                      if entry["categories"] == list(class_set["names"]) and entry["palette"] == class_set["palette"]),
+                     None)
+        if match is not None:  # "classes" takes the place of "categories" (and of "palette")
+            entry = {("classes" if key == "categories" else key): (match if key == "categories" else value)
+                     for key, value in entry.items() if key != "palette"}
         for name, preset in self.presets.items():
             if _same_preset(entry["preprocessing"], preset):
                 entry["preprocessing"] = name
@@ -72,7 +73,7 @@ def _same_preset(given: Any, preset: dict[str, Any]) -> bool:
 
 def _named(table: dict[str, Any], name: Any, kind: str, origin: str) -> Any:
     if not isinstance(name, str) or name not in table:
-        known = ", ".join(table) or "none (only the shipped manifest defines them)"
+        known = printable(", ".join(table)) or "none (only the shipped manifest defines them)"
         raise CheckpointError(f"{origin}: unknown {kind} {str(name)[:40]!r}; known: {known}")
     return table[name]
 
