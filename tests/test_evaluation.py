@@ -15,6 +15,7 @@ from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
 from segcli.data.voc import load_mask, read_split
 from segcli.engine import SegmentationEngine
 from segcli.evaluation import evaluate_folder
+from segcli.inference_options import InferenceOptions
 from segcli.models import build_model
 
 
@@ -103,8 +104,8 @@ def test_cli_evaluate_tta_scores_what_the_tta_engine_predicts(tiny_data, tmp_pat
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert metrics["tta"] is True and len(tta_calls) == metrics["images"] == 2
-    engine = SegmentationEngine.load("deeplabv1", weights=str(weights), device="cpu", precision="fp32")
-    engine.tta = TTAParams()
+    engine = SegmentationEngine.load("deeplabv1", weights=str(weights), device="cpu",
+                                     options=InferenceOptions(precision="fp32", tta=TTAParams()))
     confusion = ConfusionMatrix(len(SYNTH_CLASSES))
     from PIL import Image
 
