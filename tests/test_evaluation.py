@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from engine_support import engine_of
 from segcli.checkpoints.loading import save_segcli_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.cli.main import cli
@@ -39,7 +40,7 @@ def synth_record(model: str, **kwargs) -> CheckpointRecord:
 
 
 def test_constant_prediction_matches_direct_count(tiny_data):
-    engine = SegmentationEngine(AlwaysBackground(), synth_record("deeplabv1"))
+    engine = engine_of(AlwaysBackground(), synth_record("deeplabv1"))
     result = evaluate_folder(engine, tiny_data, "val")
     masks = [load_mask(mask) for _, mask in read_split(tiny_data, "val")]
     labels = np.concatenate([m.ravel() for m in masks])
@@ -127,7 +128,7 @@ def test_class_names_that_differ_from_the_checkpoints_are_warned_about(tiny_data
     description = json.loads((renamed / "dataset.json").read_text())
     description["classes"] = ["road", *description["classes"][1:-1], "sky"]
     (renamed / "dataset.json").write_text(json.dumps(description))
-    engine = SegmentationEngine(AlwaysBackground(), synth_record("deeplabv1"))
+    engine = engine_of(AlwaysBackground(), synth_record("deeplabv1"))
     with pytest.warns(SegcliWarning) as caught:
         evaluate_folder(engine, renamed, "val")
     message, = [str(warning.message) for warning in caught]
