@@ -191,3 +191,23 @@ def test_the_scan_finds_what_it_looks_for(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", planted)
     assert sorted(line.split(" ", 1)[1] for line in _engine_builds_elsewhere()) == [
         "SegmentationEngine(", "engine.model =", "engine.model.input_scales =", "set_input_scales(....model)"]
+
+
+def test_the_synthetic_scenes_warning_points_at_the_line_that_called_segcli(tmp_path):
+    import dataclasses
+    import warnings
+
+    import segcli
+    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.record import SYNTHETIC_DATASET
+    from segcli.errors import SyntheticScenesWarning
+
+    path = save_segcli_checkpoint(tmp_path / "synth.safetensors", tiny_model(),
+                                  dataclasses.replace(tiny_record("synth"), dataset=SYNTHETIC_DATASET))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        segcli.load("lraspp", str(path), device="cpu")
+        segcli.predict(_image(), model="lraspp", weights=str(path), device="cpu")
+    shown = [(Path(item.filename).name, item.lineno) for item in caught if item.category is SyntheticScenesWarning]
+    here = Path(__file__).name
+    assert [name for name, _ in shown] == [here, here] and shown[1][1] == shown[0][1] + 1
