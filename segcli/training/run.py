@@ -279,8 +279,8 @@ def _final_validation(config: TrainConfig, model: nn.Module, record: CheckpointR
     from segcli.inference_options import InferenceOptions
 
     model.eval()
-    engine = SegmentationEngine.from_checkpoint(LoadedModel(model, record), device=plan.device, options=InferenceOptions(
-        precision=plan.precision, channels_last=plan.channels_last))
+    options = InferenceOptions(precision=plan.precision, channels_last=plan.channels_last)  # as it trained
+    engine = SegmentationEngine.from_checkpoint(LoadedModel(model, record), device=plan.device, options=options)
     metrics = evaluate_folder(engine, config.data_dir, config.val_split)
     console.print(f"{config.val_split}: mIoU {metrics['miou']:.4f}, pixel acc {metrics['pixel_acc']:.4f}")
     return metrics
