@@ -211,3 +211,18 @@ def test_the_synthetic_scenes_warning_points_at_the_line_that_called_segcli(tmp_
     shown = [(Path(item.filename).name, item.lineno) for item in caught if item.category is SyntheticScenesWarning]
     here = Path(__file__).name
     assert [name for name, _ in shown] == [here, here] and shown[1][1] == shown[0][1] + 1
+
+
+@pytest.mark.slow
+def test_the_one_liner_runs_the_shipped_weights_from_any_folder(tmp_path):
+    """`python -c "import segcli; segcli.load('deeplabv3p').predict('img.jpg')"` with the shipped weights, offline."""
+    from PIL import Image
+
+    sample = sorted((PACKAGE.parent / "samples" / "synth" / "JPEGImages").glob("*.jpg"))[0]
+    (tmp_path / "img.jpg").write_bytes(sample.read_bytes())
+    code = ("import segcli; p = segcli.load('deeplabv3p').predict('img.jpg'); "
+            "print(p.labels.shape, p.labels.dtype, int(p.labels.max()) < len(segcli.load('deeplabv3p').record.categories))")
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, check=True)
+    width, height = Image.open(sample).size
+    assert result.stdout.split() == [f"({height},", f"{width})", "uint8", "True"]
