@@ -305,6 +305,19 @@ def _skeleton_state(record: CheckpointRecord, path: Path) -> dict[str, "Tensor"]
     return state
 
 
+def _is_onnx_graph(resolved: ResolvedCheckpoint) -> bool:
+    return resolved.path.suffix.lower() == ".onnx"
+
+
+def runtime_execution(resolved: ResolvedCheckpoint) -> tuple[str, str] | None:
+    """The (device, precision) the checkpoint's format runs in whatever was asked: an exported ONNX graph runs
+    on onnxruntime's CPU provider in fp32 (`segcli.export.runtime.RUNS_ON`); None for weights torch runs."""
+    if _is_onnx_graph(resolved):
+        from segcli.export.runtime import RUNS_ON
+        return RUNS_ON
+    return None
+
+
 def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None = None) -> "nn.Module":
     """Build the record's zoo model and load the resolved file into it strictly (eval mode).
 
@@ -313,7 +326,7 @@ def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None 
     """
     from segcli.models.base import set_input_scales
 
-    if resolved.path.suffix.lower() == ".onnx":  # an exported graph: onnxruntime behind an nn.Module
+    if _is_onnx_graph(resolved):  # an exported graph: onnxruntime behind an nn.Module
         from segcli.export.runtime import OnnxRuntimeModel
         return OnnxRuntimeModel(resolved.path, num_classes=resolved.record.num_classes)
     record = resolved.record

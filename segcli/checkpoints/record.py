@@ -16,6 +16,11 @@ from segcli.errors import CheckpointError, SegcliError
 from segcli.models import LAYOUTS as LAYOUT_TABLE
 from segcli.text import printable
 
+__all__ = ["CAFFE_BGR_MEAN", "CAFFE_PREPROCESSING", "CHANNEL_ORDERS", "CheckpointRecord", "IMAGENET_MEAN",
+           "IMAGENET_PREPROCESSING", "IMAGENET_STD", "LAYOUTS", "MAX_CLASSES", "Preprocessing", "ResolvedCheckpoint",
+           "SOURCE_DOWNLOAD", "SOURCE_LABELS", "SOURCE_PATH", "SOURCE_SEGCLI_CACHE", "SOURCE_SHIPPED",
+           "SOURCE_TORCH_HUB", "SYNTHETIC_DATASET", "TORCHVISION_PREPROCESSING", "parse_record"]
+
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
 

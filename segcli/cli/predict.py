@@ -97,11 +97,10 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     if cluster is not None:
         from segcli.distributed import EngineSettings, run_on_ray
 
-        settings = EngineSettings.resolve(model, weights, download, device=device, options=inference,
-                                          multiscale=multiscale)
+        settings = EngineSettings.resolve(model, weights, download, device=device, options=inference)
         return _finish(run, run_on_ray(run, settings, cluster, console, max_pixels), choice, out_dir, console, quiet)
     piped = read_one_image(inputs[0], max_pixels) if choice.stream else None  # a bad input fails before the model loads
-    engine = _load_engine(model, weights, device, download, inference, multiscale, console) \
+    engine = _load_engine(model, weights, device, download, inference, console) \
         if choice.stream or run.work.todo else None
     if choice.stream:
         stream_image(engine, piped, choice.kinds[0], alpha, options.classes)
@@ -120,7 +119,8 @@ def _inference_options(crf, precision, tile, tile_overlap, tta, multiscale, alph
         tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
     except SegcliError as exc:  # a usage error (exit 2), as every bad flag value
         raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
-    inference = InferenceOptions(precision=precision, tiling=tiling, tta=TTAParams() if tta else None, crf=crf)
+    inference = InferenceOptions(precision=precision, tiling=tiling, tta=TTAParams() if tta else None,
+                                 input_scales=single_scale(multiscale), crf=crf)
     settings = {"precision": precision,
                 "crf": None if crf is None else {"given": dict(crf.given), "method": crf.method},
                 "tile": tile, "tile_overlap": tile_overlap, "tta": tta, "multiscale": multiscale, "alpha": alpha}
@@ -148,21 +148,23 @@ def _predict_rasters(rasters, flags) -> None:
     options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
                             skip_existing=flags["skip_existing"], bands=bands, scale=scale, cog=flags["cog"],
                             simplify=flags["simplify"])
-    inference = InferenceOptions(precision=flags["precision"], tiling=policy)
+    inference = InferenceOptions(precision=flags["precision"], tiling=policy,
+                                 input_scales=single_scale(flags["multiscale"]))
     predict_rasters(rasters, options, policy, lambda console: _load_engine(
-        flags["model"], flags["weights"], flags["device"], flags["download"], inference, flags["multiscale"],
-        console), flags["quiet"])
+        flags["model"], flags["weights"], flags["device"], flags["download"], inference, console), flags["quiet"])
 
 
-def _load_engine(model, weights, device, download, inference, multiscale, console):
+def single_scale(multiscale: bool) -> tuple[float, ...] | None:
+    """InferenceOptions.input_scales for --multiscale/--no-multiscale: the checkpoint's protocol, or one scale."""
+    return None if multiscale else (1.0,)
+
+
+def _load_engine(model, weights, device, download, inference, console):
     """Load the engine once and say what runs: checkpoint, device, precision, multi-scale and the CRF."""
     from segcli.engine import SegmentationEngine
-    from segcli.models.base import set_input_scales
 
     engine = SegmentationEngine.load(model, weights=weights, device=device, allow_download=download, options=inference)
-    if not multiscale:
-        set_input_scales(engine.model, (1.0,))
-    scales = "/".join(f"{scale:g}" for scale in sorted(engine.model.input_scales))
+    scales = "/".join(f"{scale:g}" for scale in sorted(engine.input_scales))
     console.print(f"[bold]{engine.record.model}[/] {escape(printable(engine.source))} on {engine.plan.device} "
                   f"({engine.plan.precision}){' + dense CRF' if inference.crf else ''}"
                   f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)

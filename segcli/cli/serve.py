@@ -61,14 +61,14 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
 
     from rich.console import Console
 
-    from segcli.cli.predict import _load_engine
+    from segcli.cli.predict import _load_engine, single_scale
     from segcli.imageio import DEFAULT_MAX_PIXELS
     from segcli.inference_options import InferenceOptions
     from segcli.serve import ServeSettings, build_app
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    engine = _load_engine(model, weights, device, download, InferenceOptions(precision=precision, crf=crf),
-                          multiscale, console)
+    inference = InferenceOptions(precision=precision, input_scales=single_scale(multiscale), crf=crf)
+    engine = _load_engine(model, weights, device, download, inference, console)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_pending=max_pending,
                              timeout_s=timeout_s, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, token=token, alpha=alpha)
     _run(build_app(engine, settings), host, port, quiet, console, token is not None)
