@@ -125,3 +125,27 @@ def test_a_rendered_ratio_is_the_recorded_means_ratio(tmp_path):
     text = _render_module().render("benchmarks/cpu-1thread.json")
     line = next(line for line in text.splitlines() if line.startswith("| fcn8s |") and "512x512 | bf16 CL" in line)
     assert line.endswith(f"| {fast / bare:.2f}x |")
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    """README's Python block, run as written on a sample scene saved as img.jpg (shipped weights, CPU)."""
+    import shutil
+    import warnings
+
+    import numpy as np
+
+    import segcli
+
+    if not hasattr(segcli, "load"):
+        pytest.skip("segcli.load is not part of this version of the package")
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Python"):].split("```python\n", 1)[1].split("```", 1)[0]
+    sample = sorted((ROOT / "samples" / "synth" / "JPEGImages").glob("*.jpg"))[0]
+    shutil.copyfile(sample, tmp_path / "img.jpg")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the shipped checkpoint's synthetic-scenes warning
+        exec(compile(block, "README.md", "exec"), namespace)
+    labels = namespace["prediction"].labels
+    assert labels.shape == np.asarray(__import__("PIL.Image").Image.open(sample)).shape[:2]
