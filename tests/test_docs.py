@@ -149,3 +149,26 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), namespace)
     labels = namespace["prediction"].labels
     assert labels.shape == np.asarray(__import__("PIL.Image").Image.open(sample)).shape[:2]
+
+
+def test_the_readme_speed_figures_are_the_records_it_names():
+    """README's "CPU and GPU" figures, recomputed from the JSON named next to each."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    section = " ".join(readme[readme.index("## CPU and GPU"):readme.index("## Read more")].split())
+
+    def load(name: str) -> dict:
+        assert f"`benchmarks/{name}`" in section
+        return json.loads((ROOT / "benchmarks" / name).read_text())
+
+    cpu = [row["time_vs_baseline"] for row in load("cpu-1thread.json")["rows"]
+           if row["size"] == "512x512" and row["precision"] == "bf16" and row["channels_last"]]
+    assert f"{min(cpu):.2f}-{max(cpu):.2f}x the time" in section
+    gpu = load("gpu-h200.json")["rows"]
+    bare = [row["mean_ms"] for row in gpu if row["size"] == "512x512" and row["variant"] == "baseline"]
+    fast = [row["time_vs_baseline"] for row in gpu if row["size"] == "512x512" and row["precision"] == "bf16"]
+    assert f"{min(bare):.1f}-{max(bare):.1f} ms per image" in section
+    assert f"took {min(fast):.1f}-{max(fast):.1f}x that time" in section
+    case = load("crf_speed.json")["cases"]["9 classes: shipped deeplabv3p"]
+    assert f"{case['ratio_cpu']:.2f}x the CPU time, {100 * case['pixels_equal']:.1f}% of pixels equal" in section
