@@ -25,8 +25,9 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from segcli.benchmarking.measure import time_call
 
 from folder_speed import cpu_name, load_average, write_report  # this folder is on sys.path when a script here runs
 
@@ -52,12 +53,10 @@ def make_folder(root: Path, count: int) -> Path:
 
 def timed_run(argv: list[str], env: dict[str, str], out: Path) -> dict:
     """One fresh process (it must succeed): wall seconds, and the steady rate from the sets' landing times."""
-    started = time.perf_counter()
     # its own session, as Ray's actors are: with the kernel's autogroup scheduling each session gets a fair
     # share of a busy machine's cores, so a command left in this script's session would get less than they do
-    subprocess.run(argv, check=True, cwd=REPO, capture_output=True, start_new_session=True,
-                   env={**os.environ, **env})
-    wall = time.perf_counter() - started
+    wall = time_call(lambda: subprocess.run(argv, check=True, cwd=REPO, capture_output=True, start_new_session=True,
+                                            env={**os.environ, **env})).wall_ms / 1000.0
     landed = sorted(path.stat().st_mtime_ns for path in out.rglob("*.json"))
     steady = (len(landed) - 1) / ((landed[-1] - landed[0]) / 1e9) if len(landed) > 1 and landed[-1] > landed[0] \
         else None
