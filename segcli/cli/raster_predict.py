@@ -2,7 +2,7 @@
 command line go to segcli.raster (label GeoTIFF, JSON, GeoJSON polygons) instead of the image pipeline.
 
 Every flag the raster path cannot honour is a usage error (exit 2) raised before the model loads:
---engine ray, --tta, --crf, --report, --save-probs, --out -, --tile off, image-only --outputs.
+--engine ray, --tta, --crf, --report, --classes, --out -, --tile off, image-only --outputs.
 Folders and globs are not searched for rasters (name each raster); rasters and plain images go in
 separate runs.
 """
@@ -67,11 +67,8 @@ def _listed(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def check_raster_flags(outputs, out_dir: Path, tile: str, tile_overlap: float, refused: dict[str, bool]):
+def check_raster_flags(outputs, out_dir: Path, tiling, refused: dict[str, bool]):
     """(kinds, TilingPolicy) for the raster run; click.UsageError for what it cannot do."""
-    from segcli.errors import SegcliError
-    from segcli.tiling import TilingPolicy
-
     for flag, given in refused.items():
         if given:
             raise click.UsageError(f"{flag} is not supported for raster inputs")
@@ -82,14 +79,10 @@ def check_raster_flags(outputs, out_dir: Path, tile: str, tile_overlap: float, r
     if unknown:
         raise click.UsageError(f"--outputs {unknown[0]}: rasters write {', '.join(RASTER_OUTPUTS)}")
     kinds = tuple(kind for kind in RASTER_OUTPUTS if kind in ("label", "json") or kind in listed)
-    try:
-        policy = TilingPolicy.parse(tile, overlap=tile_overlap)
-    except SegcliError as exc:
-        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
-    if policy.mode == "off":
+    if tiling.mode == "off":
         raise click.BadParameter("a raster is always segmented in windows: use auto or a tile size",
                                  param_hint="'--tile'")
-    return kinds, policy
+    return kinds, tiling
 
 
 def predict_rasters(rasters: list[Path], options, policy, load_engine: Callable, quiet: bool) -> None:
