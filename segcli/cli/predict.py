@@ -55,8 +55,8 @@ from segcli.cli.raster_predict import raster_options
 @cluster_options
 @replaced_option("--workers", "--ray-workers (the Ray actor count, with --engine ray)", takes_value=True)
 def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outputs, classes, report, overwrite,
-            skip_existing, max_pixels, download, tiling, tta, multiscale, batch_size, io_workers, bands, scale, cog,
-            simplify, quiet, cluster) -> None:
+            skip_existing, max_pixels, download, tiling, tta, multiscale, batch_size, io_workers, raster, quiet,
+            cluster) -> None:
     """Segment INPUTS (files, folders searched recursively, or globs) and write, per image,
     a label PNG (palettized, pixel value = class index), an overlay with a legend and a JSON summary
     (--outputs chooses: also class masks, cut-outs, COCO RLE, probabilities).
@@ -73,7 +73,7 @@ def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outp
                                  "leave --precision out or pass fp32", param_hint="'--precision'")
     from segcli.cli.raster_predict import raster_inputs
 
-    rasters = raster_inputs(inputs, max_pixels, outputs, bands, scale, cog, simplify)
+    rasters = raster_inputs(inputs, max_pixels, outputs, raster)
     if rasters is not None:
         return _predict_rasters(rasters, locals())
     choice = choose_outputs(inputs, out_dir, outputs, classes, report, overwrite, skip_existing)
@@ -135,21 +135,16 @@ def _ray_cluster(cluster, choice, batch_size, io_workers):
 def _predict_rasters(rasters, flags) -> None:
     """GeoTIFF inputs: segcli.raster (label GeoTIFF, JSON, polygons); what it cannot do is a usage error."""
     from segcli.cli.raster_predict import check_raster_flags, predict_rasters
-    from segcli.errors import SegcliError
     from segcli.inference_options import InferenceOptions
     from segcli.raster.run import RasterOptions
-    from segcli.raster.source import parse_bands, parse_scale
 
     refused = {"--engine ray": flags["cluster"] is not None, "--crf": flags["crf"] is not None,
                "--tta": flags["tta"] is not None, "--report": flags["report"], "--classes": flags["classes"] is not None}
     kinds, policy = check_raster_flags(flags["outputs"], flags["out_dir"], flags["tiling"], refused)
-    try:
-        bands, scale = parse_bands(flags["bands"]), parse_scale(flags["scale"])
-    except SegcliError as exc:
-        raise click.UsageError(str(exc)) from None
+    raster = flags["raster"]
     options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
-                            skip_existing=flags["skip_existing"], bands=bands, scale=scale, cog=flags["cog"],
-                            simplify=flags["simplify"])
+                            skip_existing=flags["skip_existing"], bands=raster.bands, scale=raster.scale,
+                            cog=raster.cog, simplify=raster.simplify)
     inference = InferenceOptions(precision=flags["precision"], tiling=policy)
     predict_rasters(rasters, options, policy, lambda console: _load_engine(
         flags["model"], flags["weights"], flags["device"], flags["download"], inference, flags["multiscale"],

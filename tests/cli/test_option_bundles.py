@@ -84,8 +84,8 @@ def test_predict_takes_typed_values_not_a_dict_of_raw_options():
 
     parameters = inspect.signature(predict.callback).parameters
     assert not [p for p in parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
-    assert {"crf", "cluster", "tiling", "tta"} <= set(parameters)
-    raw = {"crf_iters", "crf_full", "engine_kind", "ray_address", "tile", "tile_overlap"}
+    assert {"crf", "cluster", "tiling", "tta", "raster"} <= set(parameters)
+    raw = {"crf_iters", "crf_full", "engine_kind", "ray_address", "tile", "tile_overlap", "bands", "scale"}
     assert not raw & set(parameters)
 
 
@@ -99,6 +99,17 @@ def test_tiling_and_tta_arrive_typed():
     assert _received(tiling_options, [])[2] == {"tiling": TilingPolicy.parse("auto", overlap=0.25), "tta": None}
     code, output, _ = _received(tiling_options, ["--tile", "abc"])
     assert code == 2 and "'--tile'" in output, output
+
+
+def test_the_raster_options_arrive_parsed():
+    from segcli.cli.raster_predict import RasterFlags, raster_options
+
+    code, output, seen = _received(raster_options, ["--bands", "3,2,1", "--scale", "0,10000", "--cog"])
+    assert code == 0, output
+    assert seen == {"raster": RasterFlags(bands=(3, 2, 1), scale=(0.0, 10000.0), cog=True)}
+    assert seen["raster"].given and not _received(raster_options, [])[2]["raster"].given
+    code, output, _ = _received(raster_options, ["--scale", "5,1"])
+    assert code == 2 and "MIN must be below MAX" in output, output
 
 
 @pytest.mark.parametrize("old, extra, new", [
