@@ -18,7 +18,7 @@ from segcli.cli.report_files import announce, check_reports, checkpoint_files
 @zoo_model_option(help="Compare the training-free methods on this zoo model's low-resolution logits. "
                    "Default: the shipped decoders (per method three seeds, trained identically on synth data "
                    "on one frozen DeepLab v3+ MobileNetV2 encoder).")
-@weights_option()
+@weights_option
 @click.option("--decoders", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of decoder checkpoints [default: the decoders shipped with segcli].")
 @click.option("--methods", default=None, metavar="A,B,...",
@@ -34,7 +34,7 @@ from segcli.cli.report_files import announce, check_reports, checkpoint_files
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Compare at most this many images.")
 @max_pixels_option
 @device_option
-@precision_option()
+@precision_option
 @download_option
 @overwrite_option("Replace an existing --json file segcli did not write (never an input).")
 @quiet_option("Only the table and errors.")

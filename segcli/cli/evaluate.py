@@ -14,7 +14,7 @@ from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_js
 
 @click.command("evaluate")
 @model_option
-@weights_option()
+@weights_option
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="VOC-format folder with JPEGImages/, SegmentationClass/, ImageSets/Segmentation/.")
 @click.option("--split", default="val", show_default=True, help="Split file under ImageSets/Segmentation/.")
@@ -22,7 +22,7 @@ from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_js
 @tta_option
 @crf_options
 @device_option
-@precision_option()
+@precision_option
 @max_pixels_option
 @overwrite_option("Replace an existing --json file segcli did not write (never the checkpoint or a file of --data).")
 def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_path: str | None, tta, crf,

@@ -23,7 +23,7 @@ def _format_for(out: Path, given: str | None) -> str:
 
 @click.command("export")
 @zoo_model_option(help="Zoo model [default: the one --weights names]. Without --weights: its default checkpoint.")
-@weights_option()
+@weights_option
 @click.option("--format", "fmt", type=click.Choice(("onnx", "torchscript")), default=None,
               help="onnx or torchscript [default: from --out's suffix: .onnx, .pt/.ts].")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,

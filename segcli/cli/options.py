@@ -105,14 +105,19 @@ def workers_option(default: int, minimum: int, help: str) -> Callable:
                         help=f"Processes on this machine {help}")
 
 
-def weights_option(help: str = "Checkpoint: a manifest name (`segcli weights list`) or a file. Default: a real "
-                               "checkpoint on disk, else the shipped one.") -> Callable:
-    return click.option("--weights", "-w", default=None, metavar="NAME|PATH", help=help)
+def weights_option(func: Callable | None = None, *, help: str = "Checkpoint: a manifest name (`segcli weights "
+                   "list`) or a file. Default: a real checkpoint on disk, else the shipped one.") -> Callable:
+    """--weights/-w: `@weights_option`, or `@weights_option(help=...)` where a command means more by it."""
+    option = click.option("--weights", "-w", default=None, metavar="NAME|PATH", help=help)
+    return option if func is None else option(func)
 
 
-def precision_option(help: str = "auto: bf16 on CPUs with native bf16 and on CUDA, else fp32.") -> Callable:
-    return click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
-                        help=help)
+def precision_option(func: Callable | None = None, *,
+                     help: str = "auto: bf16 on CPUs with native bf16 and on CUDA, else fp32.") -> Callable:
+    """--precision: `@precision_option`, or `@precision_option(help=...)` (benchmark's list: `precisions_option`)."""
+    option = click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+                          help=help)
+    return option if func is None else option(func)
 
 
 def precisions_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:

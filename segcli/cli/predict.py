@@ -26,12 +26,12 @@ from segcli.cli.raster_predict import raster_options
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True)
 @model_option
-@weights_option()
+@weights_option
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("segcli-out"),
               show_default=True, help="Output folder (sub-folders of the inputs are kept); - writes one image's "
                                       "output to stdout (input - reads the image from stdin).")
 @device_option
-@precision_option()
+@precision_option
 @crf_options
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Overlay opacity of the mask colours.")

@@ -18,12 +18,12 @@ INSTALL_HINT = "segcli serve needs starlette, uvicorn and python-multipart: pip 
 
 @click.command("serve")
 @model_option
-@weights_option()
+@weights_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; only this machine by default (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port.")
 @device_option
-@precision_option()
+@precision_option
 @crf_options
 @click.option("--multiscale/--no-multiscale", default=True, show_default=True,
               help="Fuse the input scales the checkpoint's authors tested with, as predict does.")
