@@ -7,9 +7,9 @@ import signal
 
 import click
 
+from segcli.cli.crf_options import crf_options
 from segcli.cli.options import (
-    crf_options, crf_settings_from_options, device_option, download_option, max_pixels_option, model_option,
-    precision_option, quiet_option, weights_option,
+    device_option, download_option, max_pixels_option, model_option, precision_option, quiet_option, weights_option,
 )
 
 TOKEN_ENV = "SEGCLI_SERVE_TOKEN"
@@ -43,8 +43,8 @@ INSTALL_HINT = "segcli serve needs starlette, uvicorn and python-multipart: pip 
 @max_pixels_option
 @download_option
 @quiet_option(help="Only errors (no start-up lines, no access log).")
-def serve(model, weights, host, port, device, precision, multiscale, alpha, max_batch, batch_wait_ms, max_pending,
-          timeout_s, token, max_pixels, download, quiet, **crf_kwargs) -> None:
+def serve(model, weights, host, port, device, precision, crf, multiscale, alpha, max_batch, batch_wait_ms, max_pending,
+          timeout_s, token, max_pixels, download, quiet) -> None:
     """Serve the engine over HTTP: POST an image to /v1/segment, get predict's label PNG (or overlay, json,
     rle, cutout, masks, probs) back; a web page at /. Requests that arrive together run as one batch.
 
@@ -53,7 +53,6 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
               curl --data-binary @img.jpg -H 'Content-Type: image/jpeg' \\
                    'http://127.0.0.1:8000/v1/segment?outputs=label' > label.png
     """
-    crf = crf_settings_from_options(crf_kwargs)
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None and not token.strip():
         raise click.BadParameter("the token is empty", param_hint="'--token'")
