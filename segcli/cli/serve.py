@@ -7,9 +7,9 @@ import signal
 
 import click
 
+from segcli.cli.crf_options import crf_options
 from segcli.cli.options import (
-    crf_options, crf_settings_from_options, device_option, download_option, max_pixels_option, model_option,
-    precision_option, quiet_option, weights_option,
+    device_option, download_option, max_pixels_option, model_option, precision_option, quiet_option, weights_option,
 )
 
 TOKEN_ENV = "SEGCLI_SERVE_TOKEN"
@@ -55,9 +55,9 @@ INSTALL_HINT = "segcli serve needs starlette, uvicorn and python-multipart: pip 
 @click.option("--ray-address", default=None, metavar="auto|HOST:PORT|ray://HOST:PORT",
               help="With --engine ray: join this Ray cluster (as predict's --ray-address) [default: start a local "
                    "Ray instance].")
-def serve(model, weights, host, port, device, precision, multiscale, alpha, max_batch, batch_wait_ms, max_pending,
+def serve(model, weights, host, port, device, precision, crf, multiscale, alpha, max_batch, batch_wait_ms, max_pending,
           timeout_s, token, max_pixels, download, quiet, engine_kind, replicas, autoscale, gpus_per_replica,
-          ray_address, **crf_kwargs) -> None:
+          ray_address) -> None:
     """Serve the engine over HTTP: POST an image to /v1/segment, get predict's label PNG (or overlay, json,
     rle, cutout, masks, probs) back; a web page at /. Requests that arrive together run as one batch.
 
@@ -67,7 +67,6 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
                    'http://127.0.0.1:8000/v1/segment?outputs=label' > label.png
               segcli serve --engine ray --replicas 2     # the same API from 2 Ray Serve replicas
     """
-    crf = crf_settings_from_options(crf_kwargs)
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None and not token.strip():
         raise click.BadParameter("the token is empty", param_hint="'--token'")
@@ -76,7 +75,7 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
 
     from rich.console import Console
 
-    from segcli.cli.predict import _load_engine
+    from segcli.cli.predict import _load_engine, single_scale
     from segcli.imageio import DEFAULT_MAX_PIXELS
     from segcli.inference_options import InferenceOptions
     from segcli.serve import ServeSettings, build_app
@@ -84,11 +83,10 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_pending=max_pending,
                              timeout_s=timeout_s, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, token=token, alpha=alpha)
-    inference = InferenceOptions(precision=precision, crf=crf)
+    inference = InferenceOptions(precision=precision, input_scales=single_scale(multiscale), crf=crf)
     if on_ray is not None:
-        return _serve_on_ray(on_ray, (model, weights, device, download, inference, multiscale), settings, host, port,
-                             console)
-    engine = _load_engine(model, weights, device, download, inference, multiscale, console)
+        return _serve_on_ray(on_ray, (model, weights, download, inference), settings, host, port, console)
+    engine = _load_engine(model, weights, device, download, inference, console)
     _run(build_app(engine, settings), host, port, quiet, console, token is not None)
 
 
@@ -137,7 +135,7 @@ def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port
     from segcli.text import printable
 
     replicas, gpus_per_replica, address, device = on_ray
-    model, weights, _, download, inference, multiscale = engine_choice
+    model, weights, download, inference = engine_choice
     import_serve()  # the install hint before anything loads
     resolved = resolve_checkpoint(model, weights, allow_download=download)
     warning = synthetic_scenes_warning(resolved.record)
@@ -147,7 +145,7 @@ def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port
         weights = str(resolved.path.resolve())
     console.print(f"[bold]{resolved.record.model}[/] {escape(printable(resolved.describe()))} on Ray Serve",
                   highlight=False)
-    spec = ReplicaSpec(model, weights, device, inference, multiscale, settings)
+    spec = ReplicaSpec(model, weights, device, inference, settings)
     serve_on_ray(spec, replicas, gpus_per_replica, address, host, port,
                  lambda line: console.print(line, highlight=False, markup=False))
 

@@ -64,18 +64,13 @@ class ReplicaSpec:
     model: str
     weights: str | None
     device: str
-    options: "InferenceOptions"
-    multiscale: bool
+    options: "InferenceOptions"  # precision, input scales, CRF: as `segcli serve` builds them
     settings: "ServeSettings"
 
     def build_engine(self) -> "SegmentationEngine":
         from segcli.engine import SegmentationEngine
-        from segcli.models.base import set_input_scales
 
-        engine = SegmentationEngine.load(self.model, weights=self.weights, device=self.device, options=self.options)
-        if not self.multiscale:
-            set_input_scales(engine.model, (1.0,))
-        return engine
+        return SegmentationEngine.load(self.model, weights=self.weights, device=self.device, options=self.options)
 
 
 def replica_device(device: str, gpus_per_replica: float) -> str:

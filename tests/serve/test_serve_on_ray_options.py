@@ -87,10 +87,10 @@ def test_the_replicas_get_the_engine_and_settings_the_command_was_given(tmp_path
     assert (replicas.minimum, replicas.maximum, replicas.autoscale, gpus, address) == (1, 3, True, 0.5, "auto")
     assert (host, port) == ("127.0.0.1", 8000)
     assert spec.weights == str((tmp_path / "tiny.safetensors").resolve())
-    assert spec.settings.token == "t0ken" and spec.settings.max_pending == 5 and spec.multiscale is False
+    assert spec.settings.token == "t0ken" and spec.settings.max_pending == 5
     engine = spec.build_engine()
     assert engine.record.name == "tiny" and str(engine.plan.device) == "cpu"
-    assert engine.model.input_scales == (1.0,)
+    assert engine.options.input_scales == (1.0,) and engine.options.precision == "fp32"
 
 
 def test_deployment_options_leave_the_refusals_to_the_app():
@@ -149,7 +149,7 @@ def deploy_with(monkeypatch, fake: FakeServe, proxy=("127.0.0.1", 8000)):
     monkeypatch.setattr(on_ray, "replica_class", lambda: object)
     client = SimpleNamespace(http_config=SimpleNamespace(host=proxy[0], port=proxy[1]))
     monkeypatch.setattr(ray.serve.context, "_get_global_client", lambda *args, **kwargs: client)
-    spec = on_ray.ReplicaSpec("lraspp", None, "cpu", None, True, ServeSettings())
+    spec = on_ray.ReplicaSpec("lraspp", None, "cpu", None, ServeSettings())
     on_ray.deploy(spec, on_ray.Replicas(2, 2), 0.0, "127.0.0.1", 8000)
 
 
