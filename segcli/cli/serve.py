@@ -45,7 +45,7 @@ INSTALL_HINT = "segcli serve needs starlette, uvicorn and python-multipart: pip 
 @quiet_option(help="Only errors (no start-up lines, no access log).")
 @click.option("--engine", "engine_kind", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="local: this process (uvicorn); ray: replicas of a Ray Serve deployment behind its HTTP proxy, "
-                   "each loading the model once (needs segcli[ray]; docs/SCALING.md).")
+                   "each loading the model once (needs segcli[ray]).")
 @click.option("--replicas", type=click.IntRange(min=1), default=None,
               help="With --engine ray: this many replicas [default: 1].")
 @click.option("--autoscale", default=None, metavar="MIN,MAX",
