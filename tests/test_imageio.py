@@ -13,7 +13,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from segcli.errors import InputImageError
-from segcli.imageio import find_images, load_image
+from segcli.imageio import load_image
+from segcli.inputs import find_images
 
 RNG = np.random.default_rng(0)
 

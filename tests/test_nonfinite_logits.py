@@ -39,7 +39,7 @@ def test_engine_refuses_non_finite_logits_naming_the_checkpoint(value):
 
 @pytest.fixture(scope="module")
 def nan_checkpoint(tmp_path_factory) -> Path:
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     path = tmp_path_factory.mktemp("nan") / "nan-weights.safetensors"
     return save_segcli_checkpoint(path, _poisoned(float("nan")), tiny_record(path.stem))

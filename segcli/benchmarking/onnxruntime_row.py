@@ -23,9 +23,8 @@ def onnxruntime_row(run):
     module's only caller, so the dependency runs one way."""
     from segcli.engine import SegmentationEngine, preprocess
     from segcli.export.exporter import ExportSettings, export_model
-    from segcli.export.metadata import IDENTITY_PREPROCESSING, record_from_metadata
-    from segcli.export.onnx_format import read_onnx_metadata
-    from segcli.export.runtime import OnnxRuntimeModel
+    from segcli.checkpoints.onnx_model import (IDENTITY_PREPROCESSING, OnnxRuntimeModel, read_onnx_metadata,
+                                               record_from_metadata)
     from segcli.export.verify import scenes
 
     plan = plan_execution("cpu", "fp32", channels_last=False)

@@ -12,7 +12,7 @@ from segcli.errors import CheckpointError, SegcliError
 from segcli.palettes import VOC_CLASSES
 
 if TYPE_CHECKING:
-    from segcli.checkpoints.resolve import ResolvedCheckpoint
+    from segcli.checkpoints.record import ResolvedCheckpoint
 
 RANDOM_WEIGHTS = "random"
 

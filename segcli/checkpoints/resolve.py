@@ -12,14 +12,14 @@ from pathlib import Path
 
 from segcli.checkpoints import manifest
 from segcli.checkpoints.download import digest_matches, download_file, sha256_of
-from segcli.checkpoints.loading import (TRAINING_RECORD_KEY, checkpoint_num_classes, detect_layout,
-                                        read_checkpoint_file, read_segcli_metadata)
+from segcli.checkpoints.formats import graph_format
+from segcli.checkpoints.loading import checkpoint_num_classes, detect_layout, read_checkpoint_file, read_segcli_metadata
+from segcli.checkpoints.saving import TRAINING_RECORD_KEY
 from segcli.checkpoints.manifest import (file_exists, find_record, records_for_model, segcli_checkpoint_dir,
                                          torch_hub_checkpoint_dir, writable_folder)
-from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, SOURCE_DOWNLOAD,  # noqa: F401
-                                       SOURCE_LABELS, SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED,
-                                       SOURCE_TORCH_HUB, SYNTHETIC_DATASET, CheckpointRecord, ResolvedCheckpoint,
-                                       parse_record)
+from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, SOURCE_DOWNLOAD, SOURCE_PATH,
+                                       SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED, SOURCE_TORCH_HUB, SYNTHETIC_DATASET,
+                                       CheckpointRecord, ResolvedCheckpoint, parse_record)
 from segcli.errors import CheckpointError, ChecksumMismatchError
 from segcli.models import MODEL_NAMES
 
@@ -218,9 +218,9 @@ def resolve_checkpoint(model: str | None, weights: str | None = None, *, allow_d
 
     `model=None` takes the model from the named record.
     """
-    if weights is not None and weights.lower().endswith(".onnx"):  # a graph from `segcli export`, run by onnxruntime
-        from segcli.export.runtime import onnx_graph_record
-        return ResolvedCheckpoint(onnx_graph_record(model, weights), Path(weights).expanduser(), SOURCE_PATH)
+    graph = graph_format(weights) if weights is not None else None
+    if graph is not None:  # a graph file (ONNX from `segcli export`): its record is in the file
+        return ResolvedCheckpoint(graph.record(model, weights), Path(weights).expanduser(), SOURCE_PATH)
     if weights is not None and _looks_like_path(weights):
         path = Path(weights).expanduser()
         if not path.is_file():

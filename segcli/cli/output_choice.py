@@ -199,7 +199,8 @@ def finish_report(run, summary, out_dir: Path, console) -> bool:
     from rich.markup import escape
 
     from segcli.errors import SegcliError
-    from segcli.report import collect_entries, write_report
+    from segcli.report.entries import collect_entries
+    from segcli.report.page import write_report
     from segcli.text import printable
 
     try:

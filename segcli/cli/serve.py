@@ -64,7 +64,7 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
     from segcli.cli.predict import _load_engine
     from segcli.imageio import DEFAULT_MAX_PIXELS
     from segcli.inference_options import InferenceOptions
-    from segcli.serve import ServeSettings, build_app
+    from segcli.serve.app import ServeSettings, build_app
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     engine = _load_engine(model, weights, device, download, InferenceOptions(precision=precision, crf=crf),

@@ -102,7 +102,8 @@ def train(**options) -> None:
     """
     from rich.console import Console
 
-    from segcli.training import BatchTooSmallError, TrainConfig, TrainingInterrupted, train as run_training
+    from segcli.training.config import BatchTooSmallError, TrainConfig, TrainingInterrupted
+    from segcli.training.run import train as run_training
 
     if options["iters"] is not None and options["epochs"] is not None:
         raise click.UsageError("give exactly one of --iters and --epochs")

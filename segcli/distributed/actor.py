@@ -50,7 +50,7 @@ class SegmentActor:
     """`map_batches(SegmentActor, fn_constructor_args=(engine_settings, write_settings), ...)`."""
 
     def __init__(self, engine: "EngineSettings", settings: WriteSettings) -> None:
-        from segcli.outputs.kinds import RunInfo
+        from segcli.outputs.results import RunInfo
 
         self.engine = engine.build()
         self.settings = settings
@@ -128,7 +128,7 @@ class SegmentActor:
         return results
 
     def _write(self, row: dict, image: "LoadedImage", prediction: "Prediction", decode_ms: float) -> dict[str, float]:
-        from segcli.outputs.kinds import ImageResult
+        from segcli.outputs.results import ImageResult
         from segcli.outputs.writer import write_image_outputs
 
         timings = {"decode": decode_ms, **prediction.timings_ms}

@@ -21,7 +21,8 @@ from segcli.distributed.settings import ClusterOptions, EngineSettings, WorkerRa
 from segcli.errors import SegcliError
 from segcli.outputs.folder import OutputFolder
 from segcli.outputs.kinds import KINDS, SET_MARK
-from segcli.pipeline import FolderRun, RunSummary, StopRequests
+from segcli.pipeline.interrupts import StopRequests
+from segcli.pipeline.run import FolderRun, RunSummary
 from segcli.pipeline.scheduler import available_cores
 from segcli.text import printable
 

@@ -1,4 +1,4 @@
-"""Write a `SegmentationGraph` as ONNX, read and write its metadata.
+"""Write a `SegmentationGraph` as ONNX, and its metadata (checkpoints/onnx_model.py reads both).
 
 Two exporters: "torchscript" (`torch.onnx.export(..., dynamo=False)`, the default: exports
 segcli's models in about a second, where "dynamo" (torch.export + onnxscript) took 51 s for
@@ -22,8 +22,6 @@ DEFAULT_OPSET = 18
 OPSET_RANGE = {"torchscript": (14, 20), "dynamo": (18, 23)}  # 14: HardSwish (MobileNetV3); 20: exporter's max
 ANTIALIAS_OPSET = 18  # Resize's `antialias` attribute
 INSTALL_HINT = 'ONNX export needs onnx and onnxruntime: pip install "segcli[export]" (or pip install onnx onnxruntime)'
-RUN_HINT = ('running an ONNX graph needs onnx and onnxruntime: pip install "segcli[export]" '
-            '(or pip install onnx onnxruntime)')
 INPUT_NAME, OUTPUT_NAMES = "image", ("labels", "logits")
 _DYNAMIC_AXES = {"image": {0: "batch", 1: "height", 2: "width"}, "labels": {0: "batch", 1: "height", 2: "width"},
                  "logits": {0: "batch", 2: "height", 3: "width"}}  # the class axis: fixed (fix_class_axis)
@@ -31,7 +29,7 @@ _registered = False
 
 
 def require_onnx(hint: str = INSTALL_HINT) -> None:
-    """Raise an install hint (exporting by default; RUN_HINT for running a graph) when onnx or onnxruntime is missing."""
+    """Raise an install hint when onnx or onnxruntime is missing."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -116,17 +114,6 @@ def fix_class_axis(path: Path, num_classes: int) -> None:
             axis.Clear()
             axis.dim_value = num_classes
     onnx.save(model, str(path))
-
-
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    """An ONNX file's metadata_props (the graph's weights are not read)."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises its own DecodeError types; any of them means "not ONNX"
-        raise SegcliError(f"cannot read {path}: not an ONNX file, or truncated ({type(exc).__name__})") from None
-    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 def write_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:

@@ -12,10 +12,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.record import IMAGENET_PREPROCESSING, CheckpointRecord
 from segcli.data.voc import SegmentationDataset, read_classes, read_dataset_name, read_split
 from segcli.device import ExecutionPlan, plan_execution
+from segcli.engine import preprocess
 from segcli.errors import DatasetError, OutputError, SegcliError
 from segcli.training.batches import DeviceBatches, LoaderBatches
 from segcli.training.batchnorm import recalibrate_batch_norm
@@ -93,7 +94,7 @@ def prepare(config: TrainConfig, model_factory: Callable[[int], nn.Module] | Non
     preprocessing = source.record.preprocessing if source is not None else IMAGENET_PREPROCESSING
     record = build_record(config, categories, read_dataset_name(config.data_dir), preprocessing)
     dataset = SegmentationDataset(read_split(config.data_dir, config.split), len(categories), record.preprocessing,
-                                  crop=config.crop, scale_range=config.scale_range, max_pixels=config.max_pixels)
+                                  preprocess, crop=config.crop, scale_range=config.scale_range, max_pixels=config.max_pixels)
     if config.crop is None and len({m.shape for m in dataset.masks}) > 1:
         raise DatasetError("training images differ in size: pass --crop HxW")
     state = read_state(Path(config.resume)) if config.resume else None

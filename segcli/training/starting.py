@@ -38,7 +38,8 @@ def starting_engine(config: TrainConfig):
 
 def source_model(weights: str, model: str) -> str:
     """The zoo model a checkpoint was made for: its own record's (a segcli file, a manifest name), else `model`."""
-    from segcli.checkpoints.loading import TRAINING_RECORD_KEY, read_checkpoint_file, read_segcli_metadata
+    from segcli.checkpoints.loading import read_checkpoint_file, read_segcli_metadata
+    from segcli.checkpoints.saving import TRAINING_RECORD_KEY
     from segcli.checkpoints.manifest import load_manifest
 
     path = Path(weights)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from segcli.checkpoints.archive import check_torch_file, torch_error_reason
-from segcli.checkpoints.loading import save_training_checkpoint
+from segcli.checkpoints.saving import save_training_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.errors import CheckpointError
 from segcli.training.schedule import PolySchedule

@@ -49,7 +49,7 @@ def decoder_record(method: str, categories: tuple[str, ...], seed: int, widths: 
 def save_decoder(path: str | Path, net: UpsamplingDecoder, categories: tuple[str, ...], seed: int,
                  metrics: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Path:
     """Write a float16 safetensors file with the record (and training settings) in its metadata."""
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     record = decoder_record(net.method, categories, seed, net.widths, metrics)
     return save_segcli_checkpoint(path, net, record, extra={"training": training or {}}, half=True)

@@ -30,7 +30,7 @@ class Sample:
 
 def find_samples(folder: str | Path, split: str | None = None, limit: int | None = None) -> list[Sample]:
     """The images of `folder` and their masks (see the module docstring)."""
-    from segcli.imageio import find_images
+    from segcli.inputs import find_images
 
     root = Path(folder)
     if not root.is_dir():

@@ -167,7 +167,7 @@ def _crafted_record_file(path: Path, **model_kwargs) -> Path:
     import dataclasses
 
     from robustness_support import tiny_record
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     record = dataclasses.replace(tiny_record(path.stem), model_kwargs=tuple(sorted(model_kwargs.items())))
     return save_segcli_checkpoint(path, tiny_model(), record)

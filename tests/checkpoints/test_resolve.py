@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from segcli.checkpoints import manifest
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.manifest import find_record, load_manifest, records_for_model
 from segcli.checkpoints.record import TORCHVISION_PREPROCESSING, CheckpointRecord
-from segcli.checkpoints.resolve import (SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED, SOURCE_TORCH_HUB,
-                                        resolve_checkpoint)
+from segcli.checkpoints.record import SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED, SOURCE_TORCH_HUB
+from segcli.checkpoints.resolve import resolve_checkpoint
 from segcli.errors import CheckpointError, UnknownNameError
 from segcli.palettes import CITYSCAPES_CLASSES, VOC_CLASSES
 
@@ -202,7 +202,7 @@ def test_resolved_segcli_file_loads_into_a_tiny_zoo_model(dirs, tmp_path):
 
 @pytest.mark.slow
 def test_plain_safetensors_with_sorted_keys_gets_the_class_count_of_the_classifier(tmp_path):
-    """Issue 11 item 9: safetensors sorts keys, so the last 4-D tensor is `classifier.scale.1.weight`
+    """safetensors sorts keys, so the last 4-D tensor is `classifier.scale.1.weight`
     (128 channels); the class count must come from the classifier's own key."""
     from safetensors.torch import load_file, save_file
 
@@ -225,7 +225,8 @@ def test_plain_safetensors_with_sorted_keys_gets_the_class_count_of_the_classifi
 
 @pytest.mark.parametrize("call", ["default", "named", "pull"])
 def test_no_public_download_message_reads_as_one_sentence(dirs, call):
-    """Issue 12 item 8: the fcn16s error ended "...`segcli weights add`.), or pass --weights FILE"."""
+    """A checkpoint without a public download is one sentence (the fcn16s error once ended
+    "...`segcli weights add`.), or pass --weights FILE")."""
     from segcli.checkpoints.store import pull_checkpoint
 
     run = {"default": lambda: resolve_checkpoint("fcn16s", None),

@@ -21,7 +21,7 @@ NOTES = b"my notes, not segcli's\n"
 def data_and_weights(tmp_path_factory):
     import torch
 
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
     from segcli.checkpoints.record import CheckpointRecord
     from segcli.models import build_model
 

@@ -12,7 +12,9 @@ from PIL import Image
 
 from segcli.errors import OutputError
 from segcli.inputs import ImageSource
-from segcli.outputs import ImageResult, OutputOptions, OutputPlan, RunInfo, write_image_outputs
+from segcli.outputs.plan import OutputOptions, OutputPlan
+from segcli.outputs.results import ImageResult, RunInfo
+from segcli.outputs.writer import write_image_outputs
 
 RUN = RunInfo(model="m", checkpoint="c", checkpoint_source="s", device="cpu", precision="fp32",
               categories=("background", "thing"), palette="voc")

@@ -11,7 +11,8 @@ from torch import nn
 
 from segcli.device import plan_execution
 from segcli.errors import SegcliError
-from segcli.training import FitSettings, PolySchedule, fit, poly_factor
+from segcli.training.loop import FitSettings, fit
+from segcli.training.schedule import PolySchedule, poly_factor
 
 PLAN = plan_execution("cpu", "fp32", channels_last=False)
 

@@ -12,11 +12,12 @@ import dataclasses
 
 import torch
 
-from segcli.checkpoints.loading import load_checkpoint_model, read_segcli_metadata, save_segcli_checkpoint
+from segcli.checkpoints.loading import load_checkpoint_model, read_segcli_metadata
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.resolve import resolve_checkpoint
 from segcli.data.voc import SegmentationDataset, read_split
 from segcli.device import plan_execution
-from segcli.training import recalibrate_batch_norm
+from segcli.training.batchnorm import recalibrate_batch_norm
 
 
 def main() -> None:
