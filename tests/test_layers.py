@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segcli"
@@ -190,3 +191,47 @@ def test_the_re_export_check_sees_a_re_export(tmp_path):
     caller = tmp_path / "caller.py"
     caller.write_text("from segcli.outputs import KINDS, atomic_write\nfrom segcli.atomic import atomic_write\n")
     assert _borrowed_imports(caller, trees) == ["caller.py:1 segcli.outputs.atomic_write"]
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
+_OTHER_PROGRAMS = re.compile(r"(pip install|`ray start)[^`'\"]*")  # their flags, not segcli's
+
+
+def _flags_in_messages(path: Path, tree: ast.Module) -> list[str]:
+    """Command-line flags in the text of exceptions raised outside cli/. A flag belongs in `hint=`, which the
+    CLI edge adds; click's exceptions are the command line's own, `Refused` is the server's HTTP answer."""
+    constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                 and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+                 for target in node.targets if isinstance(target, ast.Name)}  # e.g. a module's TRAIN_HINT
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+            continue
+        name = ast.unparse(node.exc.func)
+        if name.startswith("click.") or name == "Refused":
+            continue
+        hints = {id(sub) for keyword in node.exc.keywords if keyword.arg == "hint" for sub in ast.walk(keyword.value)}
+        for sub in ast.walk(node.exc):
+            if id(sub) in hints:
+                continue
+            text = sub.value if isinstance(sub, ast.Constant) else constants.get(getattr(sub, "id", None))
+            if isinstance(text, str):
+                found.extend(f"{path.name}:{sub.lineno} {flag}" for flag in _FLAG.findall(_OTHER_PROGRAMS.sub("", text)))
+    return found
+
+
+def test_library_errors_name_no_command_line_flags():
+    """Python callers read library terms ("above the limit (max_pixels)"); `--max-pixels` goes in the hint."""
+    files = [path for path in sorted(PACKAGE.rglob("*.py")) if "cli" not in path.relative_to(PACKAGE).parts]
+    assert [found for path in files for found in _flags_in_messages(path, ast.parse(path.read_text("utf-8")))] == []
+
+
+def test_the_flag_check_sees_a_flag_outside_the_hint():
+    tree = ast.parse('raise InputImageError(f"{path} is too large; raise it with --max-pixels")\n'
+                     'raise InputImageError(f"{path} is too large (max_pixels)", hint="raise it with --max-pixels")\n'
+                     'raise click.UsageError("--tile needs a number")\n'
+                     'raise MissingDependencyError("pip install --force-reinstall segcli")\n'
+                     'HINT = "pass --decoders DIR"\n'
+                     'raise CheckpointError(f"no decoder; {HINT}")\n'
+                     'raise CheckpointError("no decoder", hint=HINT)\n')
+    assert _flags_in_messages(Path("imageio.py"), tree) == ["imageio.py:1 --max-pixels", "imageio.py:6 --decoders"]

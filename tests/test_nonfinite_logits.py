@@ -93,5 +93,6 @@ def test_in_reduced_precision_the_error_suggests_fp32():
     from segcli.engine import SegmentationEngine
 
     engine = SegmentationEngine(_poisoned(float("inf")), tiny_record("poisoned"), plan_execution("cpu", "bf16", False))
-    with pytest.raises(ModelOutputError, match=r"overflow in reduced precision: try --precision fp32"):
+    with pytest.raises(ModelOutputError, match=r"overflow in reduced precision: try fp32 precision$") as caught:
         engine.predict(random_rgb(40, 48))
+    assert caught.value.hint == "try --precision fp32"

@@ -157,7 +157,7 @@ def require_matplotlib() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot  # noqa: F401
     except ImportError:
-        raise MissingDependencyError("--plot needs matplotlib, in segcli's `plot` extra: "
+        raise MissingDependencyError("plotting needs matplotlib, in segcli's `plot` extra: "
                                      "pip install 'segcli[plot]'") from None
 
 

@@ -43,8 +43,8 @@ def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> Che
         raise MissingDependencyError(RUN_HINT) from None
     record = record_from_metadata(read_onnx_metadata(path), path)
     if model is not None and canonical_name(model) != record.model:
-        raise CheckpointError(f"{printable(path.name)} is a {record.model} graph, not {canonical_name(model)}; "
-                              f"pass --model {record.model}")
+        raise CheckpointError(f"{printable(path.name)} is a {record.model} graph, not {canonical_name(model)}",
+                              hint=f"pass --model {record.model}")
     return record
 
 
@@ -125,7 +125,8 @@ class OnnxRuntimeModel(nn.Module):
         height, width = batch.shape[-2:]
         if self.fixed_size is not None and (height, width) != self.fixed_size:
             raise SegcliError(f"{self.path.name} takes {self.fixed_size[0]}x{self.fixed_size[1]} images only, this "
-                              f"one is {height}x{width}; export with --dynamic (or --size {height}x{width})")
+                              f"one is {height}x{width}",
+                              hint=f"export with --dynamic (or --size {height}x{width})")
         pixels = batch.detach().float().round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         pixels = np.ascontiguousarray(pixels)
         step = self.fixed_batch or len(pixels)  # a static graph takes its own batch size only
@@ -159,8 +160,8 @@ def record_from_metadata(metadata: dict[str, str], path: Path) -> CheckpointReco
     shown = printable(path.name)
     missing = [key for key in REQUIRED_KEYS if key not in metadata]
     if missing:
-        raise CheckpointError(f"{shown} is not a graph exported by segcli (no {', '.join(missing)} metadata); "
-                              f"export one with `segcli export --model M --out {shown}`")
+        raise CheckpointError(f"{shown} is not a graph exported by segcli (no {', '.join(missing)} metadata)",
+                              hint=f"export one with `segcli export --model M --out {shown}`")
     graph_input_scales(metadata, path)
     data = {
         "name": metadata["checkpoint"], "model": metadata["model"], "dataset": metadata.get("dataset", "unknown"),

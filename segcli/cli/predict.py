@@ -143,9 +143,13 @@ def _predict_rasters(rasters, flags) -> None:
     kinds, policy = check_raster_flags(flags["outputs"], flags["out_dir"], flags["tile"], flags["tile_overlap"],
                                        refused)
     try:
-        bands, scale = parse_bands(flags["bands"]), parse_scale(flags["scale"])
+        bands = parse_bands(flags["bands"])
     except SegcliError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="'--bands'") from None
+    try:
+        scale = parse_scale(flags["scale"])
+    except SegcliError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--scale'") from None
     options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
                             skip_existing=flags["skip_existing"], bands=bands, scale=scale, cog=flags["cog"],
                             simplify=flags["simplify"])

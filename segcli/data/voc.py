@@ -28,10 +28,10 @@ def read_split(data_dir: str | Path, split: str) -> list[tuple[Path, Path]]:
     split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not split_file.is_file():
         available = sorted(p.stem for p in (root / "ImageSets" / "Segmentation").glob("*.txt"))
-        found = f"; splits found: {', '.join(available)} (choose one with --split)" if available else ""
+        found = f"; splits found: {', '.join(available)}" if available else ""
         raise DatasetError(f"{root} has no split file ImageSets/Segmentation/{split}.txt: it should list one image "
                            f"id per line, each with an image JPEGImages/ID.jpg (or .png) and a mask "
-                           f"SegmentationClass/ID.png{found}")
+                           f"SegmentationClass/ID.png{found}", hint="choose one with --split" if available else None)
     ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"split file {split_file} lists no image ids")
@@ -96,7 +96,7 @@ def load_mask(path: Path, num_classes: int | None = None, max_pixels: int | None
     try:
         mask = load_label_png(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     except InputImageError as exc:
-        raise DatasetError(f"mask {exc}") from None
+        raise DatasetError(f"mask {exc}", hint=exc.hint) from None
     if num_classes is not None:
         bad = (mask >= num_classes) & (mask != IGNORE_INDEX)
         if bad.any():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, with_hint
 
 if TYPE_CHECKING:
     from segcli.distributed.settings import EngineSettings
@@ -79,12 +79,12 @@ class SegmentActor:
             try:
                 loaded.append((row, *self._load(row["path"])))
             except SegcliError as exc:
-                report(row["path"], FAILED, str(exc))
+                report(row["path"], FAILED, with_hint(exc))
         for row, image, decode_ms, prediction in self._predict(loaded, report):
             try:
                 timings = self._write(row, image, prediction, decode_ms)
             except SegcliError as exc:
-                report(row["path"], FAILED, str(exc))
+                report(row["path"], FAILED, with_hint(exc))
                 continue
             report(row["path"], OK, timings=timings)
         return results
@@ -117,14 +117,14 @@ class SegmentActor:
             return [(*entry, prediction) for entry, prediction in zip(loaded, predictions)]
         except SegcliError as exc:
             if len(loaded) == 1:
-                report(loaded[0][0]["path"], FAILED, str(exc))
+                report(loaded[0][0]["path"], FAILED, with_hint(exc))
                 return []
         results = []
         for entry in loaded:
             try:
                 results.append((*entry, self.engine.predict_batch([entry[1].rgb], **self.predict_options)[0]))
             except SegcliError as exc:
-                report(entry[0]["path"], FAILED, str(exc))
+                report(entry[0]["path"], FAILED, with_hint(exc))
         return results
 
     def _write(self, row: dict, image: "LoadedImage", prediction: "Prediction", decode_ms: float) -> dict[str, float]:

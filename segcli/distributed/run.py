@@ -254,6 +254,7 @@ def _default_workers(ray: Any, cluster: ClusterOptions) -> WorkerRange:
         most = int(resources.get("GPU", 0) / cluster.gpus_per_worker)
         if most < 1:
             raise DistributedRunError(f"the Ray instance has {resources.get('GPU', 0):g} GPUs: "
-                                      f"--gpus-per-worker {cluster.gpus_per_worker:g} leaves no room for a worker")
+                                      f"{cluster.gpus_per_worker:g} GPUs per worker leave no room for a worker",
+                                      hint="lower --gpus-per-worker")
         return WorkerRange(1, most)
     return WorkerRange(1, max(1, int(resources.get("CPU", 1))))

@@ -41,10 +41,11 @@ def check_opset(opset: int, exporter: str, needs_antialias: bool) -> None:
     low, high = OPSET_RANGE[exporter]
     if not low <= opset <= high:
         raise SegcliError(f"opset {opset} is outside what the {exporter} exporter writes for these models "
-                          f"({low}-{high}); pass --opset {DEFAULT_OPSET}")
+                          f"({low}-{high})", hint=f"pass --opset {DEFAULT_OPSET}")
     if needs_antialias and opset < ANTIALIAS_OPSET:
         raise SegcliError(f"this checkpoint resizes its input with antialiasing, which ONNX has from opset "
-                          f"{ANTIALIAS_OPSET}; pass --opset {ANTIALIAS_OPSET} or higher")
+                          f"{ANTIALIAS_OPSET}",
+                          hint=f"pass --opset {ANTIALIAS_OPSET} or higher")
 
 
 def _antialias_resize(g, image, output_size, align_corners, *scales):
@@ -91,7 +92,7 @@ def _export_dynamo(graph: torch.nn.Module, example: torch.Tensor, path: Path, dy
     try:
         import onnxscript  # noqa: F401
     except ImportError:
-        raise MissingDependencyError("--exporter dynamo needs onnxscript: pip install onnxscript") from None
+        raise MissingDependencyError("the dynamo exporter needs onnxscript: pip install onnxscript") from None
     from torch.export import Dim
 
     shapes = ({0: Dim.DYNAMIC, 1: Dim.DYNAMIC, 2: Dim.DYNAMIC},) if dynamic else None

@@ -96,7 +96,7 @@ def prepare(config: TrainConfig, model_factory: Callable[[int], nn.Module] | Non
     dataset = SegmentationDataset(read_split(config.data_dir, config.split), len(categories), record.preprocessing,
                                   preprocess, crop=config.crop, scale_range=config.scale_range, max_pixels=config.max_pixels)
     if config.crop is None and len({m.shape for m in dataset.masks}) > 1:
-        raise DatasetError("training images differ in size: pass --crop HxW")
+        raise DatasetError("training images differ in size: give a crop size (crop)", hint="pass --crop HxW")
     state = read_state(Path(config.resume)) if config.resume else None
     total = _total_iterations(config, len(dataset), state)
     plan = training_plan(config.device, config.precision)
@@ -159,11 +159,13 @@ def _check_outputs(config: TrainConfig) -> None:
     out, state = Path(config.out), config.state_file
     _check_writable(config, out, state)
     if out.exists() and not config.overwrite:
-        raise OutputError(f"{out} already exists: pass --overwrite to replace it, or choose another --out")
+        raise OutputError(f"{out} already exists (overwrite=False)",
+                          hint="pass --overwrite to replace it, or choose another --out")
     resuming_it = config.resume is not None and Path(config.resume).resolve() == state.resolve()
     if state.exists() and not resuming_it and not config.overwrite:
-        raise OutputError(f"{state} already exists (the state of an earlier run): continue that run with "
-                          f"--resume {state}, or pass --overwrite to start afresh")
+        raise OutputError(f"{state} already exists (the state of an earlier run): continue that run (resume), "
+                          "or overwrite it to start afresh (overwrite)",
+                          hint=f"continue that run with --resume {state}, or pass --overwrite to start afresh")
 
 
 def _check_writable(config: TrainConfig, out: Path, state: Path) -> None:
@@ -226,8 +228,9 @@ def _check_batch_size(model: nn.Module, config: TrainConfig, dataset, plan: Exec
     except ValueError as exc:
         if "more than 1 value per channel" not in str(exc):
             raise
-        raise BatchTooSmallError(f"--batch-size 1 cannot train {name}: a BatchNorm layer after global pooling sees one "
-                                 "value per channel; use --batch-size 2 or more") from None
+        raise BatchTooSmallError(f"a batch size of 1 cannot train {name}: a BatchNorm layer after global pooling sees "
+                                 "one value per channel; use a batch size of 2 or more",
+                                 hint="use --batch-size 2 or more") from None
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module, plan: ExecutionPlan) -> torch.optim.Optimizer:
@@ -247,8 +250,8 @@ def _batch_source(config: TrainConfig, dataset: SegmentationDataset, plan: Execu
         if source is not None:
             return source
         if config.augment_on == "device":
-            raise SegcliError("--augment-on device needs training images of one size that are not resized "
-                              "first: use --augment-on cpu")
+            raise SegcliError("augmenting on the device needs training images of one size that are not resized "
+                              "first: augment on the CPU (augment_on='cpu')", hint="use --augment-on cpu")
     return LoaderBatches(dataset, config.batch_size, config.seed, config.workers,
                          pin_memory=plan.device.type == "cuda")
 

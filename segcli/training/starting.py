@@ -69,7 +69,7 @@ def copy_matching_weights(model: nn.Module, source: nn.Module, weights: str) -> 
     if not copied:
         copied = _leading_tensors_in_order(own, theirs)
     if not copied:
-        raise CheckpointError(f"--weights {weights}: no tensor fits this model; is it a checkpoint of it?")
+        raise CheckpointError(f"weights {weights}: no tensor fits this model; is it a checkpoint of it?")
     model.load_state_dict(copied, strict=False)
     return sorted(set(own) - set(copied))
 

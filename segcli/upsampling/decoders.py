@@ -61,7 +61,7 @@ def load_decoder(path: str | Path) -> tuple[UpsamplingDecoder, CheckpointRecord]
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"decoder checkpoint {path} does not exist; {TRAIN_HINT}")
+        raise CheckpointError(f"decoder checkpoint {path} does not exist", hint=TRAIN_HINT)
     metadata = read_segcli_metadata(path)
     if metadata is None or metadata.record.model != ARCHITECTURE:
         raise CheckpointError(f"{path} is not a compare-upsampling decoder checkpoint (no {ARCHITECTURE} record)")
@@ -84,5 +84,5 @@ def find_decoders(folder: str | Path, methods: tuple[str, ...]) -> dict[str, lis
     missing = [method for method, paths in found.items() if not paths]
     if missing:
         raise CheckpointError(f"no decoder checkpoint for {', '.join(missing)} in {folder} "
-                              f"(upsampling-<method>-seed<k>-synth.safetensors); {TRAIN_HINT}")
+                              f"(upsampling-<method>-seed<k>-synth.safetensors)", hint=TRAIN_HINT)
     return found

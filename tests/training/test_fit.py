@@ -120,6 +120,7 @@ def test_a_non_finite_loss_is_reported_with_its_iteration():
 
     model = decoder()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(SegcliError, match="at iteration 0: lower --lr"):
+    with pytest.raises(SegcliError, match="at iteration 0: lower the learning rate$") as caught:
         fit(model, CachedFeatures(), optimizer, PolySchedule(optimizer, total=5), PLAN, exploding,
             FitSettings(total=5))
+    assert caught.value.hint == "lower --lr"
