@@ -29,12 +29,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise DeviceError("device mps: Apple's MPS backend is not available here; use the cpu device",
+            raise DeviceError("device mps: Apple's MPS backend is not available here",
                               hint="use --device cpu")
         return torch.device("mps")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {name}: no CUDA GPU is visible here; use the cpu device or auto",
+            raise DeviceError(f"device {name}: no CUDA GPU is visible here",
                               hint="use --device cpu or auto")
         if ":" in name:
             index_text = name.split(":", 1)[1]

@@ -18,12 +18,11 @@ import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segcli.errors import InputImageError
-from segcli.inputs import IMAGE_EXTENSIONS, ImageSource, find_images, is_image_name  # noqa: F401 (moved there)
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: a 10000x10000 photo; decompression bombs stay out
 ALPHA_BACKGROUND = 255            # transparent pixels are composited on white
 
-# The formats segcli reads (IMAGE_EXTENSIONS' formats; Pillow's names). Pillow picks a decoder by content, not
+# The formats segcli reads (inputs.IMAGE_EXTENSIONS' formats; Pillow's names). Pillow picks a decoder by content, not
 # by name, so without this list a PostScript file named photo.jpg would go to Ghostscript.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 ACCEPTED_TEXT = "JPEG, PNG, BMP, GIF, TIFF, WebP, PPM/PGM"
