@@ -1,4 +1,5 @@
-"""The package's shape, as docs/ARCHITECTURE.md draws it: no two modules import each other, modules
+"""The package's shape, as docs/ARCHITECTURE.md draws it: every import goes down the layers (LAYERS), no two
+modules import each other, each name has one import path, library errors name no command-line flags, modules
 stay under 400 lines and functions under 60."""
 
 from __future__ import annotations
