@@ -69,11 +69,12 @@ def test_the_check_sees_a_mutual_import(tmp_path):
 # and other units of its own layer as long as no units import each other round a cycle.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundations", ("segcli", "errors", "text", "atomic", "provenance", "inputs", "imageio", "device", "palettes",
-                     "metrics", "data", "datasets", "crf", "crf_meanfield", "crf_torch", "permutohedral")),
+                     "metrics", "output_names", "data", "datasets", "crf", "crf_meanfield", "crf_torch",
+                     "permutohedral")),
     ("checkpoints and models", ("checkpoints", "models")),
-    ("engine", ("engine", "inference_options", "tiling", "memory_retry", "model_output")),
+    ("engine", ("engine", "loaded_model", "inference_options", "tiling", "memory_retry", "model_output")),
     ("outputs", ("outputs",)),
-    ("commands as libraries", ("pipeline", "distributed", "serve", "raster", "evaluation", "benchmarking",
+    ("commands as libraries", ("api", "pipeline", "distributed", "serve", "raster", "evaluation", "benchmarking",
                                "training", "export", "upsampling", "report")),
     ("cli", ("cli", "__main__")),
 )

@@ -29,15 +29,19 @@ def _onnx_model(path: Path, record: CheckpointRecord) -> "nn.Module":
 @dataclass(frozen=True)
 class GraphFormat:
     """`record(model, path)`: the record the file carries (`model`, when given, must match it);
-    `model(path, record)`: an nn.Module that runs the file."""
+    `model(path, record)`: an nn.Module that runs the file; `runs_on`: the (device, precision) its
+    runtime uses whatever was asked."""
 
     description: str
     record: Callable[[str | None, str | os.PathLike[str]], CheckpointRecord]
     model: Callable[[Path, CheckpointRecord], "nn.Module"]
+    runs_on: tuple[str, str]
 
 
+ONNX_RUNS_ON = ("cpu", "fp32")  # onnxruntime's CPU provider runs the fp32 graph whatever --precision says
 GRAPH_FORMATS: dict[str, GraphFormat] = {
-    ".onnx": GraphFormat("a graph from `segcli export`, run by onnxruntime", _onnx_record, _onnx_model),
+    ".onnx": GraphFormat("a graph from `segcli export`, run by onnxruntime", _onnx_record, _onnx_model,
+                         ONNX_RUNS_ON),
 }
 
 

@@ -83,8 +83,6 @@ class OnnxRuntimeModel(nn.Module):
     `num_classes` (the metadata's category count), when given, must be the graph's class count.
     """
 
-    fixed_execution = ("cpu", "fp32")  # onnxruntime's CPU provider runs the fp32 graph whatever --precision says
-
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
                  num_classes: int | None = None) -> None:
         super().__init__()

@@ -91,7 +91,7 @@ class SegmentActor:
 
     def _written_by_this_run(self, row: dict) -> bool:
         """The row's set is complete (its JSON, renamed last, is in place) and was completed during this run."""
-        from segcli.outputs.kinds import SET_MARK
+        from segcli.output_names import SET_MARK
 
         mark = row["outputs"].get(SET_MARK)
         if self.settings.run_started is None or mark is None:

@@ -20,7 +20,8 @@ from segcli.distributed.progress import RunProgress
 from segcli.distributed.settings import ClusterOptions, EngineSettings, WorkerRange, import_ray
 from segcli.errors import SegcliError
 from segcli.outputs.folder import OutputFolder
-from segcli.outputs.kinds import KINDS, SET_MARK
+from segcli.output_names import SET_MARK
+from segcli.outputs.kinds import KINDS
 from segcli.pipeline.interrupts import StopRequests
 from segcli.pipeline.run import FolderRun, RunSummary
 from segcli.pipeline.scheduler import available_cores

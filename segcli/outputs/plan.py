@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from segcli.errors import OutputError
 from segcli.outputs.classwise import class_file_labels
-from segcli.outputs.kinds import KINDS, SET_MARK, class_key, split_key
+from segcli.output_names import SET_MARK
+from segcli.outputs.kinds import KINDS, class_key, split_key
 from segcli.text import printable
 
 if TYPE_CHECKING:
