@@ -19,7 +19,8 @@ from segcli.benchmarking.measure import (
 )
 from segcli.benchmarking.subjects import BenchmarkSubject
 from segcli.device import ExecutionPlan, plan_execution, resolve_device
-from segcli.engine import LoadedModel, SegmentationEngine, preprocess
+from segcli.engine import SegmentationEngine, preprocess
+from segcli.loaded_model import LoadedModel
 
 from segcli.inference_options import InferenceOptions
 

@@ -78,7 +78,7 @@ def serve(model, weights, host, port, device, precision, crf, multiscale, alpha,
     from segcli.cli.predict import _load_engine, single_scale
     from segcli.imageio import DEFAULT_MAX_PIXELS
     from segcli.inference_options import InferenceOptions
-    from segcli.serve import ServeSettings, build_app
+    from segcli.serve.app import ServeSettings, build_app
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_pending=max_pending,
@@ -95,7 +95,7 @@ def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address
     usage errors (exit 2) for Ray options without --engine ray, --replicas with --autoscale, a bad range or
     address, CUDA without a GPU share."""
     from segcli.distributed.settings import parse_ray_address
-    from segcli.errors import SegcliError
+    from segcli.errors import SegcliError, with_hint
     from segcli.serve.on_ray import Replicas, replica_device
 
     given = [name for name, value in (("--replicas", replicas), ("--autoscale", autoscale),
@@ -118,7 +118,7 @@ def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address
     try:
         device = replica_device(device, gpus_per_replica or 0.0)
     except SegcliError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(with_hint(exc)) from None
     return count, gpus_per_replica or 0.0, address, device
 
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from segcli.errors import InputImageError, SegcliError
+from segcli.errors import InputImageError, SegcliError, with_hint
 from segcli.imageio import DEFAULT_MAX_PIXELS, load_image_bytes
 from segcli.outputs.classwise import class_file_labels, kept_classes, present_classes, require_pycocotools
 from segcli.outputs.kinds import KINDS
@@ -109,9 +109,9 @@ class Service:
         except Busy as exc:
             return _busy(str(exc), self.settings.retry_after_s)
         except InputImageError as exc:
-            return error(400, printable(str(exc)))
+            return error(400, printable(with_hint(exc)))
         except SegcliError as exc:
-            return error(500, printable(str(exc)))
+            return error(500, printable(with_hint(exc)))
         except Exception as exc:  # a bug, not the client's: logged with its traceback, answered, the server goes on
             LOG.exception("POST /v1/segment failed")
             return error(500, f"internal error: {printable(type(exc).__name__)}: {printable(str(exc))}")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from segcli.serve.app import ServeSettings
 
 APP_NAME = "segcli"
-INSTALL_HINT = "segcli serve --engine ray needs Ray Serve: pip install 'segcli[ray]' (or pip install 'ray[serve]')"
+INSTALL_HINT = "serving on Ray needs Ray Serve: pip install 'segcli[ray]' (or pip install 'ray[serve]')"
 HEADROOM = 8  # requests past --max-pending a replica takes in (/healthz, /metrics): the app answers 503 itself
 
 
@@ -49,7 +49,7 @@ class Replicas:
         """`--autoscale MIN,MAX`: `1,4` -> between 1 and 4 replicas."""
         parts = [part.strip() for part in str(text).split(",")]
         if len(parts) != 2 or not all(part.isascii() and part.isdigit() for part in parts):
-            raise SegcliError(f"{text!r}: give --autoscale as MIN,MAX (whole numbers, 1 <= MIN <= MAX)")
+            raise SegcliError(f"{text!r}: give autoscale as MIN,MAX (whole numbers, 1 <= MIN <= MAX)")
         return cls(int(parts[0]), int(parts[1]), autoscale=True)
 
     def __str__(self) -> str:
@@ -79,7 +79,8 @@ def replica_device(device: str, gpus_per_replica: float) -> str:
     if gpus_per_replica > 0:
         return device
     if device.startswith("cuda"):
-        raise SegcliError(f"--device {device} needs --gpus-per-replica: a replica gets the GPU share it reserves")
+        raise SegcliError(f"device {device} needs a GPU share per replica (gpus_per_replica): a replica gets the GPU "
+                          "share it reserves", hint="pass --gpus-per-replica")
     return "cpu" if device == "auto" else device
 
 
@@ -111,10 +112,10 @@ def import_serve() -> Any:
     try:
         serve = importlib.import_module("ray.serve")
     except ImportError:
-        raise MissingDependencyError(INSTALL_HINT) from None
+        raise MissingDependencyError(INSTALL_HINT, hint="segcli serve --engine ray needs it") from None
     app = inspect.signature(serve.ingress).parameters.get("app")
     if app is None or app.default is inspect.Parameter.empty:  # no app built in each replica (tested: Ray 2.60)
-        raise MissingDependencyError(f"segcli serve --engine ray needs a newer Ray Serve (this one is Ray "
+        raise MissingDependencyError(f"serving on Ray needs a newer Ray Serve (this one is Ray "
                                      f"{getattr(importlib.import_module('ray'), '__version__', '?')}): "
                                      "pip install -U 'ray[serve]'")
     return serve
@@ -196,7 +197,7 @@ def _refuse_a_second_segcli(serve) -> None:
     """On a shared cluster, another `segcli serve --engine ray` already runs: replacing it would cut off its users."""
     if APP_NAME in serve.status().applications:  # empty when Serve has not started on the cluster
         raise ServeOnRayError(f"Ray Serve on this cluster already runs an application named {APP_NAME!r} (another "
-                              "segcli serve --engine ray): stop it first (serve shutdown, or its Ctrl-C)")
+                              "segcli server on Ray): stop it first (serve shutdown, or its Ctrl-C)")
 
 
 def _check_proxy_address(host: str, port: int) -> None:
@@ -206,7 +207,8 @@ def _check_proxy_address(host: str, port: int) -> None:
     http = _get_global_client().http_config
     if (http.host, http.port) != (host, port):
         raise ServeOnRayError(f"Ray Serve already runs on this cluster with its HTTP proxy on {http.host}:{http.port}, "
-                              f"not {host}:{port}: pass --host {http.host} --port {http.port}, or restart Serve")
+                              f"not {host}:{port}: serve on that address, or restart Serve",
+                              hint=f"pass --host {http.host} --port {http.port}")
 
 
 def undeploy() -> None:

@@ -96,7 +96,7 @@ def test_the_replicas_get_the_engine_and_settings_the_command_was_given(tmp_path
 def test_deployment_options_leave_the_refusals_to_the_app():
     """Serve lets in more requests than --max-pending (the app answers 503 itself, as the local server does) and
     waits past --timeout for a replica being removed to answer what it holds."""
-    from segcli.serve import ServeSettings
+    from segcli.serve.app import ServeSettings
     from segcli.serve.on_ray import Replicas, deployment_options
 
     settings = ServeSettings(max_pending=7, timeout_s=30.0, max_batch=3)
@@ -143,7 +143,7 @@ def deploy_with(monkeypatch, fake: FakeServe, proxy=("127.0.0.1", 8000)):
 
     import ray.serve.context
     import segcli.serve.on_ray as on_ray
-    from segcli.serve import ServeSettings
+    from segcli.serve.app import ServeSettings
 
     monkeypatch.setattr(on_ray, "import_serve", lambda: fake)
     monkeypatch.setattr(on_ray, "replica_class", lambda: object)
