@@ -77,7 +77,7 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
                                  "leave --precision out or pass fp32", param_hint="'--precision'")
     from segcli.cli.raster_predict import raster_inputs
 
-    rasters = raster_inputs(inputs, max_pixels, outputs, bands, scale, cog, simplify)
+    rasters = raster_inputs(inputs, max_pixels, outputs, bands, scale, cog, simplify, out_dir)
     if rasters is not None:
         return _predict_rasters(rasters, locals())
     choice = choose_outputs(inputs, out_dir, outputs, classes, report, save_probs, no_overlay, overwrite, skip_existing)
@@ -127,31 +127,33 @@ def _inference_options(crf, precision, tile, tile_overlap, tta, multiscale, alph
     return inference, settings
 
 
-def _predict_rasters(rasters, flags) -> None:
+def _predict_rasters(scan, flags) -> None:
     """GeoTIFF inputs: segcli.raster (label GeoTIFF, JSON, polygons); what it cannot do is a usage error."""
-    from segcli.cli.raster_predict import check_raster_flags, predict_rasters
+    from segcli.cli.raster_predict import check_raster_flags, predict_rasters, raster_settings
     from segcli.errors import SegcliError
     from segcli.inference_options import InferenceOptions
     from segcli.raster.run import RasterOptions
     from segcli.raster.source import parse_bands, parse_scale
 
     kwargs = flags["crf_kwargs"]
-    refused = {"--engine ray": kwargs.get("engine_kind") == "ray", "--crf": bool(kwargs.get("crf")),
-               "--tta": flags["tta"], "--report": flags["report"], "--save-probs": flags["save_probs"],
-               "--classes": flags["classes"] is not None}
+    refused = {"--crf": bool(kwargs.get("crf")), "--tta": flags["tta"], "--report": flags["report"],
+               "--save-probs": flags["save_probs"], "--classes": flags["classes"] is not None}
     kinds, policy = check_raster_flags(flags["outputs"], flags["out_dir"], flags["tile"], flags["tile_overlap"],
                                        refused)
+    cluster = cluster_from_options(dict(kwargs), flags["batch_size"], flags["io_workers"])  # None: local
     try:
         bands, scale = parse_bands(flags["bands"]), parse_scale(flags["scale"])
     except SegcliError as exc:
         raise click.UsageError(str(exc)) from None
-    options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
-                            skip_existing=flags["skip_existing"], bands=bands, scale=scale, cog=flags["cog"],
-                            simplify=flags["simplify"])
     inference = InferenceOptions(precision=flags["precision"], tiling=policy,
                                  input_scales=single_scale(flags["multiscale"]))
-    predict_rasters(rasters, options, policy, lambda console: _load_engine(
-        flags["model"], flags["weights"], flags["device"], flags["download"], inference, console), flags["quiet"])
+    settings, on_ray = raster_settings(flags, kinds, cluster, inference, policy)
+    options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
+                            skip_existing=flags["skip_existing"], bands=bands, scale=scale, cog=flags["cog"],
+                            simplify=flags["simplify"], **settings)
+    predict_rasters(scan, options, policy, lambda console: _load_engine(
+        flags["model"], flags["weights"], flags["device"], flags["download"], inference, console), flags["quiet"],
+        on_ray=on_ray)
 
 
 def single_scale(multiscale: bool) -> tuple[float, ...] | None:

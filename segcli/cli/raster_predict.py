@@ -2,9 +2,9 @@
 command line go to segcli.raster (label GeoTIFF, JSON, GeoJSON polygons) instead of the image pipeline.
 
 Every flag the raster path cannot honour is a usage error (exit 2) raised before the model loads:
---engine ray, --tta, --crf, --report, --save-probs, --out -, --tile off, image-only --outputs.
-Folders and globs are not searched for rasters (name each raster); rasters and plain images go in
-separate runs.
+--tta, --crf, --report, --save-probs, --out -, --tile off, image-only --outputs. Folders and globs are
+searched for rasters (segcli.raster.inputs has the rule); rasters and plain images go in separate runs.
+--engine ray spreads the rasters over Ray actors, one raster per task (segcli.distributed.rasters).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 import click
+
+from segcli.text import printable
 
 RASTER_OUTPUTS = ("label", "polygons", "json")
 
@@ -35,32 +37,50 @@ def raster_options(func: Callable) -> Callable:
     return func
 
 
-def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, bands, scale, cog, simplify) -> list[Path] | None:
-    """The inputs as rasters when they go through the raster path, else None (today's image pipeline)."""
+def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, bands, scale, cog, simplify,
+                  out_dir: Path = Path("segcli-out")):
+    """The inputs as a RasterScan when they go through the raster path, else None (the image pipeline).
+
+    Which files are rasters: segcli.raster.inputs (also in folders and globs); rasters and other images
+    in one run are a usage error."""
     from segcli.errors import MissingDependencyError
     from segcli.imageio import DEFAULT_MAX_PIXELS
-    from segcli.raster.source import RASTER_SUFFIXES, import_rasterio, takes_raster_path
+    from segcli.raster.source import import_rasterio
 
     asked = bands is not None or scale is not None or cog or simplify is not None or \
         "polygons" in _listed(outputs)
-    tiffs = [Path(item) for item in inputs if Path(item).suffix.lower() in RASTER_SUFFIXES and Path(item).is_file()]
-    if not tiffs:
+    if not any(_may_hold_rasters(Path(item)) for item in inputs):
         if asked:
             raise click.UsageError("--bands, --scale, --cog, --simplify and --outputs polygons apply to GeoTIFF inputs")
         return None
-    if not asked:
-        try:
-            import_rasterio()
-        except MissingDependencyError:  # plain TIFFs keep the image pipeline
-            return None
-    rasters = tiffs if asked else [path for path in tiffs if takes_raster_path(path, max_pixels or DEFAULT_MAX_PIXELS)]
-    if not rasters:
+    try:
+        import_rasterio()
+    except MissingDependencyError:
+        if asked:
+            raise  # one line, the pip hint: the raster path was asked for
+        return None  # plain TIFFs keep the image pipeline
+    from segcli.raster.inputs import scan_rasters
+
+    scan = scan_rasters(inputs, out_dir, max_pixels or DEFAULT_MAX_PIXELS, every_tiff=asked)
+    if not scan.rasters:
+        if asked:
+            raise click.UsageError("--bands, --scale, --cog, --simplify and --outputs polygons apply to GeoTIFF inputs")
         return None
-    if len(rasters) != len(inputs):
-        raise click.UsageError("rasters (GeoTIFFs) and other images go in separate runs; name each raster "
-                               "(folders are not searched for rasters)")
-    import_rasterio()  # MissingDependencyError (one line, the pip hint) when the raster path was asked for
-    return list(dict.fromkeys(rasters))  # a raster named twice is segmented once
+    if scan.others:
+        raise click.UsageError(
+            f"the inputs hold {len(scan.rasters)} raster{'s' * (len(scan.rasters) != 1)} (GeoTIFFs) and "
+            f"{len(scan.others)} other image{'s' * (len(scan.others) != 1)} (e.g. {printable(scan.others[0])}): "
+            "rasters and other images go in separate runs (e.g. a glob 'DIR/**/*.tif' for the rasters)")
+    return scan
+
+
+def _may_hold_rasters(path: Path) -> bool:
+    """A .tif/.tiff file, a folder, or a glob the shell left unexpanded."""
+    if path.is_dir():
+        return True
+    if path.exists():
+        return path.suffix.lower() in (".tif", ".tiff") and path.is_file()
+    return bool(set("*?[") & set(str(path)))
 
 
 def _listed(text: str | None) -> list[str]:
@@ -92,19 +112,27 @@ def check_raster_flags(outputs, out_dir: Path, tile: str, tile_overlap: float, r
     return kinds, policy
 
 
-def predict_rasters(rasters: list[Path], options, policy, load_engine: Callable, quiet: bool) -> None:
-    """Plan (OutputError before the model loads), segment, report; exit 1 when a raster failed."""
+def predict_rasters(scan, options, policy, load_engine: Callable, quiet: bool, on_ray: Callable | None = None) -> None:
+    """Plan (OutputError before the model loads), segment, report; exit 1 when a raster failed.
+
+    `on_ray(run, options, console)`: segment the planned rasters on Ray actors instead of `load_engine`'s engine here."""
     from rich.console import Console
     from rich.markup import escape
 
     from segcli.raster.run import plan_rasters, run_rasters
-    from segcli.text import printable
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    run = plan_rasters(rasters, options)
-    if run.todo:
-        engine = load_engine(console)
-        run_rasters(run, engine, policy, options, lambda line: console.print(escape(line), highlight=False))
+    say = lambda line: console.print(escape(line), highlight=False)  # noqa: E731
+    for line in scan.skipped:
+        say(f"skipped: {line}")
+    run = plan_rasters(scan.rasters, options)
+    for path, message in scan.problems:
+        run.failed.append((path, message))
+        say(f"failed: {message}")
+    if run.todo and on_ray is not None:
+        on_ray(run, options, console)
+    elif run.todo:
+        run_rasters(run, load_engine(console), policy, options, say)
     parts = [f"{run.processed} segmented"]
     if run.skipped:
         parts.append(f"{len(run.skipped)} skipped (outputs exist)")
@@ -113,3 +141,31 @@ def predict_rasters(rasters: list[Path], options, policy, load_engine: Callable,
     click.echo(f"{', '.join(parts)} in {run.seconds:.1f} s -> {printable(options.out_dir)}", err=True)
     if run.failed:
         raise SystemExit(1)
+
+
+def raster_settings(flags: dict, kinds, cluster, inference, policy):
+    """({settings, checkpoint} for RasterOptions, the Ray runner or None).
+
+    `settings` is what a raster's JSON records and --skip-existing compares; the checkpoint (name, source)
+    is resolved (not loaded) only when --skip-existing or --engine ray needs it."""
+    settings = {"precision": flags["precision"], "tile": flags["tile"], "tile_overlap": flags["tile_overlap"],
+                "multiscale": flags["multiscale"], "bands": flags["bands"], "scale": flags["scale"],
+                "cog": flags["cog"], "simplify": flags["simplify"] if "polygons" in kinds else None}
+    resolved, on_ray = None, None
+    if cluster is not None:
+        from segcli.distributed import EngineSettings
+
+        engine = EngineSettings.resolve(flags["model"], flags["weights"], flags["download"], device=flags["device"],
+                                        options=inference)
+        resolved = engine.checkpoint
+
+        def on_ray(run, options, console):
+            from segcli.distributed.rasters import run_rasters_on_ray
+
+            run_rasters_on_ray(run, engine, cluster, policy, options, console)
+    elif flags["skip_existing"]:
+        from segcli.checkpoints.resolve import resolve_checkpoint
+
+        resolved = resolve_checkpoint(flags["model"], flags["weights"], allow_download=flags["download"])
+    identity = (resolved.record.name, resolved.describe()) if resolved is not None else None
+    return {"settings": settings, "checkpoint": identity}, on_ray
