@@ -49,6 +49,7 @@ def test_rasters_on_ray_actors_write_what_the_local_run_writes(tmp_path, ray_ins
         here, there = _label(tmp_path / "local" / f"{name}.tif"), _label(tmp_path / "ray" / f"{name}.tif")
         assert (here.pop("pixels") == there.pop("pixels")).all()
         assert here == there
+        assert (tmp_path / "local" / f"{name}.tif").read_bytes() == (tmp_path / "ray" / f"{name}.tif").read_bytes()
         polygons = [json.loads((tmp_path / run / f"{name}.geojson").read_text()) for run in ("local", "ray")]
         assert polygons[0] == polygons[1]
         summaries = [json.loads((tmp_path / run / f"{name}.json").read_text()) for run in ("local", "ray")]
