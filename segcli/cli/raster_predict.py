@@ -59,9 +59,15 @@ def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, bands, sc
         if asked:
             raise  # one line, the pip hint: the raster path was asked for
         return None  # plain TIFFs keep the image pipeline
+    from segcli.errors import InputImageError
     from segcli.raster.inputs import scan_rasters
 
-    scan = scan_rasters(inputs, out_dir, max_pixels or DEFAULT_MAX_PIXELS, every_tiff=asked)
+    try:
+        scan = scan_rasters(inputs, out_dir, max_pixels or DEFAULT_MAX_PIXELS, every_tiff=asked)
+    except InputImageError:
+        if asked:
+            raise
+        return None  # the image pipeline finds the same problem and says it as it always has
     if not scan.rasters:
         if asked:
             raise click.UsageError("--bands, --scale, --cog, --simplify and --outputs polygons apply to GeoTIFF inputs")

@@ -101,3 +101,19 @@ def test_skip_existing_trusts_only_a_complete_set_of_this_checkpoint_and_setting
     assert other.exit_code == 1 and "other settings" in other.stderr
     summary = json.loads((out / "a.json").read_text())
     assert summary["settings"]["tile_overlap"] == 0.25 and summary["label_bytes"] == (out / "a.tif").stat().st_size
+
+
+def test_an_unreadable_tiff_goes_with_the_rasters_only_when_there_are_rasters(tmp_path):
+    from segcli.raster.inputs import scan_rasters
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "broken.tif").write_bytes(b"II*\x00 not a tiff")
+    Image.new("RGB", (20, 20)).save(folder / "photo.png")
+    alone = scan_rasters([folder], tmp_path / "out", 10**8, every_tiff=False)
+    assert alone.rasters == [] and sorted(p.name for p in alone.others) == ["broken.tif", "photo.png"]
+    write_raster(folder / "geo.tif", scene(20, 20))
+    (folder / "photo.png").unlink()
+    with_rasters = scan_rasters([folder], tmp_path / "out", 10**8, every_tiff=False)
+    assert [relative.name for _, relative in with_rasters.rasters] == ["geo.tif", "broken.tif"]
+    assert with_rasters.others == []
