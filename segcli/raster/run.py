@@ -20,6 +20,7 @@ from typing import Callable
 
 from segcli.atomic import atomic_write_json
 from segcli.errors import InputImageError, OutputError
+from segcli.outputs.plan import _check_folders_inside
 from segcli.raster.geotiff import LabelWriter, is_our_labels
 from segcli.raster.polygons import MARK, label_polygons
 from segcli.raster.source import RasterSource
@@ -80,6 +81,7 @@ def plan_rasters(inputs: list[tuple[Path, Path]], options: RasterOptions) -> Ras
     run, existing, foreign_sets = RasterRun(), [], []
     for source, relative in inputs:
         paths = output_paths(relative, options)
+        _check_folders_inside(options.out_dir, [(source, paths)])  # a linked sub-folder leading outside --out
         for kind, path in paths.items():
             if owners.setdefault(path, source) != source:
                 raise OutputError(f"{printable(owners[path])} and {printable(source)} would both write "

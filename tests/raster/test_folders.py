@@ -117,3 +117,14 @@ def test_an_unreadable_tiff_goes_with_the_rasters_only_when_there_are_rasters(tm
     with_rasters = scan_rasters([folder], tmp_path / "out", 10**8, every_tiff=False)
     assert [relative.name for _, relative in with_rasters.rasters] == ["geo.tif", "broken.tif"]
     assert with_rasters.others == []
+
+
+def test_a_linked_sub_folder_of_out_that_leads_outside_it_is_refused(tmp_path):
+    folder = _folder(tmp_path)
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "sub").symlink_to(elsewhere)
+    result = run_predict([folder], out, "/nonexistent/weights.safetensors")
+    assert result.exit_code == 1 and "outside the output folder" in result.stderr, result.output
+    assert files_under(elsewhere) == set() and files_under(out) == {"sub"}
