@@ -125,7 +125,8 @@ def predict_rasters(scan, options, policy, load_engine: Callable, quiet: bool, o
     from rich.console import Console
     from rich.markup import escape
 
-    from segcli.raster.run import plan_rasters, run_rasters
+    from segcli.outputs.folder import OutputFolder
+    from segcli.raster.run import planned_names, plan_rasters, run_rasters
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     say = lambda line: console.print(escape(line), highlight=False)  # noqa: E731
@@ -135,10 +136,15 @@ def predict_rasters(scan, options, policy, load_engine: Callable, quiet: bool, o
     for path, message in scan.problems:
         run.failed.append((path, message))
         say(f"failed: {message}")
-    if run.todo and on_ray is not None:
-        on_ray(run, options, console)
-    elif run.todo:
-        run_rasters(run, load_engine(console), policy, options, say)
+    if run.todo:
+        with OutputFolder(options.out_dir) as folder:  # locked: another run's live temporaries are left alone
+            removed = folder.remove_stale_temporaries(planned_names(run))
+            if removed:
+                say(f"removed {len(removed)} temporary files an interrupted run left behind")
+            if on_ray is not None:
+                on_ray(run, options, console)
+            else:
+                run_rasters(run, load_engine(console), policy, options, say)
     parts = [f"{run.processed} segmented"]
     if run.skipped:
         parts.append(f"{len(run.skipped)} skipped (outputs exist)")

@@ -169,6 +169,15 @@ def _difference(summary_path: Path, options: RasterOptions) -> str | None:
     return None
 
 
+def planned_names(run: RasterRun) -> dict[Path, set[str]]:
+    """The file names of the planned outputs, per folder (whose `.NAME.<hex>.tmp` leftovers may be removed)."""
+    names: dict[Path, set[str]] = {}
+    for _, targets in run.todo:
+        for path in targets.values():
+            names.setdefault(path.parent, set()).add(path.name)
+    return names
+
+
 def run_rasters(run: RasterRun, engine, policy, options: RasterOptions, say: Callable[[str], None]) -> RasterRun:
     """Segment the planned rasters one after another; unreadable ones become `failed` entries."""
     started = time.perf_counter()

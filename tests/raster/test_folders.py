@@ -128,3 +128,18 @@ def test_a_linked_sub_folder_of_out_that_leads_outside_it_is_refused(tmp_path):
     result = run_predict([folder], out, "/nonexistent/weights.safetensors")
     assert result.exit_code == 1 and "outside the output folder" in result.stderr, result.output
     assert files_under(elsewhere) == set() and files_under(out) == {"sub"}
+
+
+def test_the_temporaries_a_killed_run_left_are_removed_and_others_kept(tmp_path, tiny_checkpoint):
+    folder = _folder(tmp_path)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / ".a.tif.0123abcd.tmp", out / "sub" / ".b.tif.89abcdef.tmp"]
+    for path in stale:
+        path.write_bytes(b"half of a label GeoTIFF")
+    kept = out / ".notes.txt.0123abcd.tmp"  # names no output of this run: not segcli's to remove
+    kept.write_bytes(b"mine")
+    result = run_predict([folder], out, tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert not any(path.exists() for path in stale) and kept.read_bytes() == b"mine"
+    assert "removed 2 temporary files an interrupted run left behind" in result.stderr
