@@ -36,8 +36,8 @@ SIZE = (384, 512)  # height, width of every image: 512x384 synthetic scenes, JPE
 # variant -> (extra arguments, extra environment); "local_1_lane" runs what one Ray worker runs (one image
 # stream, one torch thread: Ray sets OMP_NUM_THREADS=1 in a one-CPU actor) in the local engine
 VARIANTS = {"local": ([], {}), "local_1_lane": (["--batch-size", "1", "--io-workers", "0"], {"OMP_NUM_THREADS": "1"}),
-            "ray_1_worker": (["--engine", "ray", "--workers", "1"], {}),
-            "ray_2_workers": (["--engine", "ray", "--workers", "2"], {})}
+            "ray_1_worker": (["--engine", "ray", "--ray-workers", "1"], {}),
+            "ray_2_workers": (["--engine", "ray", "--ray-workers", "2"], {})}
 
 
 def make_folder(root: Path, count: int) -> Path:
@@ -106,7 +106,7 @@ def markdown(report: dict) -> str:
         "- local: `segcli predict FOLDER` (on 2 cores: two lanes of one image, one torch thread each).",
         "- local 1 lane: `OMP_NUM_THREADS=1 segcli predict FOLDER --batch-size 1 --io-workers 0`: one image at a "
         "time on one torch thread, what one Ray worker runs.",
-        "- ray, N workers: `segcli predict FOLDER --engine ray --workers N` (N actors of one CPU each, "
+        "- ray, N workers: `segcli predict FOLDER --engine ray --ray-workers N` (N actors of one CPU each, "
         "one image per call).", "",
         "| engine | steady images/s | ms/image | throughput vs local | wall s (start-up included) | wall vs local |",
         "|---|---|---|---|---|---|",

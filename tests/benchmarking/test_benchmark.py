@@ -246,7 +246,7 @@ def test_cli_random_weights_for_a_named_zoo_model(tmp_path, monkeypatch):
     (["--models", "nope"], "unknown model 'nope'"),
     (["--iters", "0"], "0 is not in the range"),
     (["--precision", "fp32,fp64"], "fp64"),
-    (["--batch", "0"], "0 is not in the range"),
+    (["--batch-size", "0"], "0 is not in the range"),
 ])
 def test_bad_options_exit_2_with_a_clear_message(arguments, message):
     result = CliRunner().invoke(cli, ["benchmark", *arguments])

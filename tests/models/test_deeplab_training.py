@@ -32,7 +32,7 @@ def scenes(tmp_path_factory):
 def test_small_deeplab_trains_saves_and_loads(scenes, tmp_path, model) -> None:
     out = tmp_path / f"{model}.safetensors"
     kwargs = [part for value in SHIPPED_SIZES[model] for part in ("--model-kwarg", value)]
-    args = ["train", "--model", model, "--data", str(scenes), "--out", str(out), "--batch", "2", "--iters", "3",
+    args = ["train", "--model", model, "--data", str(scenes), "--out", str(out), "--batch-size", "2", "--iters", "3",
             *kwargs, "--device", "cpu", "--precision", "fp32"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
