@@ -143,3 +143,20 @@ def test_the_temporaries_a_killed_run_left_are_removed_and_others_kept(tmp_path,
     assert result.exit_code == 0, result.output
     assert not any(path.exists() for path in stale) and kept.read_bytes() == b"mine"
     assert "removed 2 temporary files an interrupted run left behind" in result.stderr
+
+
+def test_a_folder_without_tiffs_is_not_scanned_for_rasters(tmp_path, tiny_checkpoint, monkeypatch):
+    import segcli.raster.inputs
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("scanned for rasters")
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.new("RGB", (20, 20)).save(folder / "sub" / "a.png")
+    monkeypatch.setattr(segcli.raster.inputs, "scan_rasters", no_scan)
+    result = run_predict([folder], tmp_path / "out", tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert "sub/a.png" in files_under(tmp_path / "out")
+    write_raster(folder / "sub" / "geo.TIF", scene(20, 20))  # found by name: the scan runs
+    assert run_predict([folder], tmp_path / "out2", tiny_checkpoint).exit_code == 1
