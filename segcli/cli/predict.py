@@ -73,11 +73,11 @@ def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outp
                                  "leave --precision out or pass fp32", param_hint="'--precision'")
     from segcli.cli.raster_predict import raster_inputs
 
-    rasters = raster_inputs(inputs, max_pixels, outputs, raster)
+    rasters = raster_inputs(inputs, max_pixels, outputs, raster, out_dir)
     if rasters is not None:
         return _predict_rasters(rasters, locals())
     choice = choose_outputs(inputs, out_dir, outputs, classes, report, overwrite, skip_existing)
-    cluster = _ray_cluster(cluster, choice, batch_size, io_workers)  # None: the local engine
+    cluster = _ray_cluster(cluster, choice.stream, batch_size, io_workers)  # None: the local engine
     inference, settings = _inference_options(crf, precision, tiling, tta, multiscale, alpha)
 
     from rich.console import Console
@@ -116,7 +116,7 @@ def _inference_options(crf, precision, tiling, tta, multiscale, alpha):
     return inference, settings
 
 
-def _ray_cluster(cluster, choice, batch_size, io_workers):
+def _ray_cluster(cluster, stream, batch_size, io_workers):
     """The --engine ray cluster with --batch-size as images per actor call, once the flags agree and Ray imports."""
     if cluster is None:
         return None
@@ -128,28 +128,31 @@ def _ray_cluster(cluster, choice, batch_size, io_workers):
     from segcli.distributed.settings import import_ray
 
     import_ray()  # MissingDependencyError with the install hint, before anything is planned or loaded
-    if choice.stream:
+    if stream:
         raise click.UsageError("--engine ray writes into an --out folder, not to stdout")
     return replace(cluster, batch_size=batch_size)
 
 
-def _predict_rasters(rasters, flags) -> None:
+def _predict_rasters(scan, flags) -> None:
     """GeoTIFF inputs: segcli.raster (label GeoTIFF, JSON, polygons); what it cannot do is a usage error."""
-    from segcli.cli.raster_predict import check_raster_flags, predict_rasters
+    from segcli.cli.raster_predict import check_raster_flags, predict_rasters, raster_settings
     from segcli.inference_options import InferenceOptions
     from segcli.raster.run import RasterOptions
 
-    refused = {"--engine ray": flags["cluster"] is not None, "--crf": flags["crf"] is not None,
-               "--tta": flags["tta"] is not None, "--report": flags["report"], "--classes": flags["classes"] is not None}
+    refused = {"--crf": flags["crf"] is not None, "--tta": flags["tta"] is not None, "--report": flags["report"],
+               "--classes": flags["classes"] is not None}
     kinds, policy = check_raster_flags(flags["outputs"], flags["out_dir"], flags["tiling"], refused)
+    cluster = _ray_cluster(flags["cluster"], False, flags["batch_size"], flags["io_workers"])  # None: local
+    inference = InferenceOptions(precision=flags["precision"], tiling=policy,
+                                 input_scales=single_scale(flags["multiscale"]))
+    settings, on_ray = raster_settings(flags, kinds, cluster, inference, policy)
     raster = flags["raster"]
     options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
                             skip_existing=flags["skip_existing"], bands=raster.bands, scale=raster.scale,
-                            cog=raster.cog, simplify=raster.simplify)
-    inference = InferenceOptions(precision=flags["precision"], tiling=policy,
-                                 input_scales=single_scale(flags["multiscale"]))
-    predict_rasters(rasters, options, policy, lambda console: _load_engine(
-        flags["model"], flags["weights"], flags["device"], flags["download"], inference, console), flags["quiet"])
+                            cog=raster.cog, simplify=raster.simplify, **settings)
+    predict_rasters(scan, options, policy, lambda console: _load_engine(
+        flags["model"], flags["weights"], flags["device"], flags["download"], inference, console), flags["quiet"],
+        on_ray=on_ray)
 
 
 def single_scale(multiscale: bool) -> tuple[float, ...] | None:

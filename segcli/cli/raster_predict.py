@@ -2,13 +2,14 @@
 command line go to segcli.raster (label GeoTIFF, JSON, GeoJSON polygons) instead of the image pipeline.
 
 Every flag the raster path cannot honour is a usage error (exit 2) raised before the model loads:
---engine ray, --tta, --crf, --report, --classes, --out -, --tile off, image-only --outputs.
-Folders and globs are not searched for rasters (name each raster); rasters and plain images go in
-separate runs.
+--tta, --crf, --report, --classes, --out -, --tile off, image-only --outputs. Folders and globs are
+searched for rasters (segcli.raster.inputs has the rule); rasters and plain images go in separate runs.
+--engine ray spreads the rasters over Ray actors, one raster per task (segcli.distributed.rasters).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,7 @@ from typing import Callable
 import click
 
 from segcli.cli.options import bundle
+from segcli.text import printable
 
 RASTER_OUTPUTS = ("label", "polygons", "json")
 
@@ -60,31 +62,82 @@ raster_options = bundle("raster", [
 ], build_raster_flags)
 
 
-def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, raster: RasterFlags) -> list[Path] | None:
-    """The inputs as rasters when they go through the raster path, else None (today's image pipeline)."""
+def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, raster: RasterFlags,
+                  out_dir: Path = Path("segcli-out")):
+    """The inputs as a RasterScan when they go through the raster path, else None (the image pipeline).
+
+    Which files are rasters: segcli.raster.inputs (also in folders and globs); rasters and other images
+    in one run are a usage error."""
     from segcli.errors import MissingDependencyError
     from segcli.imageio import DEFAULT_MAX_PIXELS
-    from segcli.raster.source import RASTER_SUFFIXES, import_rasterio, takes_raster_path
+    from segcli.raster.source import import_rasterio
 
     asked = raster.given or "polygons" in _listed(outputs)
-    tiffs = [Path(item) for item in inputs if Path(item).suffix.lower() in RASTER_SUFFIXES and Path(item).is_file()]
-    if not tiffs:
+    if not any(_may_hold_rasters(Path(item)) for item in inputs):
         if asked:
             raise click.UsageError("--bands, --scale, --cog, --simplify and --outputs polygons apply to GeoTIFF inputs")
         return None
-    if not asked:
-        try:
-            import_rasterio()
-        except MissingDependencyError:  # plain TIFFs keep the image pipeline
-            return None
-    rasters = tiffs if asked else [path for path in tiffs if takes_raster_path(path, max_pixels or DEFAULT_MAX_PIXELS)]
-    if not rasters:
+    try:
+        import_rasterio()
+    except MissingDependencyError:
+        if asked:
+            raise  # one line, the pip hint: the raster path was asked for
+        return None  # plain TIFFs keep the image pipeline
+    from segcli.errors import InputImageError
+    from segcli.raster.inputs import scan_rasters
+
+    try:
+        scan = scan_rasters(inputs, out_dir, max_pixels or DEFAULT_MAX_PIXELS, every_tiff=asked)
+    except InputImageError:
+        if asked:
+            raise
+        return None  # the image pipeline finds the same problem and says it as it always has
+    if not scan.rasters:
+        if asked:
+            raise click.UsageError("--bands, --scale, --cog, --simplify and --outputs polygons apply to GeoTIFF inputs")
         return None
-    if len(rasters) != len(inputs):
-        raise click.UsageError("rasters (GeoTIFFs) and other images go in separate runs; name each raster "
-                               "(folders are not searched for rasters)")
-    import_rasterio()  # MissingDependencyError (one line, the pip hint) when the raster path was asked for
-    return list(dict.fromkeys(rasters))  # a raster named twice is segmented once
+    if scan.others:
+        raise click.UsageError(
+            f"the inputs hold {len(scan.rasters)} raster{'s' * (len(scan.rasters) != 1)} (GeoTIFFs) and "
+            f"{len(scan.others)} other image{'s' * (len(scan.others) != 1)} (e.g. {printable(scan.others[0])}): "
+            "rasters and other images go in separate runs (e.g. a glob 'DIR/**/*.tif' for the rasters)")
+    return scan
+
+
+def _may_hold_rasters(path: Path) -> bool:
+    """A .tif/.tiff file, or a folder or unexpanded glob with one: names only (no file opened), so a folder of
+    photos costs one quick walk (about 1 us a file) before the image pipeline's own."""
+    import glob
+
+    if path.is_dir():
+        return _folder_holds_tiff(path)
+    if path.exists():
+        return _is_tiff_name(path.name) and path.is_file()
+    if set("*?[") & set(str(path)):
+        return any(_is_tiff_name(match) or (os.path.isdir(match) and _folder_holds_tiff(Path(match)))
+                   for match in glob.iglob(str(path), recursive=True))
+    return False
+
+
+def _is_tiff_name(name: str) -> bool:
+    return name.lower().endswith((".tif", ".tiff"))
+
+
+def _folder_holds_tiff(folder: Path) -> bool:
+    """Any .tif/.tiff under `folder` (links to folders followed, each real folder once)."""
+    seen: set[tuple[int, int]] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        try:
+            status = os.stat(root)
+        except OSError:
+            continue
+        if (status.st_dev, status.st_ino) in seen:
+            folders[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        if any(_is_tiff_name(name) for name in files):
+            return True
+    return False
 
 
 def _listed(text: str | None) -> list[str]:
@@ -109,19 +162,33 @@ def check_raster_flags(outputs, out_dir: Path, tiling, refused: dict[str, bool])
     return kinds, tiling
 
 
-def predict_rasters(rasters: list[Path], options, policy, load_engine: Callable, quiet: bool) -> None:
-    """Plan (OutputError before the model loads), segment, report; exit 1 when a raster failed."""
+def predict_rasters(scan, options, policy, load_engine: Callable, quiet: bool, on_ray: Callable | None = None) -> None:
+    """Plan (OutputError before the model loads), segment, report; exit 1 when a raster failed.
+
+    `on_ray(run, options, console)`: segment the planned rasters on Ray actors instead of `load_engine`'s engine here."""
     from rich.console import Console
     from rich.markup import escape
 
-    from segcli.raster.run import plan_rasters, run_rasters
-    from segcli.text import printable
+    from segcli.outputs.folder import OutputFolder
+    from segcli.raster.run import planned_names, plan_rasters, run_rasters
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    run = plan_rasters(rasters, options)
+    say = lambda line: console.print(escape(line), highlight=False)  # noqa: E731
+    for line in scan.skipped:
+        say(f"skipped: {line}")
+    run = plan_rasters(scan.rasters, options)
+    for path, message in scan.problems:
+        run.failed.append((path, message))
+        say(f"failed: {message}")
     if run.todo:
-        engine = load_engine(console)
-        run_rasters(run, engine, policy, options, lambda line: console.print(escape(line), highlight=False))
+        with OutputFolder(options.out_dir) as folder:  # locked: another run's live temporaries are left alone
+            removed = folder.remove_stale_temporaries(planned_names(run))
+            if removed:
+                say(f"removed {len(removed)} temporary files an interrupted run left behind")
+            if on_ray is not None:
+                on_ray(run, options, console)
+            else:
+                run_rasters(run, load_engine(console), policy, options, say)
     parts = [f"{run.processed} segmented"]
     if run.skipped:
         parts.append(f"{len(run.skipped)} skipped (outputs exist)")
@@ -130,3 +197,34 @@ def predict_rasters(rasters: list[Path], options, policy, load_engine: Callable,
     click.echo(f"{', '.join(parts)} in {run.seconds:.1f} s -> {printable(options.out_dir)}", err=True)
     if run.failed:
         raise SystemExit(1)
+
+
+def raster_settings(flags: dict, kinds, cluster, inference, policy):
+    """({settings, checkpoint} for RasterOptions, the Ray runner or None).
+
+    `settings` is what a raster's JSON records and --skip-existing compares; the checkpoint (name, source)
+    is resolved (not loaded) only when --skip-existing or --engine ray needs it."""
+    from segcli.cli.predict_options import tile_setting
+
+    raster = flags["raster"]
+    settings = {"precision": flags["precision"], "tile": tile_setting(policy), "tile_overlap": policy.overlap,
+                "multiscale": flags["multiscale"], "bands": raster.bands, "scale": raster.scale, "cog": raster.cog,
+                "simplify": raster.simplify if "polygons" in kinds else None}
+    resolved, on_ray = None, None
+    if cluster is not None:
+        from segcli.distributed import EngineSettings
+
+        engine = EngineSettings.resolve(flags["model"], flags["weights"], flags["download"], device=flags["device"],
+                                        options=inference)
+        resolved = engine.checkpoint
+
+        def on_ray(run, options, console):
+            from segcli.distributed.rasters import run_rasters_on_ray
+
+            run_rasters_on_ray(run, engine, cluster, policy, options, console)
+    elif flags["skip_existing"]:
+        from segcli.checkpoints.resolve import resolve_checkpoint
+
+        resolved = resolve_checkpoint(flags["model"], flags["weights"], allow_download=flags["download"])
+    identity = (resolved.record.name, resolved.describe()) if resolved is not None else None
+    return {"settings": settings, "checkpoint": identity}, on_ray

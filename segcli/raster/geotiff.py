@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,10 @@ def is_our_labels(path: Path) -> bool:
     """A GeoTIFF segcli wrote (its writer tag), so --overwrite may replace it."""
     rasterio = import_rasterio()
     try:
-        with rasterio.open(path) as dataset:
-            return WRITER_TAG in dataset.tags()
+        with warnings.catch_warnings():  # a cut-short file reads as ungeoreferenced: no warning line for that
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(path) as dataset:
+                return WRITER_TAG in dataset.tags()
     except rasterio.errors.RasterioError:
         return False
 

@@ -10,6 +10,7 @@ it; --skip-existing keeps rasters whose outputs are all there. A raster that can
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from typing import Callable
 
 from segcli.atomic import atomic_write_json
 from segcli.errors import InputImageError, OutputError, with_hint
+from segcli.outputs.plan import _check_folders_inside
 from segcli.raster.geotiff import LabelWriter, is_our_labels
 from segcli.raster.polygons import MARK, label_polygons
 from segcli.raster.source import RasterSource
@@ -26,6 +28,7 @@ from segcli.text import printable
 
 GDAL_CACHE_MB = 128  # GDAL's block cache (default: 5% of the RAM) stays small: memory is bounded by the band
 SUFFIXES = {"label": ".tif", "polygons": ".geojson", "json": ".json"}
+HEAD_BYTES = 512  # a cut-short label GeoTIFF must keep this much of its start to be known as segcli's
 NO_GEOREFERENCE = "the raster has no georeferencing (no CRS, no geotransform): outputs are in pixel coordinates"
 
 
@@ -39,6 +42,8 @@ class RasterOptions:
     scale: tuple[float, float] | None = None
     cog: bool = False
     simplify: float | None = None
+    settings: dict | None = None                      # what the JSON records and --skip-existing compares
+    checkpoint: tuple[str, str] | None = None         # (name, source) --skip-existing compares; None: not compared
 
 
 @dataclass
@@ -50,9 +55,9 @@ class RasterRun:
     seconds: float = 0.0
 
 
-def _is_ours(kind: str, path: Path) -> bool:
+def _is_ours(kind: str, path: Path, paths: dict[str, Path]) -> bool:
     if kind == "label":
-        return is_our_labels(path)
+        return is_our_labels(path) or _cut_short(paths)
     try:
         document = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -61,15 +66,22 @@ def _is_ours(kind: str, path: Path) -> bool:
     return isinstance(document, dict) and keys <= document.keys()
 
 
-def plan_rasters(inputs: list[Path], options: RasterOptions) -> RasterRun:
-    """Every output problem of the run, as OutputError, before any work."""
+def output_paths(relative: Path, options: RasterOptions) -> dict[str, Path]:
+    """NAME.tif, NAME.geojson, NAME.json in --out, under the sub-folder the raster was found in."""
+    folder = options.out_dir / relative.parent
+    return {kind: folder / f"{relative.stem}{SUFFIXES[kind]}" for kind in options.kinds}
+
+
+def plan_rasters(inputs: list[tuple[Path, Path]], options: RasterOptions) -> RasterRun:
+    """Every output problem of the run, as OutputError, before any work. `inputs`: (raster, output name)."""
     if options.out_dir.exists() and not options.out_dir.is_dir():
         raise OutputError(f"output folder {printable(options.out_dir)} is a file", hint="choose another --out")
-    real_inputs = {os.path.realpath(path) for path in inputs}
+    real_inputs = {os.path.realpath(path) for path, _ in inputs}
     owners: dict[Path, Path] = {}
-    run, existing = RasterRun(), []
-    for source in inputs:
-        paths = {kind: options.out_dir / f"{source.stem}{SUFFIXES[kind]}" for kind in options.kinds}
+    run, existing, foreign_sets = RasterRun(), [], []
+    for source, relative in inputs:
+        paths = output_paths(relative, options)
+        _check_folders_inside(options.out_dir, [(source, paths)])  # a linked sub-folder leading outside --out
         for kind, path in paths.items():
             if owners.setdefault(path, source) != source:
                 raise OutputError(f"{printable(owners[path])} and {printable(source)} would both write "
@@ -83,53 +95,130 @@ def plan_rasters(inputs: list[Path], options: RasterOptions) -> RasterRun:
         # an empty file holds nothing anyone could lose (what a power failure leaves of a new output)
         empty = [path for kind, path in found if path.is_file() and path.stat().st_size == 0]
         foreign = [path for kind, path in found if path not in empty and (not path.is_file() or path.is_symlink()
-                                                                          or not _is_ours(kind, path))]
+                                                                          or not _is_ours(kind, path, paths))]
         if foreign:
             raise OutputError(f"{printable(foreign[0])} exists and was not written by segcli: not replaced",
                               hint="move it or choose another --out")
-        if found and options.skip_existing and len(found) == len(paths) and not empty:
+        complete = options.skip_existing and len(found) == len(paths) and not empty and _complete(paths)
+        difference = _difference(paths["json"], options) if complete else None
+        if complete and difference is None:
             run.skipped.append(source)
-        elif found and not (options.overwrite or options.skip_existing):
+            continue
+        if difference is not None:
+            foreign_sets.append((paths["json"], difference))
+        if found and not (options.overwrite or options.skip_existing):
             existing.append(found[0][1])
-        else:
-            run.todo.append((source, paths))
+        run.todo.append((source, paths))
+    _refuse(foreign_sets, existing, len(inputs), options)
+    return run
+
+
+def _refuse(foreign_sets: list, existing: list[Path], count: int, options: RasterOptions) -> None:
+    if foreign_sets:
+        summary, difference = foreign_sets[0]
+        raise OutputError(f"{printable(options.out_dir)} holds the outputs of {len(foreign_sets)} rasters made with "
+                          f"another checkpoint or other settings (e.g. {printable(summary)}: {difference}); "
+                          "skip_existing keeps only this run's",
+                          hint="pass --overwrite to replace them, or choose another --out")
     if existing:
         raise OutputError(f"{printable(options.out_dir)} already holds the outputs of {len(existing)} of "
-                          f"{len(inputs)} rasters (e.g. {printable(existing[0])}): neither overwrite nor skip_existing is set",
+                          f"{count} rasters (e.g. {printable(existing[0])}): neither overwrite nor skip_existing is set",
                           hint="pass --overwrite to replace them, or --skip-existing to keep them and segment the rest")
-    return run
+
+
+def _complete(paths: dict[str, Path]) -> bool:
+    """The JSON (written last) is there and the label GeoTIFF has the size it recorded (not a half-written one)."""
+    try:
+        document = json.loads(paths["json"].read_bytes())
+        return document.get("label_bytes") == paths["label"].stat().st_size
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _head(path: Path) -> str:
+    """sha256 of a label GeoTIFF's first HEAD_BYTES bytes (recorded in the JSON)."""
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read(HEAD_BYTES)).hexdigest()
+
+
+def _cut_short(paths: dict[str, Path]) -> bool:
+    """A half-written copy of the label GeoTIFF its set's JSON (segcli's) describes: shorter than the size
+    recorded, at least HEAD_BYTES long and starting with the bytes recorded. Anything else is not ours."""
+    if not _is_ours("json", paths["json"], paths):
+        return False
+    try:
+        document = json.loads(paths["json"].read_bytes())
+        size, recorded = paths["label"].stat().st_size, document.get("label_bytes")
+        return isinstance(recorded, int) and HEAD_BYTES <= size < recorded and \
+            _head(paths["label"]) == document.get("label_head")
+    except (OSError, ValueError):
+        return False
+
+
+def _difference(summary_path: Path, options: RasterOptions) -> str | None:
+    """How a complete set's JSON differs from this run (checkpoint, settings); None: it is this run's."""
+    document = json.loads(summary_path.read_bytes())
+    if options.checkpoint is not None:
+        recorded = (document.get("checkpoint"), document.get("checkpoint_source"))
+        if recorded != tuple(options.checkpoint):
+            return f"checkpoint {recorded[0]} ({recorded[1]}), this run {options.checkpoint[0]}"
+    if options.settings is not None:
+        wanted, recorded = json.loads(json.dumps(options.settings)), document.get("settings") or {}
+        changed = sorted(key for key in set(wanted) | set(recorded) if wanted.get(key) != recorded.get(key))
+        if changed:
+            return ", ".join(f"{key} {json.dumps(recorded.get(key))}, this run {json.dumps(wanted.get(key))}"
+                             for key in changed[:3])
+    return None
+
+
+def planned_names(run: RasterRun) -> dict[Path, set[str]]:
+    """The file names of the planned outputs, per folder (whose `.NAME.<hex>.tmp` leftovers may be removed)."""
+    names: dict[Path, set[str]] = {}
+    for _, targets in run.todo:
+        for path in targets.values():
+            names.setdefault(path.parent, set()).add(path.name)
+    return names
 
 
 def run_rasters(run: RasterRun, engine, policy, options: RasterOptions, say: Callable[[str], None]) -> RasterRun:
     """Segment the planned rasters one after another; unreadable ones become `failed` entries."""
-    from segcli.raster.source import import_rasterio
-
     started = time.perf_counter()
-    with import_rasterio().Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        for path, targets in run.todo:
-            try:
-                source = RasterSource.open(path, options.bands, options.scale)
-            except InputImageError as exc:
-                run.failed.append((path, with_hint(exc)))
-                say(f"failed: {with_hint(exc)}")
-                continue
-            try:
-                if not source.georeferenced:
-                    say(f"{printable(path)}: {NO_GEOREFERENCE}")
-                _segment_one(source, targets, engine, policy, options)
-                run.processed += 1
-            finally:
-                source.close()
+    for path, targets in run.todo:
+        problem = segment_path(path, targets, engine, policy, options, say)
+        if problem is None:
+            run.processed += 1
+        else:
+            run.failed.append((path, problem))
+            say(f"failed: {problem}")
     run.seconds = time.perf_counter() - started
     return run
+
+
+def segment_path(path: Path, targets: dict[str, Path], engine, policy, options: RasterOptions,
+                 say: Callable[[str], None]) -> str | None:
+    """Segment one raster and write its outputs; the one-line reason when it cannot be read (else None)."""
+    from segcli.raster.source import import_rasterio
+
+    with import_rasterio().Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        try:
+            source = RasterSource.open(path, options.bands, options.scale)
+        except InputImageError as exc:
+            return with_hint(exc)
+        try:
+            if not source.georeferenced:
+                say(f"{printable(path)}: {NO_GEOREFERENCE}")
+            _segment_one(source, targets, engine, policy, options)
+        finally:
+            source.close()
+    return None
 
 
 def _segment_one(source: RasterSource, targets: dict[str, Path], engine, policy, options: RasterOptions) -> None:
     from segcli.raster.segment import segment_raster
 
     record = engine.record
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    label_path = targets.get("label")
+    label_path = targets["label"]
+    label_path.parent.mkdir(parents=True, exist_ok=True)  # --out, and the sub-folder the raster was found in
     writer = LabelWriter(label_path, source.dataset, record.categories, record.palette, record.name, cog=options.cog)
     try:
         stats = segment_raster(engine, source, writer.write, policy)
@@ -139,7 +228,10 @@ def _segment_one(source: RasterSource, targets: dict[str, Path], engine, policy,
     if "polygons" in targets:
         atomic_write_json(targets["polygons"], label_polygons(label_path, record.categories, options.simplify))
     if "json" in targets:
-        atomic_write_json(targets["json"], summary(source, targets, record, policy, options, stats))
+        document = summary(source, targets, record, policy, options, stats)
+        document.update(checkpoint_source=engine.source, settings=options.settings,
+                        label_bytes=os.stat(label_path).st_size, label_head=_head(label_path))  # --skip-existing
+        atomic_write_json(targets["json"], document)
 
 
 def summary(source: RasterSource, targets: dict[str, Path], record, policy, options: RasterOptions,

@@ -60,21 +60,6 @@ def parse_scale(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
-def takes_raster_path(path: Path, max_pixels: int) -> bool:
-    """A TIFF that carries a CRS or a geotransform, or has more than `max_pixels` pixels (rasterio installed)."""
-    if path.suffix.lower() not in RASTER_SUFFIXES or not path.is_file():
-        return False
-    rasterio = import_rasterio()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with rasterio.open(path) as src:
-                return (src.crs is not None or not src.transform.is_identity
-                        or src.width * src.height > max_pixels)
-    except rasterio.errors.RasterioError:
-        return False
-
-
 @dataclass
 class RasterSource:
     """An open raster and the rules that turn its rows into 8-bit RGB (`rows`)."""

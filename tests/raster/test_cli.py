@@ -63,7 +63,7 @@ def test_existing_outputs_need_overwrite_and_foreign_files_are_kept(make_raster,
     assert (out / "scene.tif").read_bytes() == b"someone else's file"
 
 
-@pytest.mark.parametrize("flags", [("--engine", "ray"), ("--tta",), ("--tile", "off"), ("--outputs", "overlay"),
+@pytest.mark.parametrize("flags", [("--tta",), ("--tile", "off"), ("--outputs", "overlay"),
                                    ("--bands", "1,2"), ("--scale", "5,1")])
 def test_what_the_raster_path_cannot_do_is_a_usage_error(make_raster, tmp_path, tiny_checkpoint, flags):
     path, _ = make_raster()

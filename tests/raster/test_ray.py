@@ -1,0 +1,70 @@
+"""Rasters with `--engine ray` on a local 2-CPU Ray instance, started once for the module."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import rasterio
+
+from raster_support import scene, write_raster
+from robustness_support import assert_no_traceback, files_under, run_predict
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'segcli[ray]'")
+
+pytestmark = pytest.mark.slow  # one Ray instance per module, ~15 s to start here
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _label(path):
+    with rasterio.open(path) as dataset:
+        return {"pixels": dataset.read(), "crs": dataset.crs, "transform": dataset.transform,
+                "tags": dataset.tags(), "colormap": dataset.colormap(1), "profile": dict(dataset.profile)}
+
+
+def test_rasters_on_ray_actors_write_what_the_local_run_writes(tmp_path, ray_instance, tiny_checkpoint):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    write_raster(folder / "a.tif", scene(70, 90, seed=1))
+    write_raster(folder / "sub" / "b.tif", scene(50, 40, seed=2), crs="EPSG:4326",
+                 transform=rasterio.transform.from_origin(10.0, 50.0, 0.001, 0.001))
+    write_raster(folder / "c.tif", scene(40, 40, bands=1, seed=3))
+    (folder / "broken.tif").write_bytes(b"II*\x00 not a tiff")
+    flags = ("--tile", "32", "--outputs", "polygons")
+    local = run_predict([folder], tmp_path / "local", tiny_checkpoint, *flags)
+    distributed = run_predict([folder], tmp_path / "ray", tiny_checkpoint, *flags, "--engine", "ray")
+    assert_no_traceback(distributed)
+    assert (local.exit_code, distributed.exit_code) == (1, 1), distributed.output
+    assert "3 segmented, 1 failed" in distributed.stderr and "failed: " in distributed.stderr
+    assert files_under(tmp_path / "ray") == files_under(tmp_path / "local") == {
+        f"{name}.{suffix}" for name in ("a", "sub/b", "c") for suffix in ("tif", "json", "geojson")}
+    for name in ("a", "sub/b", "c"):
+        here, there = _label(tmp_path / "local" / f"{name}.tif"), _label(tmp_path / "ray" / f"{name}.tif")
+        assert (here.pop("pixels") == there.pop("pixels")).all()
+        assert here == there
+        assert (tmp_path / "local" / f"{name}.tif").read_bytes() == (tmp_path / "ray" / f"{name}.tif").read_bytes()
+        polygons = [json.loads((tmp_path / run / f"{name}.geojson").read_text()) for run in ("local", "ray")]
+        assert polygons[0] == polygons[1]
+        summaries = [json.loads((tmp_path / run / f"{name}.json").read_text()) for run in ("local", "ray")]
+        for document in summaries:
+            document.pop("seconds"), document.pop("megapixels_per_second")
+        assert summaries[0] == summaries[1]
+
+
+def test_skip_existing_on_ray_keeps_the_complete_rasters(tmp_path, ray_instance, tiny_checkpoint):
+    write_raster(tmp_path / "a.tif", scene(30, 30, seed=4))
+    write_raster(tmp_path / "b.tif", scene(30, 30, seed=5))
+    out = tmp_path / "out"
+    first = run_predict([tmp_path / "a.tif"], out, tiny_checkpoint, "--engine", "ray")
+    assert first.exit_code == 0, first.output
+    again = run_predict([tmp_path / "a.tif", tmp_path / "b.tif"], out, tiny_checkpoint, "--engine", "ray",
+                        "--skip-existing")
+    assert again.exit_code == 0 and "1 segmented, 1 skipped" in again.stderr, again.output
+    assert files_under(out) == {"a.tif", "a.json", "b.tif", "b.json"}
