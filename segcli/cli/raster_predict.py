@@ -212,7 +212,7 @@ def raster_settings(flags: dict, kinds, cluster, inference, policy):
                 "simplify": raster.simplify if "polygons" in kinds else None}
     resolved, on_ray = None, None
     if cluster is not None:
-        from segcli.distributed import EngineSettings
+        from segcli.distributed.settings import EngineSettings
 
         engine = EngineSettings.resolve(flags["model"], flags["weights"], flags["download"], device=flags["device"],
                                         options=inference)
