@@ -106,6 +106,17 @@ def strict_fp32() -> Iterator[None]:
             knob.fp32_precision = value
 
 
+def set_cudnn_benchmark(device: torch.device, enabled: bool) -> None:
+    """cuDNN's autotuner on or off (a process-wide flag) for a CUDA device; nothing elsewhere."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = enabled
+
+
+def cudnn_benchmark_state(device: torch.device) -> bool | None:
+    """Whether cuDNN's autotuner is on, for a CUDA device (None elsewhere: there is no cuDNN)."""
+    return bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None
+
+
 @dataclass(frozen=True)
 class ExecutionPlan:
     """Device, precision and memory format, decided once per engine."""
