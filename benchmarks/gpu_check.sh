@@ -8,7 +8,7 @@
 #   bash benchmarks/gpu_check.sh                 # on the GPU machine (OUT defaults to benchmarks/)
 #   REHEARSAL=1 OUT=/tmp/x bash benchmarks/gpu_check.sh   # every step on the CPU at toy sizes (tests run this)
 #
-# Settings (environment): OUT, REHEARSAL, SESSION_SECONDS (530: the whole check's budget), PYTHON.
+# Settings (environment): OUT, REHEARSAL, SESSION_SECONDS (the whole check's budget: 530, rehearsal 2400), PYTHON.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
