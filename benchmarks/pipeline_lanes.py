@@ -4,7 +4,8 @@ A random-weights zoo model (seeded) runs over a folder of synthetic JPEGs throug
 with several schedules: one image at a time on one thread (`1x0`: batch 1, no I/O threads), the
 automatic schedule (`auto`: Schedule.auto for the device and this machine's cores), and batch B
 with W decode/write threads each (`BxW`). Every schedule's label PNGs must equal the first's
-byte for byte (the run fails otherwise). Per schedule: the best of --rounds runs, after one
+byte for byte (the run fails otherwise); `outputs_sha256` (one digest over every output PNG)
+compares runs of different segcli versions. Per schedule: the best of --rounds runs, after one
 warm-up run, images/s = images / wall seconds of the run (model load not included).
 
     python benchmarks/pipeline_lanes.py --device cpu --size 128 --images 24 --schedules 1x0,auto,1x2
@@ -102,7 +103,8 @@ def measure(args: argparse.Namespace) -> dict:
             "device": str(plan.device), "precision": plan.precision, "size": args.size, "images": args.images,
             "rounds": args.rounds, "cores": len(os.sched_getaffinity(0)), "cpu": platform.processor(),
             "gpu": torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else None,
-            "torch": torch.__version__, "outputs_identical": True, "results": results}
+            "torch": torch.__version__, "outputs_identical": True, "results": results,
+            "outputs_sha256": hashlib.sha256(json.dumps(reference, sort_keys=True).encode()).hexdigest()}
 
 
 def markdown(report: dict) -> str:
