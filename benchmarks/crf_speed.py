@@ -31,7 +31,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from segcli.benchmarking.measure import time_call  # noqa: E402
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing  # noqa: E402
 from segcli.crf import CRFParams, refine  # noqa: E402
 from segcli.data.synth import make_scene  # noqa: E402
@@ -66,9 +66,9 @@ def engine_for(model: str, num_classes: int | None) -> SegmentationEngine:
 
 
 def timed(run) -> tuple[float, float, object]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = run()
-    return time.perf_counter() - wall, time.process_time() - cpu, result
+    """Wall and process CPU seconds of one call, and its result (segcli.benchmarking's timer)."""
+    timing = time_call(run)
+    return timing.wall_ms / 1000.0, timing.cpu_ms / 1000.0, timing.result
 
 
 def measure_case(model: str, num_classes: int | None, images: int, repeats: int) -> dict:

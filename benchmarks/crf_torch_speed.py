@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import time
 
 import numpy as np
 import torch
 
+from segcli.benchmarking.measure import LatencyStats, time_call, time_calls
 from segcli.crf import CRFParams, dense_crf, refine
 from segcli.crf_torch import DenseCRF, dense_crf_torch
 from segcli.data.synth import make_scene
@@ -53,9 +53,9 @@ def scene_probabilities(size: int, index: int, confidence: float = 3.0) -> tuple
 
 
 def _timed(run) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = run()
-    return time.perf_counter() - started, result
+    """Wall seconds of one call, and its result (segcli.benchmarking's timer)."""
+    timing = time_call(run)
+    return timing.wall_ms / 1000.0, timing.result
 
 
 def _cpu_image(probabilities: np.ndarray, image: np.ndarray, params: CRFParams, repeats: int) -> dict:
@@ -93,16 +93,8 @@ def measure_cpu(images: int, repeats: int, threads: int = 1) -> dict:
 
 
 def _cuda_ms(run, repeats: int) -> float:
-    for _ in range(2):
-        run()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(max(repeats, 5)):
-        started = time.perf_counter()
-        run()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(times)
+    """Median milliseconds of `run` after 2 warm-up calls, the GPU synchronised around each timed call."""
+    return LatencyStats.from_samples(time_calls(run, 2, max(repeats, 5), torch.cuda.synchronize)).p50_ms
 
 
 def measure_cuda(repeats: int) -> dict:

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segcli.benchmarking.measure import LatencyStats, time_call, time_calls
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing
 from segcli.device import plan_execution
 from segcli.engine import SegmentationEngine, preprocess
@@ -37,14 +36,8 @@ FORWARD_MODELS = ("lraspp", "deeplabv3-mobilenet", "deeplabv3p-mobilenet",
 
 
 def median_seconds(run, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    """Median seconds of `repeats` timed calls after `warmup` untimed ones (segcli.benchmarking's timers)."""
+    return LatencyStats.from_samples(time_calls(run, warmup, repeats, lambda: None)).p50_ms / 1000.0
 
 
 def engine_for(model: str, precision: str, channels_last: bool) -> tuple[SegmentationEngine, str]:
@@ -137,12 +130,10 @@ def bench_crf(args) -> list[dict]:
 
     image, probabilities = realistic_probabilities(args.crf_size)
     params = CRFParams()
-    started = time.perf_counter()
-    reference, _ = refine(probabilities, image, params, method="full")
-    t_full = time.perf_counter() - started
-    started = time.perf_counter()
-    refined, _ = refine(probabilities, image, params)
-    seconds = time.perf_counter() - started
+    full = time_call(lambda: refine(probabilities, image, params, method="full"))
+    fast = time_call(lambda: refine(probabilities, image, params))
+    (reference, _), (refined, _) = full.result, fast.result
+    t_full, seconds = full.wall_ms / 1000.0, fast.wall_ms / 1000.0
     row = {"section": "crf", "variant": "fast (default --crf)", "size": args.crf_size, "baseline_ms": t_full * 1e3,
            "fast_ms": seconds * 1e3, "ratio": seconds / t_full,
            "pixel_agreement": float((refined.argmax(0) == reference.argmax(0)).mean())}
@@ -182,16 +173,16 @@ def bench_folder(args) -> list[dict]:
 
 
 _TILE_CHILD = """
-import resource, sys, time, numpy as np, torch
+import resource, sys, numpy as np, torch
 sys.path.insert(0, '.')
 from benchmarks.fast_path import engine_for
+from segcli.benchmarking.measure import time_call
 from segcli.tiling import TilingPolicy
 engine, source = engine_for(sys.argv[1], 'auto', None)
 engine.tiling = TilingPolicy.parse(sys.argv[4])
 image = np.random.default_rng(0).integers(0, 256, size=(int(sys.argv[2]), int(sys.argv[3]), 3), dtype=np.uint8)
-started = time.perf_counter()
-labels = engine.predict(image).labels
-print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, source)
+timing = time_call(lambda: engine.predict(image).labels)
+print(timing.wall_ms / 1000.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, source)
 """
 
 

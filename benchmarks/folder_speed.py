@@ -27,8 +27,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from segcli.benchmarking.measure import time_call
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = (384, 512)  # height, width of every image: 512x384
@@ -68,7 +69,7 @@ def commands(model: str, device: str, folder: Path, out: Path) -> dict[str, list
               "--out", str(out), "-q"]
     return {
         "naive": [sys.executable, "-c", NAIVE_LOOP, model, str(folder), str(out), device],
-        "segcli_label": [*segcli, "--no-overlay"],
+        "segcli_label": [*segcli, "--outputs", "label,json"],
         "segcli_default": segcli,
     }
 
@@ -81,9 +82,8 @@ def timed_run(argv: list[str], cpus: set[int] | None, nice: int) -> float:
         if nice:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
 
-    started = time.perf_counter()
-    subprocess.run(argv, check=True, cwd=REPO, capture_output=True, preexec_fn=before_exec)
-    return time.perf_counter() - started
+    run = lambda: subprocess.run(argv, check=True, cwd=REPO, capture_output=True, preexec_fn=before_exec)  # noqa: E731
+    return time_call(run).wall_ms / 1000.0
 
 
 def measure(model: str, args: argparse.Namespace, folders: dict[int, Path], scratch: Path) -> dict:
@@ -129,7 +129,7 @@ def markdown(report: dict) -> str:
         "multi-threaded forward pass, the naive loop's, far slower: compare figures from a quiet machine).", "",
         "- naive: `SegmentationEngine.load(model, precision=\"fp32\")`, then per image `load_image`, `predict`, "
         "`label_png(...).save(...)` (the loop is in `benchmarks/folder_speed.py`).",
-        "- segcli label only: `segcli predict FOLDER --no-overlay` (label PNG + JSON summary per image).",
+        "- segcli label only: `segcli predict FOLDER --outputs label,json` (label PNG + JSON summary per image).",
         "- segcli default: `segcli predict FOLDER` (label PNG, overlay PNG, JSON summary per image).", "",
         "Ratio = segcli's time per image / the naive loop's (< 1: segcli is faster). "
         "Targets: label only <= 0.67, default <= 1.0.", "",

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_MODELS = "deeplabv3-resnet50,deeplabv3-resnet101,fcn-resnet50,deeplabv3p-resnet101,deeplabv2"
 POLICY_MODELS = ("deeplabv3-mobilenet", "deeplabv3p-mobilenet", "deeplabv3-resnet50")
 TESTS = ["tests/test_execution_policy.py", "tests/test_device.py", "tests/pipeline/test_tuning.py",
-         "tests/cuda/test_execution_cuda.py"]
+         "tests/pipeline/test_device_labels.py", "tests/cuda/test_execution_cuda.py"]
 
 
 def settings(rehearsal: bool) -> dict:
@@ -47,8 +47,8 @@ def settings(rehearsal: bool) -> dict:
                 "lanes": ["--model", "lraspp", "--size", "64", "--images", "6", "--rounds", "1",
                           "--schedules", "1x0,auto,2x2"]}
     return {"device": "cuda", "boxes": {"tests": 60, "policy": 100, "real": 230, "memory": 45, "lanes": 80},
-            "policy_cases": [(model, size, batch) for model in POLICY_MODELS for size, batch in
-                             ((512, 1), (512, 8), (1024, 1))],
+            "policy_cases": [(model, 512, batch) for model in POLICY_MODELS for batch in (1, 8)]
+                            + [("deeplabv3-resnet50", 1024, 1)],
             "real": ["--sizes", "512", "--batches", "1,8,32", "--precision", "fp32,bf16,fp16", "--warmup", "3",
                      "--iters", "10"],
             "memory": ["--models", "deeplabv3p-mobilenet,deeplabv3-mobilenet,fcn32s", "--sizes", "512",

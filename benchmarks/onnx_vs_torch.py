@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from segcli.benchmarking.measure import LatencyStats, time_call
 from segcli.checkpoints.loading import load_checkpoint_model
 from segcli.checkpoints.manifest import load_manifest
 from segcli.checkpoints.resolve import find_on_disk, resolve_checkpoint
@@ -93,10 +92,8 @@ def interleaved_medians(engines: dict, image: np.ndarray, rounds: int) -> dict[s
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            engines[name].predict(image)
-            samples[name].append((time.perf_counter() - started) * 1000.0)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            samples[name].append(time_call(lambda: engines[name].predict(image)).wall_ms)
+    return {name: LatencyStats.from_samples(values).p50_ms for name, values in samples.items()}
 
 
 def agreements(engines: dict, images: list[np.ndarray]) -> dict[str, float]:

@@ -70,17 +70,29 @@ def run_once(engine, sources, schedule, out: Path) -> float:
     return seconds
 
 
+def build_engine(subject, device: str, precision: str):
+    """The engine as segcli builds it; segcli versions before `from_checkpoint` took the model directly."""
+    from segcli import engine as engine_module
+    from segcli.device import plan_execution
+
+    if hasattr(engine_module, "LoadedModel"):
+        from segcli.inference_options import InferenceOptions
+
+        loaded = engine_module.LoadedModel(subject.model, subject.record)
+        return engine_module.SegmentationEngine.from_checkpoint(loaded, device=device,
+                                                                options=InferenceOptions(precision=precision))
+    return engine_module.SegmentationEngine(subject.model, subject.record, plan_execution(device, precision))
+
+
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
     from segcli.benchmarking.subjects import random_subject
-    from segcli.device import plan_execution
-    from segcli.engine import SegmentationEngine
     from segcli.inputs import find_images
 
     subject = random_subject(args.model)
-    plan = plan_execution(args.device, args.precision)
-    engine = SegmentationEngine(subject.model, subject.record, plan)
+    engine = build_engine(subject, args.device, args.precision)
+    plan = engine.plan
     results: list[dict] = []
     reference: dict[str, str] | None = None
     with tempfile.TemporaryDirectory(prefix="segcli-lanes-") as scratch:

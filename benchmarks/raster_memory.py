@@ -22,10 +22,11 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from segcli.benchmarking.measure import time_call
+
 from folder_speed import cpu_name  # this folder is on sys.path when a script here runs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,11 +35,14 @@ BLOCK = 512
 
 def write_scene(path: Path, size: int) -> float:
     """The test raster, written one 512-row strip at a time; returns the seconds taken."""
+    return time_call(lambda: _write_strips(path, size)).wall_ms / 1000.0
+
+
+def _write_strips(path: Path, size: int) -> None:
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    started = time.perf_counter()
     profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
                "crs": "EPSG:32633", "transform": from_origin(500000.0, 5400000.0, 0.5, 0.5),
                "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate", "BIGTIFF": "YES"}
@@ -51,7 +55,6 @@ def write_scene(path: Path, size: int) -> float:
             strip = np.stack([(xx[None, :] // 40 % 200 + yy * 0) % 256, squares * 180 + 30,
                               ((yy // 50) % 5 * 50 + xx[None, :] * 0)]).astype(np.uint8)
             dst.write(strip, window=Window(0, top, size, rows))
-    return time.perf_counter() - started
 
 
 def run(size: int, model: str, workdir: Path, extra: list[str]) -> dict:
@@ -61,9 +64,8 @@ def run(size: int, model: str, workdir: Path, extra: list[str]) -> dict:
     command = [sys.executable, "-m", "segcli", "predict", str(scene), "--model", model, "--device", "cpu",
                "--precision", "fp32", "--out", str(out), "--overwrite", *extra]
     load_before = [round(value, 2) for value in os.getloadavg()]
-    started = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    timing = time_call(lambda: subprocess.run(command, capture_output=True, text=True))
+    completed, wall = timing.result, timing.wall_ms / 1000.0
     if completed.returncode != 0:
         raise SystemExit(f"segcli failed ({completed.returncode}):\n{completed.stderr}")
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux

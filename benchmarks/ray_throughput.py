@@ -25,8 +25,9 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from segcli.benchmarking.measure import time_call
 
 from folder_speed import cpu_name, load_average, write_report  # this folder is on sys.path when a script here runs
 
@@ -35,8 +36,8 @@ SIZE = (384, 512)  # height, width of every image: 512x384 synthetic scenes, JPE
 # variant -> (extra arguments, extra environment); "local_1_lane" runs what one Ray worker runs (one image
 # stream, one torch thread: Ray sets OMP_NUM_THREADS=1 in a one-CPU actor) in the local engine
 VARIANTS = {"local": ([], {}), "local_1_lane": (["--batch-size", "1", "--io-workers", "0"], {"OMP_NUM_THREADS": "1"}),
-            "ray_1_worker": (["--engine", "ray", "--workers", "1"], {}),
-            "ray_2_workers": (["--engine", "ray", "--workers", "2"], {})}
+            "ray_1_worker": (["--engine", "ray", "--ray-workers", "1"], {}),
+            "ray_2_workers": (["--engine", "ray", "--ray-workers", "2"], {})}
 
 
 def make_folder(root: Path, count: int) -> Path:
@@ -52,12 +53,10 @@ def make_folder(root: Path, count: int) -> Path:
 
 def timed_run(argv: list[str], env: dict[str, str], out: Path) -> dict:
     """One fresh process (it must succeed): wall seconds, and the steady rate from the sets' landing times."""
-    started = time.perf_counter()
     # its own session, as Ray's actors are: with the kernel's autogroup scheduling each session gets a fair
     # share of a busy machine's cores, so a command left in this script's session would get less than they do
-    subprocess.run(argv, check=True, cwd=REPO, capture_output=True, start_new_session=True,
-                   env={**os.environ, **env})
-    wall = time.perf_counter() - started
+    wall = time_call(lambda: subprocess.run(argv, check=True, cwd=REPO, capture_output=True, start_new_session=True,
+                                            env={**os.environ, **env})).wall_ms / 1000.0
     landed = sorted(path.stat().st_mtime_ns for path in out.rglob("*.json"))
     steady = (len(landed) - 1) / ((landed[-1] - landed[0]) / 1e9) if len(landed) > 1 and landed[-1] > landed[0] \
         else None
@@ -107,7 +106,7 @@ def markdown(report: dict) -> str:
         "- local: `segcli predict FOLDER` (on 2 cores: two lanes of one image, one torch thread each).",
         "- local 1 lane: `OMP_NUM_THREADS=1 segcli predict FOLDER --batch-size 1 --io-workers 0`: one image at a "
         "time on one torch thread, what one Ray worker runs.",
-        "- ray, N workers: `segcli predict FOLDER --engine ray --workers N` (N actors of one CPU each, "
+        "- ray, N workers: `segcli predict FOLDER --engine ray --ray-workers N` (N actors of one CPU each, "
         "one image per call).", "",
         "| engine | steady images/s | ms/image | throughput vs local | wall s (start-up included) | wall vs local |",
         "|---|---|---|---|---|---|",

@@ -34,6 +34,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from segcli.benchmarking.measure import time_call
+
 from folder_speed import cpu_name, load_average, write_report  # this folder is on sys.path when a script here runs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,9 +95,8 @@ def load(url: str, images: list[bytes], clients: int, seconds: float) -> dict:
                 if count[0] >= MAX_REQUESTS:
                     return
                 count[0] += 1
-            started = time.perf_counter()
-            status, body = post(url, images[index % len(images)])
-            elapsed = time.perf_counter() - started
+            timing = time_call(lambda: post(url, images[index % len(images)]))
+            (status, body), elapsed = timing.result, timing.wall_ms / 1000.0
             with lock:
                 if status == 200:
                     latencies.append(elapsed)
@@ -105,12 +106,13 @@ def load(url: str, images: list[bytes], clients: int, seconds: float) -> dict:
             index += 1
 
     threads = [threading.Thread(target=client, args=(offset,)) for offset in range(clients)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - began
+    def run_all() -> None:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    wall = time_call(run_all).wall_ms / 1000.0
     ordered = sorted(latencies)
     return {"requests_ok": len(latencies), "errors": errors, "wall_s": round(wall, 3),
             "images_per_s": round(len(latencies) / wall, 3),
@@ -149,9 +151,7 @@ def folder_run(args, sources: list[Path], count: int, work: Path) -> dict:
         shutil.copyfile(source, folder / f"{index:04d}_{source.name}")
     argv = [sys.executable, "-m", "segcli", "predict", str(folder), "--model", args.model, "--device", args.device,
             "--precision", args.precision, "--out", str(out), "--outputs", "label", "-q"]
-    started = time.perf_counter()
-    subprocess.run(argv, check=True, timeout=1800)
-    wall = time.perf_counter() - started
+    wall = time_call(lambda: subprocess.run(argv, check=True, timeout=1800)).wall_ms / 1000.0
     times = sorted(path.stat().st_mtime_ns for path in out.glob("*.png"))
     steady = (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
     labels = {path.stem.split("_", 1)[1]: path.read_bytes() for path in sorted(out.glob("*.png"))[:len(sources)]}

@@ -26,6 +26,9 @@ from segcli.crf_meanfield import (PROBABILITY_FLOOR, dilate, grid_crf, import_de
                                   pixel_set_crf, resize_image, resize_planes, warm_steps)
 from segcli.errors import MissingDependencyError, SegcliError, UnknownNameError
 
+__all__ = ["CRFParameterError", "CRFParams", "CRFRun", "CRFSettings", "METHODS", "crf_available", "dense_crf",
+           "describe_plan", "method_for", "refine"]
+
 
 INSTALL_HINT = "the dense CRF needs pydensecrf: pip install 'segcli[crf]' (it installs pydensecrf2)"
 METHODS = ("fast", "full", "torch")

@@ -27,17 +27,21 @@ from segcli.tiling import (MIN_TILE_SIZE, TilingPolicy, TTAParams, tiled_logit_b
                            tta_probabilities)
 
 from segcli.imageio import as_rgb
-from segcli.inference_options import FROM_OPTIONS, InferenceOptions, resolve_crf
+from segcli.inference_options import FROM_OPTIONS, CRFChoice, InferenceOptions, resolve_crf
+from segcli.loaded_model import LoadedModel
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from PIL import Image
 
+    from segcli.checkpoints.record import ResolvedCheckpoint
     from segcli.crf import CRFParams, CRFSettings
 
+__all__ = ["LoadedModel", "MIN_MODEL_SIDE", "Prediction", "SegmentationEngine", "labels_dtype", "preprocess",
+           "upsample_logits"]
+
 MIN_MODEL_SIDE = 32  # inputs the model cannot take are edge-padded to this (SegmentationEngine.forward)
-CRFArgument = "CRFParams | CRFSettings | None"  # predict's crf=: FROM_OPTIONS (default), None, or explicit
 _ResolvedCRF = "tuple[CRFParams, CRFSettings] | None"  # what the internals get: kernel settings and the method
 
 
@@ -86,26 +90,22 @@ def labels_dtype(num_classes: int) -> np.dtype:
 
 
 class SegmentationEngine:
-    """A loaded model, its checkpoint record, plan and `InferenceOptions`; `tiling`/`tta` are the options' fields."""
+    """A loaded model, its checkpoint record, execution plan and `InferenceOptions`.
 
-    def __init__(
-        self,
-        model: nn.Module,
-        record: CheckpointRecord,
-        plan: ExecutionPlan | None = None,
-        source: str = "in-memory model",
-        tiling: TilingPolicy | None = None,
-        tta: TTAParams | None = None,
-        options: InferenceOptions | None = None,
-    ) -> None:
+    Built by `from_checkpoint` (a resolved file or a `LoadedModel`) or `load` (resolve + from_checkpoint);
+    the options are fixed once built: `tiling`, `tta` and `input_scales` read them.
+    """
+
+    def __init__(self, model: nn.Module, record: CheckpointRecord, plan: ExecutionPlan | None = None,
+                 source: str = "in-memory model", options: InferenceOptions | None = None) -> None:
+        """Internal: build engines with `from_checkpoint` (tests/test_engine_api.py checks no module calls this)."""
         self.record = record
-        self.checkpoint = None  # the ResolvedCheckpoint when loaded through `load`
+        self.checkpoint: ResolvedCheckpoint | None = None  # the file, when built from one
         self.checkpoint_warning = synthetic_scenes_warning(record)  # goes into every per-image note
         self.on_memory_retry: Callable[[str], None] | None = None  # told (one line) when an OOM shrinks a batch or tile
         self.plan = plan or plan_execution("cpu", "fp32", channels_last=False)
         self.source = source
-        given = {"tiling": tiling, "tta": tta}
-        self.options = replace(options or InferenceOptions(), **{k: v for k, v in given.items() if v is not None})
+        self.options = options or InferenceOptions()
         model = model.eval().to(self.plan.device)
         if self.plan.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -117,45 +117,42 @@ class SegmentationEngine:
     def tiling(self) -> TilingPolicy:
         return self.options.tiling_policy()
 
-    @tiling.setter
-    def tiling(self, policy: TilingPolicy) -> None:
-        self.options = replace(self.options, tiling=policy)
-
     @property
     def tta(self) -> TTAParams | None:
         return self.options.tta
 
-    @tta.setter
-    def tta(self, params: TTAParams | None) -> None:
-        self.options = replace(self.options, tta=params)
+    @property
+    def input_scales(self) -> tuple[float, ...]:
+        """The scales whose logits are max-fused (the options', else the checkpoint's protocol)."""
+        return tuple(getattr(self.model, "input_scales", None) or self.record.input_scales)
 
     @classmethod
-    def load(
-        cls,
-        model: str,
-        weights: str | None = None,
-        device: str = "auto",
-        precision: str | None = None,
-        allow_download: bool = False,
-        channels_last: bool | None = None,
-        options: InferenceOptions | None = None,
-    ) -> "SegmentationEngine":
-        """Resolve the checkpoint (`segcli.checkpoints.resolve`), build the model, load it strictly;
-        `precision`/`channels_last`, when given, override the options' fields."""
-        from segcli.checkpoints.loading import load_checkpoint_model
-        from segcli.checkpoints.resolve import resolve_checkpoint
+    def from_checkpoint(cls, resolved: "ResolvedCheckpoint | LoadedModel", device: "str | torch.device" = "auto",
+                        options: InferenceOptions | None = None) -> "SegmentationEngine":
+        """THE way to build an engine: a `ResolvedCheckpoint` (loaded strictly) or a `LoadedModel` (in memory),
+        on `device` as `options` say: precision, memory format, tiling, TTA, input scales, CRF. A model whose
+        runtime fixes where it runs (`LoadedModel.runs_on`: an ONNX graph) runs there."""
+        from segcli.models.base import set_input_scales
 
         options = options or InferenceOptions()
-        if precision is not None or channels_last is not None:
-            options = replace(options, precision=precision or options.precision,
-                              channels_last=options.channels_last if channels_last is None else channels_last)
+        loaded = resolved if isinstance(resolved, LoadedModel) else LoadedModel.from_resolved(resolved)
+        device, precision = loaded.runs_on or (str(device), options.precision)
+        if options.input_scales is not None:
+            set_input_scales(loaded.network, options.input_scales)
+        engine = cls(loaded.network, loaded.record, plan_execution(device, precision, options.channels_last),
+                     source=loaded.source, options=options)
+        engine.checkpoint = loaded.checkpoint
+        return engine
+
+    @classmethod
+    def load(cls, model: str, weights: str | None = None, device: str = "auto",
+             options: InferenceOptions | None = None, allow_download: bool = False) -> "SegmentationEngine":
+        """Resolve the checkpoint (`segcli.checkpoints.resolve`), then `from_checkpoint`; warns
+        (`SyntheticScenesWarning`) when the weights were trained on synthetic scenes."""
+        from segcli.checkpoints.resolve import resolve_checkpoint
+
         resolved = resolve_checkpoint(model, weights, allow_download=allow_download)
-        network = load_checkpoint_model(resolved)
-        # an exported graph runs where and how its runtime does (segcli.export.runtime: cpu, fp32)
-        device, precision = getattr(network, "fixed_execution", (device, options.precision))
-        plan = plan_execution(device, precision, options.channels_last)
-        engine = cls(network, resolved.record, plan, source=resolved.describe(), options=options)
-        engine.checkpoint = resolved
+        engine = cls.from_checkpoint(resolved, device=device, options=options)
         if engine.checkpoint_warning:  # the CLI prints it as `Warning: ...` (segcli.cli.main)
             warnings.warn(engine.checkpoint_warning, SyntheticScenesWarning, stacklevel=2)
         return engine
@@ -191,27 +188,28 @@ class SegmentationEngine:
     def predict(
         self,
         image: "np.ndarray | str | Path | Image.Image",
-        crf: CRFArgument = FROM_OPTIONS,
+        crf: CRFChoice = FROM_OPTIONS,
         return_probabilities: bool = False,
     ) -> Prediction:
         """Segment one image: an HxWx3 uint8 RGB array, a PIL image, or a file path (read as predict
         reads files: EXIF orientation, pixel limit). `crf`: see `predict_batch`."""
         return self.predict_batch([as_rgb(image)], crf=crf, return_probabilities=return_probabilities)[0]
 
-    def crf_for(self, crf: CRFArgument = FROM_OPTIONS) -> _ResolvedCRF:
+    def crf_for(self, crf: CRFChoice = FROM_OPTIONS) -> _ResolvedCRF:
         """The kernel settings and method a `crf=` argument means for this checkpoint (None: no CRF)."""
         return resolve_crf(crf, self.options, self.record)
 
     def predict_batch(
         self,
         images_rgb: Sequence[np.ndarray],
-        crf: CRFArgument = FROM_OPTIONS,
+        crf: CRFChoice = FROM_OPTIONS,
         return_probabilities: bool = False,
     ) -> list[Prediction]:
         """Segment images; images of one size go through the model as one batch.
 
-        `crf`: left out, the CRF of the engine's options (`options.crf`; None: none); None, no CRF;
-        `CRFSettings`, those (missing kernel settings from the checkpoint record); `CRFParams`, exactly those.
+        `crf`: left out (`FROM_OPTIONS`), the CRF of the engine's options (`options.crf`; None: none); None, no
+        CRF; `CRFSettings`, those (kernel settings not given: the checkpoint record's `crf_defaults`; exact
+        settings: `CRFSettings.from_params(params, method)`).
         """
         crf = self.crf_for(crf)
         predictions: list[Prediction | None] = [None] * len(images_rgb)

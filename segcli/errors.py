@@ -1,5 +1,9 @@
 """One error base class; the CLI edge turns any SegcliError into one line and a non-zero exit."""
 
+__all__ = ["SegcliError", "UnknownNameError", "InputImageError", "OutputError", "CheckpointError",
+           "ModelOutputError", "ChecksumMismatchError", "DownloadError", "MissingDependencyError",
+           "DeviceError", "DatasetError", "ConfigurationError", "SegcliWarning", "SyntheticScenesWarning"]
+
 
 class SegcliError(Exception):
     """A problem the user can fix: the message says what went wrong and what to do next."""

@@ -8,17 +8,16 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from segcli.data.voc import declared_classes, load_mask, load_rgb, read_classes, read_split
 from segcli.errors import DatasetError, SegcliError, SegcliWarning
-from segcli.inference_options import FROM_OPTIONS
+from segcli.inference_options import FROM_OPTIONS, CRFChoice
 from segcli.metrics import ConfusionMatrix
 from segcli.text import printable
 
 if TYPE_CHECKING:
-    from segcli.crf import CRFParams
     from segcli.engine import SegmentationEngine
 
 
 def evaluate_folder(engine: "SegmentationEngine", data_dir: str | Path, split: str = "val",
-                    crf: "CRFParams | None" = FROM_OPTIONS,
+                    crf: CRFChoice = FROM_OPTIONS,
                     on_image: Callable[[int, int], None] | None = None,
                     max_pixels: int | None = None) -> dict[str, Any]:
     """Confusion-matrix metrics of `engine` over one split; `on_image(done, total)` reports progress.

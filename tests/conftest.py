@@ -24,10 +24,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_engine():
     """A fp32 CPU engine over the tiny model (a new one per test: tests may change its attributes)."""
-    from segcli.device import plan_execution
-    from segcli.engine import SegmentationEngine
+    from engine_support import engine_of
 
-    return SegmentationEngine(tiny_model(), tiny_record(), plan_execution("cpu", "fp32", channels_last=False))
+    return engine_of(tiny_model(), tiny_record())
 
 
 @pytest.fixture

@@ -23,10 +23,9 @@ def balanced_tiny_model():
 
 
 def balanced_engine():
-    from segcli.device import plan_execution
-    from segcli.engine import SegmentationEngine
+    from engine_support import engine_of
 
-    return SegmentationEngine(balanced_tiny_model(), tiny_record(), plan_execution("cpu", "fp32", channels_last=False))
+    return engine_of(balanced_tiny_model(), tiny_record())
 
 
 def save_balanced_checkpoint(path: Path) -> Path:

@@ -48,8 +48,8 @@ def context_engine(seed: int = 0):
     from torch import nn
 
     from robustness_support import tiny_record
-    from segcli.engine import SegmentationEngine
+    from engine_support import engine_of
 
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 3, 9, padding=4))
-    return SegmentationEngine(model, tiny_record())
+    return engine_of(model, tiny_record())

@@ -13,8 +13,10 @@ from robustness_support import encoded
 def load_engine(weights: Path):
     """The engine `segcli serve --weights FILE --device cpu --precision fp32` loads."""
     from segcli.engine import SegmentationEngine
+    from segcli.inference_options import InferenceOptions
 
-    return SegmentationEngine.load("lraspp", weights=str(weights), device="cpu", precision="fp32")
+    return SegmentationEngine.load("lraspp", weights=str(weights), device="cpu",
+                                   options=InferenceOptions(precision="fp32"))
 
 
 @contextmanager

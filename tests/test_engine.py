@@ -9,10 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import _presets
 
+from engine_support import engine_of
 from segcli.checkpoints.record import (
     CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, TORCHVISION_PREPROCESSING, CheckpointRecord,
 )
-from segcli.engine import SegmentationEngine, preprocess, upsample_logits
+from segcli.engine import preprocess, upsample_logits
 from segcli.errors import SegcliError
 
 
@@ -83,7 +84,7 @@ def _record(num_classes: int = 3) -> CheckpointRecord:
 
 def test_engine_predict_matches_a_manual_forward_pass():
     net = _HalfResolutionNet()
-    engine = SegmentationEngine(net, _record())
+    engine = engine_of(net, _record())
     image = _image(21, 17, seed=4)
     prediction = engine.predict(image, return_probabilities=True)
     with torch.no_grad():
@@ -96,7 +97,7 @@ def test_engine_predict_matches_a_manual_forward_pass():
 
 
 def test_engine_batches_same_size_images_and_keeps_order():
-    engine = SegmentationEngine(_HalfResolutionNet(), _record())
+    engine = engine_of(_HalfResolutionNet(), _record())
     images = [_image(16, 16, 5), _image(10, 12, 6), _image(16, 16, 7)]
     batched = engine.predict_batch(images, return_probabilities=True)
     one_by_one = [engine.predict(image, return_probabilities=True) for image in images]
@@ -107,10 +108,8 @@ def test_engine_batches_same_size_images_and_keeps_order():
 
 # --- the fast path: bf16, channels_last, CRF shortcuts -------------------------------------------
 
-from segcli.device import cpu_supports_bf16, plan_execution  # noqa: E402
+from segcli.device import cpu_supports_bf16  # noqa: E402
 import dataclasses  # noqa: E402
-
-from segcli.inference_options import InferenceOptions  # noqa: E402
 
 
 class _SmallConvNet(nn.Module):
@@ -133,9 +132,9 @@ class _SmallConvNet(nn.Module):
 def test_bf16_channels_last_agrees_with_fp32_except_at_near_ties():
     net = _SmallConvNet().eval()
     image = _image(48, 64, seed=8)
-    reference = SegmentationEngine(net, _record(5), plan_execution("cpu", "fp32", channels_last=False))
+    reference = engine_of(net, _record(5))
     fp32_logits = reference.forward(preprocess(image, IMAGENET_PREPROCESSING))[0]
-    fast = SegmentationEngine(_SmallConvNet().eval(), _record(5), plan_execution("cpu", "bf16", channels_last=True))
+    fast = engine_of(_SmallConvNet().eval(), _record(5), precision="bf16", channels_last=True)
     bf16_logits = fast.forward(preprocess(image, IMAGENET_PREPROCESSING))[0]
     agree = fp32_logits.argmax(0) == bf16_logits.argmax(0)
     # bf16 keeps 8 mantissa bits (relative error <= 2^-8 per rounding, a few roundings deep here),
@@ -151,9 +150,8 @@ def test_bf16_channels_last_agrees_with_fp32_except_at_near_ties():
 def test_channels_last_gives_the_same_logits_in_fp32():
     net = _SmallConvNet().eval()
     image = preprocess(_image(32, 40, seed=9), IMAGENET_PREPROCESSING)
-    contiguous = SegmentationEngine(net, _record(5), plan_execution("cpu", "fp32", channels_last=False)).forward(image)
-    channels_last = SegmentationEngine(_SmallConvNet().eval(), _record(5),
-                                       plan_execution("cpu", "fp32", channels_last=True)).forward(image)
+    contiguous = engine_of(net, _record(5)).forward(image)
+    channels_last = engine_of(_SmallConvNet().eval(), _record(5), channels_last=True).forward(image)
     torch.testing.assert_close(channels_last, contiguous, atol=1e-4, rtol=1e-4)
 
 
@@ -162,11 +160,10 @@ def test_engine_runs_the_crf_its_options_name():
 
     pytest.importorskip("pydensecrf.densecrf")
     image = _image(24, 20, seed=12)
-    plain = SegmentationEngine(_HalfResolutionNet(), _record()).predict(image, return_probabilities=True)
+    plain = engine_of(_HalfResolutionNet(), _record()).predict(image, return_probabilities=True)
     assert plain.crf is None
     for method in ("fast", "full"):
-        options = InferenceOptions(crf=crf.CRFSettings(method=method))
-        refined = SegmentationEngine(_HalfResolutionNet(), _record(), options=options).predict(
+        refined = engine_of(_HalfResolutionNet(), _record(), crf=crf.CRFSettings(method=method)).predict(
             image, return_probabilities=True)
         expected, run = crf.refine(plain.probabilities, image, crf.CRFParams(), method=method)
         np.testing.assert_allclose(refined.probabilities, expected, atol=1e-6)
@@ -174,7 +171,7 @@ def test_engine_runs_the_crf_its_options_name():
         assert refined.crf["iterations"] == (10 if method == "full" else 5)
         assert "crf" in refined.timings_ms
     # crf=None turns the options' CRF off for one call
-    engine = SegmentationEngine(_HalfResolutionNet(), _record(), options=InferenceOptions(crf=crf.CRFSettings()))
+    engine = engine_of(_HalfResolutionNet(), _record(), crf=crf.CRFSettings())
     assert engine.predict(image, crf=None).crf is None
 
 
@@ -184,7 +181,7 @@ def test_checkpoint_crf_defaults_apply_unless_the_user_overrides_them():
     pytest.importorskip("pydensecrf.densecrf")
     record = dataclasses.replace(_record(), crf_defaults=(("bilateral_xy", 30.0), ("iterations", 3)))
     given = crf.CRFSettings(given=(("gaussian_xy", 2.0),))
-    engine = SegmentationEngine(_HalfResolutionNet(), record, options=InferenceOptions(crf=given))
+    engine = engine_of(_HalfResolutionNet(), record, crf=given)
     report = engine.predict(_image(24, 20, seed=13)).crf
     assert report["params"] == dataclasses.asdict(crf.CRFParams(bilateral_xy=30.0, iterations=3, gaussian_xy=2.0))
     assert report["iterations"] == 3
@@ -199,7 +196,7 @@ def test_predict_takes_a_path_or_a_pil_image(tmp_path):
     image = _image(20, 26, seed=14)
     path = tmp_path / "image.png"
     Image.fromarray(image).save(path)
-    engine = SegmentationEngine(_HalfResolutionNet(), _record())
+    engine = engine_of(_HalfResolutionNet(), _record())
     expected = engine.predict(image).labels
     for given in (path, str(path), Image.fromarray(image)):
         np.testing.assert_array_equal(engine.predict(given).labels, expected)

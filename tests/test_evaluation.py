@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from engine_support import engine_of
 from segcli.checkpoints.loading import save_segcli_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.cli.main import cli
@@ -15,6 +16,7 @@ from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
 from segcli.data.voc import load_mask, read_split
 from segcli.engine import SegmentationEngine
 from segcli.evaluation import evaluate_folder
+from segcli.inference_options import InferenceOptions
 from segcli.models import build_model
 
 
@@ -38,7 +40,7 @@ def synth_record(model: str, **kwargs) -> CheckpointRecord:
 
 
 def test_constant_prediction_matches_direct_count(tiny_data):
-    engine = SegmentationEngine(AlwaysBackground(), synth_record("deeplabv1"))
+    engine = engine_of(AlwaysBackground(), synth_record("deeplabv1"))
     result = evaluate_folder(engine, tiny_data, "val")
     masks = [load_mask(mask) for _, mask in read_split(tiny_data, "val")]
     labels = np.concatenate([m.ravel() for m in masks])
@@ -103,8 +105,8 @@ def test_cli_evaluate_tta_scores_what_the_tta_engine_predicts(tiny_data, tmp_pat
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert metrics["tta"] is True and len(tta_calls) == metrics["images"] == 2
-    engine = SegmentationEngine.load("deeplabv1", weights=str(weights), device="cpu", precision="fp32")
-    engine.tta = TTAParams()
+    engine = SegmentationEngine.load("deeplabv1", weights=str(weights), device="cpu",
+                                     options=InferenceOptions(precision="fp32", tta=TTAParams()))
     confusion = ConfusionMatrix(len(SYNTH_CLASSES))
     from PIL import Image
 
@@ -126,7 +128,7 @@ def test_class_names_that_differ_from_the_checkpoints_are_warned_about(tiny_data
     description = json.loads((renamed / "dataset.json").read_text())
     description["classes"] = ["road", *description["classes"][1:-1], "sky"]
     (renamed / "dataset.json").write_text(json.dumps(description))
-    engine = SegmentationEngine(AlwaysBackground(), synth_record("deeplabv1"))
+    engine = engine_of(AlwaysBackground(), synth_record("deeplabv1"))
     with pytest.warns(SegcliWarning) as caught:
         evaluate_folder(engine, renamed, "val")
     message, = [str(warning.message) for warning in caught]

@@ -117,13 +117,13 @@ class PixelBudgetNet(torch.nn.Module):
         return self.body(batch)
 
 
-def _engine(budget: int):
+def _engine(budget: int, **options):
+    from engine_support import engine_of
     from segcli.checkpoints.record import CheckpointRecord
-    from segcli.engine import SegmentationEngine
 
     record = CheckpointRecord(name="budget", model="deeplabv1", dataset="test", categories=("a", "b", "c"),
                               filename="budget.safetensors")
-    engine = SegmentationEngine(PixelBudgetNet(budget), record)
+    engine = engine_of(PixelBudgetNet(budget), record, **options)
     messages = []
     engine.on_memory_retry = messages.append
     return engine, messages
@@ -166,8 +166,7 @@ def test_engine_tiles_shrink_from_the_tile_size_asked_for(cache_releases):
 
     image = _images(1, 96, 96)[0]
     whole = _engine(10**9)[0].predict(image)
-    engine, messages = _engine(40 * 40)
-    engine.tiling = TilingPolicy.parse("64", overlap=0.25)
+    engine, messages = _engine(40 * 40, tiling=TilingPolicy.parse("64", overlap=0.25))
     got = engine.predict(image)
     assert messages == ["out of memory at tile size 64; retrying with 32x32 tiles, one at a time"]
     np.testing.assert_array_equal(got.labels, whole.labels)

@@ -26,14 +26,13 @@ def _poisoned(value: float):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_engine_refuses_non_finite_logits_naming_the_checkpoint(value):
-    from segcli.device import plan_execution
-    from segcli.engine import SegmentationEngine
+    from engine_support import engine_of
 
-    engine = SegmentationEngine(_poisoned(value), tiny_record("poisoned"), plan_execution("cpu", "fp32", False))
+    engine = engine_of(_poisoned(value), tiny_record("poisoned"))
     with pytest.raises(ModelOutputError, match=r"checkpoint poisoned produced non-finite logits \(NaN or inf\)"):
         engine.predict(random_rgb(40, 48))
     # the same model without the poison predicts (the check does not fire on finite logits)
-    healthy = SegmentationEngine(tiny_model(), tiny_record("healthy"), plan_execution("cpu", "fp32", False))
+    healthy = engine_of(tiny_model(), tiny_record("healthy"))
     assert healthy.predict(random_rgb(40, 48)).labels.shape == (40, 48)
 
 
@@ -89,9 +88,8 @@ def test_all_finite_is_exact_when_the_fast_sum_overflows():
 
 
 def test_in_reduced_precision_the_error_suggests_fp32():
-    from segcli.device import plan_execution
-    from segcli.engine import SegmentationEngine
+    from engine_support import engine_of
 
-    engine = SegmentationEngine(_poisoned(float("inf")), tiny_record("poisoned"), plan_execution("cpu", "bf16", False))
+    engine = engine_of(_poisoned(float("inf")), tiny_record("poisoned"), precision="bf16")
     with pytest.raises(ModelOutputError, match=r"overflow in reduced precision: try --precision fp32"):
         engine.predict(random_rgb(40, 48))

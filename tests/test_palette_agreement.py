@@ -48,7 +48,7 @@ def test_synth_ground_truth_png_uses_the_synth_palette(dataset):
 def test_shipped_synth_checkpoint_predictions_and_onnx_metadata_share_the_ground_truth_palette(dataset, tmp_path):
     pytest.importorskip("onnx")
     image = next((dataset / "JPEGImages").glob("*.jpg"))
-    _segcli("predict", str(image), "--model", "lraspp", "--weights", CHECKPOINT, "--device", "cpu", "--no-overlay",
+    _segcli("predict", str(image), "--model", "lraspp", "--weights", CHECKPOINT, "--device", "cpu", "--outputs", "label,json",
             "--out", str(tmp_path / "pred"))
     predicted = _png_palette(next((tmp_path / "pred").glob("*.png")))
     truth = _png_palette(next((dataset / "SegmentationClass").glob("*.png")))

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine_support import engine_of
 from segcli.checkpoints.record import CheckpointRecord
-from segcli.engine import SegmentationEngine, preprocess
+from segcli.engine import preprocess
 from segcli.errors import SegcliError
 from segcli.tiling import (
     TileGrid, TilingPolicy, TTAParams, tile_starts, tiled_logit_bands, tiled_logits, tta_probabilities, window_1d,
@@ -123,8 +124,8 @@ def test_bands_cover_each_row_once_and_the_tiler_holds_at_most_k_tiles():
 
 def test_engine_tiles_big_inputs_with_the_same_labels_and_probabilities():
     image = np.random.default_rng(4).integers(0, 256, size=(70, 90, 3), dtype=np.uint8)
-    plain = SegmentationEngine(_pointwise_net(), _record(), tiling=TilingPolicy.parse("off"))
-    tiled = SegmentationEngine(_pointwise_net(), _record(), tiling=TilingPolicy.parse("32", overlap=0.3))
+    plain = engine_of(_pointwise_net(), _record(), tiling=TilingPolicy.parse("off"))
+    tiled = engine_of(_pointwise_net(), _record(), tiling=TilingPolicy.parse("32", overlap=0.3))
     assert tiled.tiling.applies_to(70, 90) and not plain.tiling.applies_to(70, 90)
     expected = plain.predict(image, return_probabilities=True)
     streamed = tiled.predict(image, return_probabilities=True)
@@ -169,7 +170,7 @@ def test_tta_averages_probabilities_over_scales_and_flips():
 
 def test_engine_tta_returns_normalised_probabilities_at_the_image_size():
     image = np.random.default_rng(7).integers(0, 256, size=(21, 17, 3), dtype=np.uint8)
-    engine = SegmentationEngine(_padded_net(), _record(), tta=TTAParams())
+    engine = engine_of(_padded_net(), _record(), tta=TTAParams())
     prediction = engine.predict(image, return_probabilities=True)
     assert prediction.probabilities.shape == (NUM_CLASSES, 21, 17)
     np.testing.assert_allclose(prediction.probabilities.sum(0), 1.0, atol=1e-5)

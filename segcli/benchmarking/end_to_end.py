@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segcli.benchmarking.measure import LatencyStats, PeakMemory
-from segcli.inference_options import FROM_OPTIONS
+from segcli.inference_options import FROM_OPTIONS, CRFChoice
 
 if TYPE_CHECKING:
-    from segcli.crf import CRFParams
     from segcli.engine import SegmentationEngine
 
 STAGES = ("decode", "preprocess", "forward", "upsample", "crf", "label", "overlay", "json", "rename", "other")
@@ -39,7 +38,7 @@ class EndToEndResult:
 
 
 def measure_end_to_end(engine: "SegmentationEngine", jpegs: list[bytes], batch: int, warmup: int, iters: int,
-                       crf: "CRFParams | None" = FROM_OPTIONS) -> EndToEndResult:
+                       crf: CRFChoice = FROM_OPTIONS) -> EndToEndResult:
     """Segment `warmup` then `iters` batches of JPEG files with the folder pipeline; time each batch
     (`crf` as `engine.predict` takes it; left out: the engine's options)."""
     from segcli.pipeline import FolderRun, OutputOptions, Schedule

@@ -58,20 +58,31 @@ class LatencyStats:
         )
 
 
+@dataclass(frozen=True)
+class CallTiming:
+    """One timed call: wall-clock and this process's CPU time in milliseconds, and what the call returned."""
+
+    wall_ms: float
+    cpu_ms: float
+    result: Any
+
+
+def time_call(call: Callable[[], Any], synchronize: Callable[[], None] = lambda: None) -> CallTiming:
+    """Time one call, the device synchronised before and after it (`time.perf_counter`, `time.process_time`)."""
+    synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = call()
+    synchronize()
+    return CallTiming((time.perf_counter() - wall) * 1000.0, (time.process_time() - cpu) * 1000.0, result)
+
+
 def time_calls(
     call: Callable[[], Any], warmup: int, iters: int, synchronize: Callable[[], None]
 ) -> list[float]:
     """Run `call` `warmup` times untimed, then `iters` times timed; milliseconds per timed call."""
     for _ in range(warmup):
         call()
-    synchronize()
-    samples: list[float] = []
-    for _ in range(iters):
-        started = time.perf_counter()
-        call()
-        synchronize()
-        samples.append((time.perf_counter() - started) * 1000.0)
-    return samples
+    return [time_call(call, synchronize).wall_ms for _ in range(iters)]
 
 
 def count_parameters(model: nn.Module) -> int:

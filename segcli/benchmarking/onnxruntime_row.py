@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from segcli.benchmarking.measure import measure_calls
-from segcli.device import plan_execution
+from segcli.inference_options import InferenceOptions
 
 PRECISION_LABEL = "onnxruntime fp32"  # the table's precision column: which runtime, in which precision
 
@@ -21,20 +21,21 @@ def onnxruntime_row(run):
     """Measure `run`'s subject (a `segcli.benchmarking.runner._SizeRun`, which calls this) through onnxruntime
     at its size and batch; returns its `BenchmarkRow`. Not imported back from the runner: the runner is this
     module's only caller, so the dependency runs one way."""
-    from segcli.engine import SegmentationEngine, preprocess
+    from segcli.engine import LoadedModel, SegmentationEngine, preprocess
     from segcli.export.exporter import ExportSettings, export_model
     from segcli.export.metadata import IDENTITY_PREPROCESSING, record_from_metadata
     from segcli.export.onnx_format import read_onnx_metadata
-    from segcli.export.runtime import OnnxRuntimeModel
+    from segcli.export.runtime import RUNS_ON, OnnxRuntimeModel
     from segcli.export.verify import scenes
 
-    plan = plan_execution("cpu", "fp32", channels_last=False)
     with tempfile.TemporaryDirectory(prefix="segcli-benchmark-") as folder:
         path = Path(folder) / f"{run.subject.name}.onnx"
         settings = ExportSettings(size=(run.height, run.width), dynamic=run.batch > 1)
         export_model(run.subject.model, run.record, path, settings)
-        engine = SegmentationEngine(OnnxRuntimeModel(path), record_from_metadata(read_onnx_metadata(path), path),
-                                    plan, source=f"{run.subject.source} exported to ONNX")
+        graph = LoadedModel(OnnxRuntimeModel(path), record_from_metadata(read_onnx_metadata(path), path),
+                            source=f"{run.subject.source} exported to ONNX", runs_on=RUNS_ON)
+        engine = SegmentationEngine.from_checkpoint(graph, options=InferenceOptions(channels_last=False))
+        plan = engine.plan
         images = scenes(run.batch, run.height, run.width, first_index=0)
         batch = torch.cat([preprocess(image, IDENTITY_PREPROCESSING) for image in images])
         samples, memory = measure_calls(lambda: engine.forward(batch), run.warmup, run.iters, plan.synchronize,

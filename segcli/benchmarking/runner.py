@@ -22,11 +22,12 @@ from segcli.benchmarking.subjects import BenchmarkSubject
 from segcli.device import (
     ExecutionPlan, cudnn_benchmark_state, plan_execution, resolve_device, set_cudnn_benchmark,
 )
-from segcli.engine import SegmentationEngine, preprocess
+from segcli.engine import LoadedModel, SegmentationEngine, preprocess
 
 from segcli.inference_options import InferenceOptions
 
 if TYPE_CHECKING:
+    from segcli.checkpoints.record import CheckpointRecord
     from segcli.crf import CRFSettings
 
 # Timed-run defaults: accelerators as MMSegmentation's benchmark (5 warm-up, 200 timed);
@@ -339,8 +340,7 @@ class _SizeRun:
         return self._row("baseline", plan, samples, memory)
 
     def engine_row(self, plan: ExecutionPlan, accuracy_cache: dict[str, tuple[float, float]]) -> BenchmarkRow:
-        engine = SegmentationEngine(self.subject.model, self.record, plan, source=self.subject.source,
-                                    options=InferenceOptions(precision=plan.precision, crf=self.settings.crf))
+        engine = _engine(self.subject, self.record, plan, self.settings)
         batch = self.batch_cpu.to(plan.device)
         if plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
@@ -377,7 +377,13 @@ def _accuracy(subject: BenchmarkSubject, plan: ExecutionPlan, settings: Benchmar
     """mIoU and pixel accuracy on the VOC-format folder, with the checkpoint's own preprocessing."""
     from segcli.evaluation import evaluate_folder
 
-    engine = SegmentationEngine(subject.model, subject.record, plan, source=subject.source,
-                                options=InferenceOptions(precision=plan.precision, crf=settings.crf))
-    metrics = evaluate_folder(engine, settings.data_dir, settings.split)
+    metrics = evaluate_folder(_engine(subject, subject.record, plan, settings), settings.data_dir, settings.split)
     return metrics["miou"], metrics["pixel_acc"]
+
+
+def _engine(subject: BenchmarkSubject, record: CheckpointRecord, plan: ExecutionPlan,
+            settings: BenchmarkSettings) -> SegmentationEngine:
+    """The engine of one row: the subject's model on the plan's device, precision and memory format."""
+    options = InferenceOptions(precision=plan.precision, channels_last=plan.channels_last, crf=settings.crf)
+    return SegmentationEngine.from_checkpoint(LoadedModel(subject.model, record, subject.source),
+                                              device=plan.device, options=options)

@@ -24,11 +24,14 @@ from segcli.checkpoints.saving import (EXTRA_METADATA_KEY, RECORD_METADATA_KEY, 
                                        TRAINING_RECORD_KEY)
 from segcli.checkpoints.saving import save_segcli_checkpoint, save_training_checkpoint  # noqa: F401 (public here too)
 from segcli.errors import CheckpointError, UnknownNameError
+from segcli.models import LAYOUT_SPECS
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-WRAPPER_KEYS = ("model_state", "state_dict")  # DeepLabV3Plus-Pytorch, Lightning-style and segcli training files
+# the wrapper entries of published layouts (DeepLabV3Plus-Pytorch's model_state), then Lightning-style and
+# segcli training files' state_dict
+WRAPPER_KEYS = tuple(layout.wrapper for layout in LAYOUT_SPECS if layout.wrapper) + ("state_dict",)
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError,
                 zipfile.BadZipFile, AttributeError, TypeError, IndexError)
 _REPORT_ITEMS = 3
@@ -107,38 +110,31 @@ def read_checkpoint_file(path: str | os.PathLike[str], mmap: bool = False) -> di
 
 
 def detect_layout(obj: dict[str, Any]) -> str:
-    """Guess a file's layout from its keys."""
+    """Guess a file's layout from its keys: segcli's training files by their record, then the markers
+    of segcli.models.LAYOUT_SPECS (wrapper entries first, then keys, each in table order)."""
     if isinstance(obj.get(TRAINING_RECORD_KEY), dict):
         return "segcli"
-    if "model_state" in obj:
-        return "deeplabv3plus-pytorch"
-    keys = _unwrap(obj).keys()
-    if any(key.removeprefix("module.") == "conv1_1.weight" for key in keys):
-        return "pytorch-fcn"
-    if any(key.startswith("aux_classifier.") for key in keys):
-        return "torchvision"
-    for signature, layout in _DEEPLAB_SIGNATURES:
-        if any(key.removeprefix("module.").removeprefix("Scale.") == signature for key in keys):
-            return layout
+    for layout in LAYOUT_SPECS:
+        if layout.wrapper is not None and layout.wrapper in obj:
+            return layout.name
+    keys = {key.removeprefix("module.").removeprefix("Scale.") for key in _unwrap(obj)}
+    for layout in LAYOUT_SPECS:
+        marker = layout.key
+        if marker is not None and (any(key.startswith(marker) for key in keys) if marker.endswith(".")
+                                   else marker in keys):
+            return layout.name
     return "segcli"
 
 
-# a key only each DeepLab v1/v2 port has (after DataParallel's `module.` and isht7's `Scale.`)
-_DEEPLAB_SIGNATURES = (
-    ("base.aspp.c0.weight", "deeplab-pytorch"),
-    ("layer5.conv2d_list.0.weight", "pytorch-deeplab-resnet"),
-    ("features.38.weight", "deeplab-v1-pytorch"),
-)
-
-
 def _rename_to_zoo_keys(layout: str, state: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    """Published layouts whose key names a zoo module translates (the renaming lives beside the model)."""
-    if layout == "pytorch-deeplab-resnet":
-        from segcli.models.deeplab_v2 import from_pytorch_deeplab_resnet
+    """Published layouts whose key names a zoo module translates (the adapter lives beside the model)."""
+    from segcli.models import LAYOUTS, layout_adapter
 
-        notes.append("renamed isht7/speedinghzl DeepLab v2 keys to kazuto1011's (layer5.conv2d_list -> base.aspp, ...)")
-        return from_pytorch_deeplab_resnet(state)
-    return state
+    adapter = layout_adapter(LAYOUTS[layout])
+    if adapter is None:
+        return state
+    notes.append(LAYOUTS[layout].adapter_note)
+    return adapter(state)
 
 
 def _unwrap(obj: dict[str, Any]) -> dict[str, Any]:
@@ -151,8 +147,8 @@ def _unwrap(obj: dict[str, Any]) -> dict[str, Any]:
 def adapt_layout(obj: dict[str, Any], layout: str, model_keys: set[str] | None = None) -> AdaptedStateDict:
     """Turn a file's object into a state dict with the zoo model's keys.
 
-    Unwraps `model_state` / `state_dict`, strips a `module.` (DataParallel) prefix, renames
-    isht7/speedinghzl DeepLab v2 keys to the zoo's and, when
+    Unwraps `model_state` / `state_dict`, strips a `module.` (DataParallel) prefix, renames keys with
+    the layout's adapter (segcli.models.LAYOUT_SPECS; isht7/speedinghzl DeepLab v2) and, when
     `model_keys` is given, drops torchvision's training-only `aux_classifier.*` if the model has
     no aux head and renames DeepLabV3Plus-Pytorch's DeepLab v3 head (`classifier.classifier.*`)
     when the model names it `classifier.*`.
@@ -309,6 +305,19 @@ def _skeleton_state(record: CheckpointRecord, path: Path) -> dict[str, "Tensor"]
     return state
 
 
+def _is_onnx_graph(resolved: ResolvedCheckpoint) -> bool:
+    return resolved.path.suffix.lower() == ".onnx"
+
+
+def runtime_execution(resolved: ResolvedCheckpoint) -> tuple[str, str] | None:
+    """The (device, precision) the checkpoint's format runs in whatever was asked: an exported ONNX graph runs
+    on onnxruntime's CPU provider in fp32 (`segcli.export.runtime.RUNS_ON`); None for weights torch runs."""
+    if _is_onnx_graph(resolved):
+        from segcli.export.runtime import RUNS_ON
+        return RUNS_ON
+    return None
+
+
 def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None = None) -> "nn.Module":
     """Build the record's zoo model and load the resolved file into it strictly (eval mode).
 
@@ -317,7 +326,7 @@ def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None 
     """
     from segcli.models.base import set_input_scales
 
-    if resolved.path.suffix.lower() == ".onnx":  # an exported graph: onnxruntime behind an nn.Module
+    if _is_onnx_graph(resolved):  # an exported graph: onnxruntime behind an nn.Module
         from segcli.export.runtime import OnnxRuntimeModel
         return OnnxRuntimeModel(resolved.path, num_classes=resolved.record.num_classes)
     record = resolved.record

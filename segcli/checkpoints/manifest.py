@@ -1,7 +1,11 @@
 """The checkpoint manifest: `weights/manifest.json` shipped with segcli plus the user's own records.
 
 The user's records live in `segcli_home()/manifest.json` (written by `segcli weights add`).
-Both files hold ``{"format": "segcli-manifest", "version": 1, "checkpoints": [record, ...]}``.
+Both files hold ``{"format": "segcli-manifest", "version": 1, "checkpoints": [record, ...]}``; the
+shipped one also defines, once, the class sets (``"class_sets": {"voc": {"names": [...], "palette":
+"voc"}}``) and preprocessing presets (``"preprocessing": {"torchvision": {...}}``) its records name
+(``"classes": "voc"``, ``"preprocessing": "torchvision"``); see `shared.py`. The merged table is parsed
+once per process and again only when a file changes (`load_manifest`).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from segcli.atomic import atomic_write_json
+from segcli.atomic import atomic_write_bytes
 from segcli.checkpoints.record import CheckpointRecord, parse_record
+from segcli.checkpoints.shared import SharedDefinitions, manifest_json, shared_definitions
 from segcli.errors import CheckpointError, ConfigurationError, UnknownNameError
 
 MANIFEST_FORMAT = "segcli-manifest"
@@ -98,18 +103,22 @@ def shipped_manifest_path() -> Path:
 def validate_record(record: CheckpointRecord, origin: str) -> None:
     """Raise CheckpointError when a record cannot be used: a field `CheckpointRecord.from_dict` refuses,
     or a model that is not in the zoo."""
+    parse_record(record.to_dict(), f"checkpoint {record.name!r} in {origin}")
+    _check_model(record, origin)
+
+
+def _check_model(record: CheckpointRecord, origin: str) -> None:
     from segcli.models import MODEL_NAMES
 
-    where = f"checkpoint {record.name!r} in {origin}"
-    parse_record(record.to_dict(), where)
     if record.model not in MODEL_NAMES:
-        raise CheckpointError(f"{where}: unknown model {record.model!r}; use one of {', '.join(MODEL_NAMES)}")
+        raise CheckpointError(f"checkpoint {record.name!r} in {origin}: unknown model {record.model!r}; "
+                              f"use one of {', '.join(MODEL_NAMES)}")
 
 
-def read_manifest_file(path: Path) -> list[CheckpointRecord]:
-    """The records of one manifest file (an absent file has none)."""
+def _read_document(path: Path) -> dict[str, Any] | None:
+    """A manifest file's JSON object, its format and version checked (None: no such file)."""
     if not file_exists(path):
-        return []
+        return None
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -119,24 +128,44 @@ def read_manifest_file(path: Path) -> list[CheckpointRecord]:
     if document.get("version") != MANIFEST_VERSION:
         raise CheckpointError(f"{path}: manifest version {document.get('version')!r} is not supported "
                               f"(this segcli reads version {MANIFEST_VERSION})")
+    return document
+
+
+def read_shared_definitions(path: Path, inherited: SharedDefinitions | None = None) -> SharedDefinitions:
+    """The class sets and preprocessing presets a manifest file defines (over `inherited` ones)."""
+    return shared_definitions(_read_document(path) or {}, str(path), inherited)
+
+
+def _records_of(path: Path, document: dict[str, Any], shared: SharedDefinitions) -> list[CheckpointRecord]:
+    entries = document.get("checkpoints", [])
+    if not isinstance(entries, list):
+        raise CheckpointError(f"{path}: \"checkpoints\" must be a list of records")
     records = []
-    for index, entry in enumerate(document.get("checkpoints", [])):
-        record = parse_record(entry, f"{path}: checkpoint entry {index}")
-        validate_record(record, str(path))
+    for index, entry in enumerate(entries):
+        origin = f"{path}: checkpoint entry {index}"
+        record = parse_record(shared.expand(entry, origin), origin)
+        _check_model(record, str(path))
         records.append(record)
     return records
 
 
-def load_manifest() -> dict[str, CheckpointRecord]:
-    """Every known checkpoint by name: the shipped manifest, then the user's; duplicate names are an error."""
-    shipped = shipped_manifest_path()
-    if not file_exists(shipped):
-        raise CheckpointError(f"segcli's installation is broken: its checkpoint manifest {shipped} is missing; "
-                              f"reinstall segcli (pip install --force-reinstall segcli)")
+def read_manifest_file(path: Path, inherited: SharedDefinitions | None = None) -> list[CheckpointRecord]:
+    """The records of one manifest file (an absent file has none), references to class sets and presets
+    resolved against the file's own definitions and `inherited` (the shipped file's, for the user's)."""
+    document = _read_document(path)
+    if document is None:
+        return []
+    return _records_of(path, document, shared_definitions(document, str(path), inherited))
+
+
+def _read_table(shipped: Path, user: Path) -> dict[str, CheckpointRecord]:
+    """Both files parsed and validated: the shipped records, then the user's; a name twice is an error."""
+    document = _read_document(shipped) or {}
+    shared = shared_definitions(document, str(shipped))
     table: dict[str, CheckpointRecord] = {}
     origins: dict[str, Path] = {}
-    for path in (shipped, user_manifest_path()):
-        for record in read_manifest_file(path):
+    for path, records in ((shipped, _records_of(shipped, document, shared)), (user, read_manifest_file(user, shared))):
+        for record in records:
             if record.name in table:
                 raise CheckpointError(
                     f"checkpoint name {record.name!r} appears twice (in {origins[record.name]} and {path}); "
@@ -145,6 +174,42 @@ def load_manifest() -> dict[str, CheckpointRecord]:
             table[record.name] = record
             origins[record.name] = path
     return table
+
+
+def _file_state(path: Path) -> tuple[int, int, int, int] | None:
+    """What changes when a file is rewritten (atomically or in place): None when there is no file."""
+    if not file_exists(path):
+        return None
+    try:
+        info = path.stat()
+    except FileNotFoundError:  # removed since file_exists looked
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
+_CACHE: dict[str, Any] = {"key": None, "table": {}}
+
+
+def forget_manifest() -> None:
+    """Drop the parsed table: the next lookup reads both files (every writer of a manifest calls this)."""
+    _CACHE["key"] = None
+
+
+def load_manifest() -> dict[str, CheckpointRecord]:
+    """Every known checkpoint by name: the shipped manifest, then the user's; duplicate names are an error.
+
+    Parsed and validated once per process, then again only when either file changes (its inode, size,
+    modification or change time), so a record `weights add` wrote, here or in another process, is seen.
+    """
+    shipped, user = shipped_manifest_path(), user_manifest_path()
+    shipped_state = _file_state(shipped)
+    if shipped_state is None:
+        raise CheckpointError(f"segcli's installation is broken: its checkpoint manifest {shipped} is missing; "
+                              f"reinstall segcli (pip install --force-reinstall segcli)")
+    key = (shipped, shipped_state, user, _file_state(user))
+    if _CACHE["key"] != key:
+        _CACHE["table"], _CACHE["key"] = _read_table(shipped, user), key
+    return dict(_CACHE["table"])
 
 
 def find_record(name: str) -> CheckpointRecord:
@@ -157,24 +222,28 @@ def find_record(name: str) -> CheckpointRecord:
 
 
 def records_for_model(model: str) -> list[CheckpointRecord]:
-    """The records that load into `model` (alias accepted), the model's default checkpoint first."""
-    from segcli.models import model_spec
+    """The records that load into `model` (alias accepted), in manifest order."""
+    from segcli.models import canonical_name
 
-    spec = model_spec(model)
-    records = [record for record in load_manifest().values() if record.model == spec.name]
-    if spec.default_checkpoint is not None:
-        records.sort(key=lambda record: record.name != spec.default_checkpoint)
-    return records
+    name = canonical_name(model)
+    return [record for record in load_manifest().values() if record.model == name]
 
 
-def write_manifest_file(path: Path, records: list[CheckpointRecord]) -> None:
-    """Write a manifest atomically (temporary file in the same folder, then rename)."""
-    document: dict[str, Any] = {
-        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-        "checkpoints": [record.to_dict() for record in records],
-    }
+def write_manifest_file(path: Path, records: list[CheckpointRecord], shared: SharedDefinitions | None = None) -> None:
+    """Write a manifest atomically (temporary file in the same folder, then rename).
+
+    With `shared` (the shipped manifest's own definitions), they are written at the top and a record
+    whose class names and palette, or preprocessing, equal one of them names it; without, every record
+    carries its own values (the user's file: it stays readable whatever a later segcli ships).
+    """
+    document: dict[str, Any] = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION}
+    if shared is not None:
+        document.update(shared.to_dict())
+    document["checkpoints"] = [shared.compact(record.to_dict()) if shared is not None else record.to_dict()
+                               for record in records]
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, document)
+    atomic_write_bytes(path, manifest_json(document))
+    forget_manifest()
 
 
 @contextmanager
@@ -213,7 +282,7 @@ def append_user_record(record: CheckpointRecord) -> Path:
     if record.name in load_manifest():
         raise CheckpointError(f"a checkpoint called {record.name!r} already exists; choose another --name")
     path = user_manifest_path()
-    write_manifest_file(path, read_manifest_file(path) + [record])
+    write_manifest_file(path, read_manifest_file(path, read_shared_definitions(shipped_manifest_path())) + [record])
     return path
 
 

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segcli.errors import CheckpointError, SegcliError
+from segcli.models import LAYOUTS as LAYOUT_TABLE
 from segcli.text import printable
+
+__all__ = ["CAFFE_BGR_MEAN", "CAFFE_PREPROCESSING", "CHANNEL_ORDERS", "CheckpointRecord", "IMAGENET_MEAN",
+           "IMAGENET_PREPROCESSING", "IMAGENET_STD", "LAYOUTS", "MAX_CLASSES", "Preprocessing", "ResolvedCheckpoint",
+           "SOURCE_DOWNLOAD", "SOURCE_LABELS", "SOURCE_PATH", "SOURCE_SEGCLI_CACHE", "SOURCE_SHIPPED",
+           "SOURCE_TORCH_HUB", "SYNTHETIC_DATASET", "TORCHVISION_PREPROCESSING", "parse_record"]
 
 if TYPE_CHECKING:
     from segcli.crf import CRFParams
@@ -27,16 +33,7 @@ MAX_CLASS_NAME = 64  # characters; the longest VOC/COCO/Cityscapes name has 15, 
 MAX_TEXT_FIELD = 5000  # name, model, dataset, license, url, notes: one line each (notes may quote a path)
 CHANNEL_ORDERS = ("RGB", "BGR")
 
-# State-dict layouts segcli reads unchanged.
-LAYOUTS = (
-    "segcli",                 # segcli's own files: keys of segcli's model, plain state dict / safetensors
-    "torchvision",            # torchvision's segmentation checkpoints (may hold aux_classifier.*)
-    "deeplabv3plus-pytorch",  # DeepLabV3Plus-Pytorch: {"model_state": ..., "optimizer_state": ...}
-    "pytorch-fcn",            # Caffe-converted FCN-VGG16: conv1_1 ... score_fr, upscore*
-    "deeplab-pytorch",        # kazuto1011/deeplab-pytorch DeepLab v2: MSC's base.layer1..5, base.aspp.c0..3
-    "pytorch-deeplab-resnet",  # isht7 (Scale.*) / speedinghzl (no prefix) DeepLab v2: renamed to kazuto's keys
-    "deeplab-v1-pytorch",     # wangleihitcs DeepLab v1 LargeFOV: module.features.N
-)
+LAYOUTS = tuple(LAYOUT_TABLE)  # the state-dict layouts segcli reads: segcli.models.LAYOUT_SPECS says what each is
 
 SYNTHETIC_DATASET = "segcli-synth"  # the procedural scenes of `segcli data synth`: not photographs
 # the data a record's mIoU was measured on, by the record's dataset tag (a metric "miou_on" overrides)

@@ -21,7 +21,7 @@ from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSI
                                        SOURCE_TORCH_HUB, SYNTHETIC_DATASET, CheckpointRecord, ResolvedCheckpoint,
                                        parse_record)
 from segcli.errors import CheckpointError, ChecksumMismatchError
-from segcli.models import MODEL_NAMES
+from segcli.models import LAYOUTS, MODEL_NAMES
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin", ".tar")
 
@@ -122,7 +122,7 @@ def record_from_file(model: str, path: Path) -> CheckpointRecord:
     else:
         categories, palette = _fallback_categories(num_classes)
         preprocessing = default.preprocessing if default is not None else (
-            CAFFE_PREPROCESSING if layout == "pytorch-fcn" else IMAGENET_PREPROCESSING)
+            CAFFE_PREPROCESSING if LAYOUTS[layout].caffe_input else IMAGENET_PREPROCESSING)
         model_kwargs = default.model_kwargs if default is not None else ()
     # a renamed published file keeps its authors' test protocol (multi-scale inputs, CRF settings)
     same_layout = default is not None and default.layout == layout

@@ -10,9 +10,10 @@ import click
 
 from segcli.cli.report_files import announce, check_reports, data_files
 
+from segcli.cli.crf_options import crf_options
 from segcli.cli.options import (
-    PRECISION_CHOICES, batch_size_option, overwrite_option, quiet_option, crf_options, crf_settings_from_options,
-    device_option, size_callback, size_limits_text,
+    batch_size_option, device_option, overwrite_option, precisions_option, quiet_option, size_callback,
+    size_limits_text,
 )
 
 MIN_SIDE = 32
@@ -35,15 +36,6 @@ def _models_callback(ctx: click.Context, param: click.Parameter, value: str | No
         return [canonical_name(name) for name in names]
     except UnknownNameError as exc:
         raise click.BadParameter(str(exc)) from None
-
-
-def _precisions_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    precisions = [item.lower() for item in _comma_list(value)]
-    unknown = [item for item in precisions if item not in PRECISION_CHOICES]
-    if unknown or not precisions:
-        raise click.BadParameter(
-            f"{', '.join(unknown) or value!r}: use one or more of {', '.join(PRECISION_CHOICES)}, comma-separated")
-    return tuple(dict.fromkeys(precisions))
 
 
 def _batches(value: str | None) -> tuple[int, ...]:
@@ -76,8 +68,7 @@ def _invocation() -> str | None:
 @click.option("--batches", callback=lambda ctx, param, value: _batches(value), default=None, metavar="N[,N...]",
               help="Several batch sizes, rows for each (FLOPs counted once per model and size); replaces --batch-size.")
 @device_option
-@click.option("--precision", "precisions", callback=_precisions_callback, default="auto", show_default=True,
-              metavar="P[,P...]", help=f"One or more of {', '.join(PRECISION_CHOICES)}; one row each.")
+@precisions_option
 @crf_options
 @click.option("--warmup", type=click.IntRange(min=0), default=None,
               help="Untimed runs before timing [default: 2 on CPU, 5 on GPU].")
@@ -109,7 +100,7 @@ def _invocation() -> str | None:
 @quiet_option("No progress lines, only the table.")
 def benchmark(models, sizes, batch_size, batches, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
               data_dir, split, onnxruntime, json_path, csv_path, markdown_path, plot_path, overwrite, quiet,
-              **crf_kwargs) -> None:
+              crf) -> None:
     """Measure how fast each model runs here, at which size and precision, with how much memory,
     and (with --data) how accurately.
 
@@ -125,7 +116,6 @@ def benchmark(models, sizes, batch_size, batches, device, precisions, warmup, it
       segcli benchmark --models lraspp,deeplabv3-mobilenet --sizes 256,512 --precision fp32,bf16
       segcli benchmark --models deeplabv3p --crf --json bench.json --plot bench.png
     """
-    crf = crf_settings_from_options(crf_kwargs)
     if onnxruntime:
         from segcli.export.onnx_format import require_onnx
 

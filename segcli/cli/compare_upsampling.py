@@ -134,9 +134,10 @@ def _decoder_runner(decoders: Path | None, device: str, methods: tuple[str, ...]
 def _zoo_runner(model: str, weights: str | None, device: str, precision: str, download: bool,
                 methods: tuple[str, ...]):
     from segcli.engine import SegmentationEngine
+    from segcli.inference_options import InferenceOptions
     from segcli.upsampling.runners import ZooLogitsRunner
 
-    engine = SegmentationEngine.load(model, weights=weights, device=device, precision=precision,
+    engine = SegmentationEngine.load(model, weights=weights, device=device, options=InferenceOptions(precision=precision),
                                      allow_download=download)
     return ZooLogitsRunner(engine, methods)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from segcli.cli.options import overwrite_option, size_callback, size_limits_text
+from segcli.cli.options import overwrite_option, size_callback, size_limits_text, workers_option
 
 MAX_SCENES = 1_000_000
 MAX_SCENE_SIDE = 4096  # a scene is drawn in float arrays: about 100 bytes a pixel while it is made
@@ -25,8 +25,7 @@ def data() -> None:
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0), default=0.2, show_default=True,
               help="Share of scenes in the val split (the last ones); 1.0 for a held-out test draw.")
 @overwrite_option("Write into a folder that already holds a dataset.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes writing scenes (the same bytes as one).")
+@workers_option(default=1, minimum=1, help="writing scenes (the same bytes as one).")
 def synth(out_dir: str, count: int, seed: int, size: tuple[int, int], val_fraction: float, overwrite: bool,
           workers: int) -> None:
     """Procedural scenes: shapes told apart by outline and texture, VOC layout and palette."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
-from segcli.cli.options import crf_options, crf_settings_from_options, device_option, max_pixels_option, \
-    model_option, overwrite_option, precision_option, weights_option
+from segcli.cli.crf_options import crf_options
+from segcli.cli.options import device_option, max_pixels_option, model_option, overwrite_option, precision_option, \
+    weights_option
+from segcli.cli.predict_options import tta_option
 from segcli.cli.report_files import announce, check_reports, checkpoint_files, data_files
 from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_json
 
@@ -17,14 +19,14 @@ from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_js
               help="VOC-format folder with JPEGImages/, SegmentationClass/, ImageSets/Segmentation/.")
 @click.option("--split", default="val", show_default=True, help="Split file under ImageSets/Segmentation/.")
 @json_option
-@click.option("--tta", is_flag=True, help="Test-time augmentation, as in predict: scales 0.75/1/1.25 + flip.")
+@tta_option
 @crf_options
 @device_option
 @precision_option
 @max_pixels_option
 @overwrite_option("Replace an existing --json file segcli did not write (never the checkpoint or a file of --data).")
-def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_path: str | None, tta: bool,
-             device: str, precision: str, max_pixels: int | None, overwrite: bool, **crf_kwargs) -> None:
+def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_path: str | None, tta, crf,
+             device: str, precision: str, max_pixels: int | None, overwrite: bool) -> None:
     """Measure mIoU and pixel accuracy on a labelled folder, with predict's exact preprocessing."""
     from segcli.outputs.report_file import json_with_keys
 
@@ -37,18 +39,16 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
     from segcli.engine import SegmentationEngine
     from segcli.evaluation import evaluate_folder
     from segcli.inference_options import InferenceOptions
-    from segcli.tiling import TTAParams
 
-    options = InferenceOptions(precision=precision, tta=TTAParams() if tta else None,
-                               crf=crf_settings_from_options(crf_kwargs))
+    options = InferenceOptions(precision=precision, tta=tta, crf=crf)
     console = Console(stderr=True)  # progress and notes; stdout holds only the table or the JSON
     engine = SegmentationEngine.load(model, weights=weights, device=device, options=options)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("evaluating", total=None)
         metrics = evaluate_folder(engine, data_dir, split, max_pixels=max_pixels,
                                   on_image=lambda done, total: progress.update(task, completed=done, total=total))
-    metrics.update(weights=engine.source, device=engine.plan.device.type, precision=engine.plan.precision, tta=tta,
-                   **_measured_on(data_dir))
+    metrics.update(weights=engine.source, device=engine.plan.device.type, precision=engine.plan.precision,
+                   tta=tta is not None, **_measured_on(data_dir))
     if json_path is not None:
         write_json(metrics, json_path)
     if json_path == STDOUT:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+from typing import Any, Callable, Sequence
 
 import click
 
@@ -92,86 +93,83 @@ def overwrite_option(help: str) -> Callable:
 
 
 def batch_size_option(default: int | None, help: str) -> Callable:
-    """--batch-size (also accepted as --batch, its old name in train and benchmark)."""
-    return click.option("--batch-size", "--batch", "batch_size", type=click.IntRange(min=1), default=default,
-                        show_default=default is not None, help=help)
-weights_option = click.option(
-    "--weights", "-w", default=None, metavar="NAME|PATH",
-    help="Checkpoint: a manifest name (`segcli weights list`) or a file. Default: a real checkpoint on disk, else the shipped one.",
-)
+    """--batch-size; --batch, its old name, is a usage error that names it."""
+    option = click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=default,
+                          show_default=default is not None, help=help)
+    return lambda func: replaced_option("--batch", "--batch-size", takes_value=True)(option(func))
+
+
+def workers_option(default: int, minimum: int, help: str) -> Callable:
+    """--workers: processes on this machine (a Ray run's actors are --ray-workers)."""
+    return click.option("--workers", type=click.IntRange(min=minimum), default=default, show_default=True,
+                        help=f"Processes on this machine {help}")
+
+
+def weights_option(func: Callable | None = None, *, help: str = "Checkpoint: a manifest name (`segcli weights "
+                   "list`) or a file. Default: a real checkpoint on disk, else the shipped one.") -> Callable:
+    """--weights/-w: `@weights_option`, or `@weights_option(help=...)` where a command means more by it."""
+    option = click.option("--weights", "-w", default=None, metavar="NAME|PATH", help=help)
+    return option if func is None else option(func)
+
+
+def precision_option(func: Callable | None = None, *,
+                     help: str = "auto: bf16 on CPUs with native bf16 and on CUDA, else fp32.") -> Callable:
+    """--precision: `@precision_option`, or `@precision_option(help=...)` (benchmark's list: `precisions_option`)."""
+    option = click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+                          help=help)
+    return option if func is None else option(func)
+
+
+def precisions_callback(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    """--precision as a comma list (benchmark: one row each)."""
+    precisions = [item.strip().lower() for item in value.split(",") if item.strip()]
+    unknown = [item for item in precisions if item not in PRECISION_CHOICES]
+    if unknown or not precisions:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or value!r}: use one or more of {', '.join(PRECISION_CHOICES)}, comma-separated")
+    return tuple(dict.fromkeys(precisions))
+
+
+precisions_option = click.option(
+    "--precision", "precisions", callback=precisions_callback, default="auto", show_default=True, metavar="P[,P...]",
+    help=f"One or more of {', '.join(PRECISION_CHOICES)}; one row each.")
 device_option = click.option(
     "--device", default="auto", show_default=True, callback=_device_callback, help=DEVICE_HELP,
 )
-precision_option = click.option(
-    "--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
-    help="auto: bf16 on CPUs with native bf16 and on CUDA, else fp32.",
-)
-
-
 max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(min=1), default=None,
     help="Refuse images with more pixels than this [default: 100 million].",
 )
 
 
-def crf_options(func: Callable) -> Callable:
-    """--crf, --crf-full and the kernel parameters; unset ones come from the checkpoint, else DeepLab v2."""
-    options = [
-        click.option("--crf/--no-crf", "crf", default=False, show_default=True,
-                     help="Refine with a fully connected CRF (pydensecrf: pip install 'segcli[crf]'; without "
-                          "it, or on a CUDA device, the same CRF in torch). Fast by default: mean field at half "
-                          "size, then full-size updates on the uncertain pixels only (README, section \"CPU and GPU\")."),
-        click.option("--crf-full", is_flag=True,
-                     help="With --crf: the reference CRF instead (every label, every iteration, full size)."),
-        click.option("--crf-method", type=click.Choice(["fast", "full", "torch"]), default=None,
-                     help="With --crf: fast [default; on a CUDA device, or without pydensecrf, the torch CRF], "
-                          "full (= --crf-full), or torch (the reference CRF in torch on the model's device)."),
-        click.option("--crf-iters", type=click.IntRange(1, 100), default=None,
-                     help="Mean-field iterations, honoured as given [default: the checkpoint's, else 10 "
-                          "(DeepLab v2); the fast CRF stops at 5 when this is not given]."),
-        click.option("--crf-bilateral-weight", type=click.FloatRange(min=0), default=None,
-                     help="Appearance kernel weight w1 [default: the checkpoint's, else 4 (DeepLab v2)]."),
-        click.option("--crf-bilateral-xy", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Appearance kernel spatial sigma [default: the checkpoint's, else 67]."),
-        click.option("--crf-bilateral-rgb", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Appearance kernel colour sigma [default: the checkpoint's, else 3]."),
-        click.option("--crf-gaussian-weight", type=click.FloatRange(min=0), default=None,
-                     help="Smoothness kernel weight w2 [default: the checkpoint's, else 3]."),
-        click.option("--crf-gaussian-xy", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Smoothness kernel spatial sigma [default: the checkpoint's, else 1]."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+def replaced_option(old: str, new: str, takes_value: bool = False) -> Callable:
+    """A hidden `old` flag whose use is a usage error naming `new`, the flag that replaced it."""
+    def refuse(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value not in (None, False):
+            raise click.UsageError(f"{old} was replaced by {new}", ctx=ctx)
+
+    return click.option(old, f"replaced_{old.lstrip('-').replace('-', '_')}", is_flag=not takes_value,
+                        default=None if takes_value else False, hidden=True, expose_value=False, callback=refuse,
+                        help=f"Replaced by {new}.")
 
 
-def crf_settings_from_options(kwargs: dict):
-    """CRFSettings from the --crf* options (None when --crf is off); checks pydensecrf early.
+def bundle(name: str, options: Sequence[Callable], build: Callable[..., Any]) -> Callable:
+    """A decorator: the Click `options` feed `build`, whose one typed value reaches the command as `name`.
 
-    Only the kernel settings the user gave are recorded: the engine fills the rest from the
-    checkpoint record (`crf_defaults`), else DeepLab v2's.
+    The command never sees the raw values: the wrapper hands `build` exactly the parameters these
+    options declare (its keyword arguments), so a usage error in `build` comes before the command runs.
     """
-    use_crf, full, method = kwargs.pop("crf"), kwargs.pop("crf_full"), kwargs.pop("crf_method")
-    overrides = {
-        "iterations": kwargs.pop("crf_iters"),
-        "bilateral_weight": kwargs.pop("crf_bilateral_weight"),
-        "bilateral_xy": kwargs.pop("crf_bilateral_xy"),
-        "bilateral_rgb": kwargs.pop("crf_bilateral_rgb"),
-        "gaussian_weight": kwargs.pop("crf_gaussian_weight"),
-        "gaussian_xy": kwargs.pop("crf_gaussian_xy"),
-    }
-    given = {name: value for name, value in overrides.items() if value is not None}
-    if not use_crf:
-        if given or full or method:
-            named = sorted(given) + (["full"] if full else []) + (["method"] if method else [])
-            raise click.UsageError(f"--crf-* options need --crf (given: {', '.join(named)})")
-        return None
-    if full and method not in (None, "full"):
-        raise click.UsageError(f"--crf-full and --crf-method {method} disagree: give one")
-    method = "full" if full else (method or "fast")
-    from segcli.crf import INSTALL_HINT, CRFSettings, crf_available
-    from segcli.errors import MissingDependencyError
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            raw = {param: kwargs.pop(param) for param in names}
+            return func(*args, **kwargs, **{name: build(**raw)})
 
-    if method == "full" and not crf_available():  # "fast" runs the torch CRF without pydensecrf
-        raise MissingDependencyError(INSTALL_HINT)
-    return CRFSettings(given=tuple(given.items()), method=method)
+        wrapper.__click_params__ = list(getattr(func, "__click_params__", []))  # wraps() shared func's list
+        known = len(wrapper.__click_params__)
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        names = [param.name for param in reversed(wrapper.__click_params__[known:]) if param.expose_value]
+        return wrapper
+
+    return decorate

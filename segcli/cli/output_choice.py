@@ -13,15 +13,18 @@ from typing import Callable, Sequence
 
 import click
 
-OUTPUT_KINDS = ("label", "overlay", "json", "probs", "masks", "cutout", "rle")  # segcli.outputs.kinds.KINDS
-DEFAULT_OUTPUTS = ("label", "overlay", "json")
-CLASS_KINDS = ("masks", "cutout", "rle")  # the outputs --classes limits
+from segcli.cli.options import replaced_option
+from segcli.output_names import CLASS_KINDS, DEFAULT_OUTPUTS, KIND_NAMES as OUTPUT_KINDS, PER_CLASS_KINDS
+
 STREAM = "-"
 
 
 def output_options(func: Callable) -> Callable:
-    """--outputs, --classes and --report."""
+    """--outputs, --classes and --report (--save-probs and --no-overlay, their old spellings: usage errors)."""
+    probs, no_overlay = ",".join((*DEFAULT_OUTPUTS, "probs")), ",".join(k for k in DEFAULT_OUTPUTS if k != "overlay")
     options = [
+        replaced_option("--save-probs", f"--outputs {probs} (the default outputs and probs)"),
+        replaced_option("--no-overlay", f"--outputs {no_overlay} (the default outputs but overlay)"),
         click.option("--outputs", default=None, metavar="LIST",
                      help=f"Comma-separated outputs per image, from {', '.join(OUTPUT_KINDS)} "
                           f"[default: {','.join(DEFAULT_OUTPUTS)}; with --out -: label]. masks: one 1-bit PNG per "
@@ -55,7 +58,7 @@ class OutputChoice:
 
 
 def choose_outputs(inputs: Sequence[str], out_dir: Path, outputs: str | None, classes: str | None, report: bool,
-                   save_probs: bool, no_overlay: bool, overwrite: bool, skip_existing: bool) -> OutputChoice:
+                   overwrite: bool, skip_existing: bool) -> OutputChoice:
     """The run's outputs from the flags; click.UsageError for a combination that cannot be meant."""
     listed = _parse_list(outputs, "--outputs")
     unknown = [kind for kind in listed or () if kind not in OUTPUT_KINDS]
@@ -64,8 +67,7 @@ def choose_outputs(inputs: Sequence[str], out_dir: Path, outputs: str | None, cl
                                  f"{', '.join(OUTPUT_KINDS)}", param_hint="--outputs")
     class_items = _parse_list(classes, "--classes", lower=False)
     if str(out_dir) == STREAM:
-        given = [flag for flag, on in (("--save-probs", save_probs), ("--no-overlay", no_overlay),
-                                       ("--report", report), ("--overwrite", overwrite),
+        given = [flag for flag, on in (("--report", report), ("--overwrite", overwrite),
                                        ("--skip-existing", skip_existing)) if on]
         if given:
             raise click.UsageError(f"{', '.join(given)} do(es) not apply to --out - (one output to stdout)")
@@ -73,7 +75,7 @@ def choose_outputs(inputs: Sequence[str], out_dir: Path, outputs: str | None, cl
     else:
         if STREAM in inputs:
             raise click.UsageError("an image read from stdin (-) goes to stdout: add --out -")
-        kinds = _folder_kinds(listed, save_probs, no_overlay, report)
+        kinds = _folder_kinds(listed, report)
     if class_items is not None and not set(kinds) & set(CLASS_KINDS):
         raise click.UsageError(f"--classes limits {', '.join(CLASS_KINDS)}: add one of them to --outputs")
     return OutputChoice(kinds, stream=str(out_dir) == STREAM, report=report, class_items=class_items)
@@ -89,20 +91,10 @@ def _parse_list(text: str | None, option: str, lower: bool = True) -> tuple[str,
     return items
 
 
-def _folder_kinds(listed: tuple[str, ...] | None, save_probs: bool, no_overlay: bool, report: bool) -> tuple[str, ...]:
+def _folder_kinds(listed: tuple[str, ...] | None, report: bool) -> tuple[str, ...]:
     kinds = list(listed or DEFAULT_OUTPUTS)
-    if no_overlay and listed is not None and "overlay" in listed:
-        raise click.UsageError("--no-overlay contradicts --outputs ...overlay...: drop one of them")
-    if no_overlay and report:
-        raise click.UsageError("--report shows each image's overlay: drop --no-overlay")
-    if no_overlay:
-        kinds.remove("overlay")
-    if save_probs and "probs" not in kinds:
-        kinds.append("probs")
     if report:
         kinds += [kind for kind in ("overlay", "json") if kind not in kinds]
-    if not kinds:
-        raise click.UsageError("nothing to write: choose outputs with --outputs")
     return tuple(kind for kind in OUTPUT_KINDS if kind in kinds)
 
 
@@ -111,8 +103,8 @@ def _stream_kinds(inputs: Sequence[str], listed: tuple[str, ...] | None) -> tupl
         raise click.UsageError("--out - writes one image's output to stdout: give one input (- reads stdin)")
     _check_one_image(inputs[0])
     kinds = listed or ("label",)
-    if len(kinds) != 1 or kinds[0] == "masks":
-        one_file = ", ".join(kind for kind in OUTPUT_KINDS if kind != "masks")
+    if len(kinds) != 1 or kinds[0] in PER_CLASS_KINDS:
+        one_file = ", ".join(kind for kind in OUTPUT_KINDS if kind not in PER_CLASS_KINDS)
         raise click.UsageError(f"--out - writes one file to stdout: choose one of {one_file} with --outputs")
     if click.get_binary_stream("stdout").isatty():
         raise click.UsageError("stdout is a terminal: redirect it to a file or a pipe (... --out - > mask.png)")

@@ -10,15 +10,17 @@ from rich.markup import escape
 
 from segcli.text import printable
 
+from segcli.cli.cluster_options import cluster_options
+from segcli.cli.crf_options import crf_options
 from segcli.cli.options import (
-    batch_size_option, crf_options, crf_settings_from_options, device_option, download_option, max_pixels_option,
-    model_option, overwrite_option, precision_option, quiet_option, weights_option,
+    batch_size_option, device_option, download_option, max_pixels_option, model_option, overwrite_option,
+    precision_option, quiet_option, replaced_option, weights_option,
 )
 from segcli.cli.output_choice import (
     checkpoint_classes, choose_outputs, finish_report, output_options, parse_classes, read_one_image, stream_image,
 )
+from segcli.cli.predict_options import tile_setting, tiling_options
 from segcli.cli.raster_predict import raster_options
-from segcli.distributed.options import cluster_from_options, ray_options
 
 
 @click.command("predict")
@@ -34,19 +36,12 @@ from segcli.distributed.options import cluster_from_options, ray_options
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Overlay opacity of the mask colours.")
 @output_options
-@click.option("--save-probs", is_flag=True, help="Also write class probabilities (float16 .npz); same as adding probs "
-                                                 "to --outputs.")
-@click.option("--no-overlay", is_flag=True, help="Write no overlay image; same as leaving overlay out of --outputs.")
 @overwrite_option("Replace outputs an earlier run wrote (never an input, never a file segcli did not write).")
 @click.option("--skip-existing", is_flag=True,
               help="Keep images whose outputs are complete and segment the rest (resume a run).")
 @max_pixels_option
 @download_option
-@click.option("--tile", default="auto", show_default=True, metavar="auto|off|SIZE",
-              help="Sliding-window inference: auto tiles inputs above 4 MP with 1024 px tiles; SIZE forces tiles.")
-@click.option("--tile-overlap", type=click.FloatRange(0.0, 0.9), default=0.25, show_default=True,
-              help="Fraction of a tile shared with its neighbour (blended, no seams).")
-@click.option("--tta", is_flag=True, help="Test-time augmentation: scales 0.75/1/1.25 + horizontal flip, averaged.")
+@tiling_options
 @click.option("--multiscale/--no-multiscale", default=True, show_default=True,
               help="Fuse the input scales the checkpoint's authors tested with (kazuto1011's DeepLab v2: "
                    "0.5/0.75/1, max of the logits); --no-multiscale runs one scale.")
@@ -57,10 +52,11 @@ from segcli.distributed.options import cluster_from_options, ray_options
                    "one image stream with torch's threads as they are.")
 @raster_options
 @quiet_option()
-@ray_options
-def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, classes, report, save_probs,
-            no_overlay, overwrite, skip_existing, max_pixels, download, tile, tile_overlap, tta, multiscale,
-            batch_size, io_workers, quiet, bands, scale, cog, simplify, **crf_kwargs) -> None:
+@cluster_options
+@replaced_option("--workers", "--ray-workers (the Ray actor count, with --engine ray)", takes_value=True)
+def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outputs, classes, report, overwrite,
+            skip_existing, max_pixels, download, tiling, tta, multiscale, batch_size, io_workers, raster, quiet,
+            cluster) -> None:
     """Segment INPUTS (files, folders searched recursively, or globs) and write, per image,
     a label PNG (palettized, pixel value = class index), an overlay with a legend and a JSON summary
     (--outputs chooses: also class masks, cut-outs, COCO RLE, probabilities).
@@ -77,15 +73,12 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
                                  "leave --precision out or pass fp32", param_hint="'--precision'")
     from segcli.cli.raster_predict import raster_inputs
 
-    rasters = raster_inputs(inputs, max_pixels, outputs, bands, scale, cog, simplify)
+    rasters = raster_inputs(inputs, max_pixels, outputs, raster)
     if rasters is not None:
         return _predict_rasters(rasters, locals())
-    choice = choose_outputs(inputs, out_dir, outputs, classes, report, save_probs, no_overlay, overwrite, skip_existing)
-    cluster = cluster_from_options(crf_kwargs, batch_size, io_workers)  # None: the local engine
-    if cluster is not None and choice.stream:
-        raise click.UsageError("--engine ray writes into an --out folder, not to stdout")
-    inference, settings = _inference_options(crf_settings_from_options(crf_kwargs), precision, tile, tile_overlap,
-                                             tta, multiscale, alpha)
+    choice = choose_outputs(inputs, out_dir, outputs, classes, report, overwrite, skip_existing)
+    cluster = _ray_cluster(cluster, choice, batch_size, io_workers)  # None: the local engine
+    inference, settings = _inference_options(crf, precision, tiling, tta, multiscale, alpha)
 
     from rich.console import Console
 
@@ -97,11 +90,10 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
     if cluster is not None:
         from segcli.distributed import EngineSettings, run_on_ray
 
-        settings = EngineSettings.resolve(model, weights, download, device=device, options=inference,
-                                          multiscale=multiscale)
+        settings = EngineSettings.resolve(model, weights, download, device=device, options=inference)
         return _finish(run, run_on_ray(run, settings, cluster, console, max_pixels), choice, out_dir, console, quiet)
     piped = read_one_image(inputs[0], max_pixels) if choice.stream else None  # a bad input fails before the model loads
-    engine = _load_engine(model, weights, device, download, inference, multiscale, console) \
+    engine = _load_engine(model, weights, device, download, inference, console) \
         if choice.stream or run.work.todo else None
     if choice.stream:
         stream_image(engine, piped, choice.kinds[0], alpha, options.classes)
@@ -110,59 +102,66 @@ def predict(inputs, model, weights, out_dir, device, precision, alpha, outputs, 
             console, quiet)
 
 
-def _inference_options(crf, precision, tile, tile_overlap, tta, multiscale, alpha):
+def _inference_options(crf, precision, tiling, tta, multiscale, alpha):
     """The engine's InferenceOptions, and the settings a set's JSON records (what --skip-existing compares)."""
-    from segcli.errors import SegcliError
     from segcli.inference_options import InferenceOptions
-    from segcli.tiling import TilingPolicy, TTAParams
 
-    try:
-        tiling = TilingPolicy.parse(tile, overlap=tile_overlap)
-    except SegcliError as exc:  # a usage error (exit 2), as every bad flag value
-        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
-    inference = InferenceOptions(precision=precision, tiling=tiling, tta=TTAParams() if tta else None, crf=crf)
+    inference = InferenceOptions(precision=precision, tiling=tiling, tta=tta,
+                                 input_scales=single_scale(multiscale), crf=crf)
     settings = {"precision": precision,
                 "crf": None if crf is None else {"given": dict(crf.given), "method": crf.method},
-                "tile": tile, "tile_overlap": tile_overlap, "tta": tta, "multiscale": multiscale, "alpha": alpha}
+                "tile": tile_setting(tiling), "tile_overlap": tiling.overlap, "tta": tta is not None,
+                "multiscale": multiscale, "alpha": alpha}
     return inference, settings
+
+
+def _ray_cluster(cluster, choice, batch_size, io_workers):
+    """The --engine ray cluster with --batch-size as images per actor call, once the flags agree and Ray imports."""
+    if cluster is None:
+        return None
+    if io_workers is not None:
+        raise click.UsageError("--io-workers is for the local engine; with --engine ray each worker decodes, "
+                               "segments and writes its own images (use --ray-workers)")
+    from dataclasses import replace
+
+    from segcli.distributed.settings import import_ray
+
+    import_ray()  # MissingDependencyError with the install hint, before anything is planned or loaded
+    if choice.stream:
+        raise click.UsageError("--engine ray writes into an --out folder, not to stdout")
+    return replace(cluster, batch_size=batch_size)
 
 
 def _predict_rasters(rasters, flags) -> None:
     """GeoTIFF inputs: segcli.raster (label GeoTIFF, JSON, polygons); what it cannot do is a usage error."""
     from segcli.cli.raster_predict import check_raster_flags, predict_rasters
-    from segcli.errors import SegcliError
     from segcli.inference_options import InferenceOptions
     from segcli.raster.run import RasterOptions
-    from segcli.raster.source import parse_bands, parse_scale
 
-    kwargs = flags["crf_kwargs"]
-    refused = {"--engine ray": kwargs.get("engine_kind") == "ray", "--crf": bool(kwargs.get("crf")),
-               "--tta": flags["tta"], "--report": flags["report"], "--save-probs": flags["save_probs"],
-               "--classes": flags["classes"] is not None}
-    kinds, policy = check_raster_flags(flags["outputs"], flags["out_dir"], flags["tile"], flags["tile_overlap"],
-                                       refused)
-    try:
-        bands, scale = parse_bands(flags["bands"]), parse_scale(flags["scale"])
-    except SegcliError as exc:
-        raise click.UsageError(str(exc)) from None
+    refused = {"--engine ray": flags["cluster"] is not None, "--crf": flags["crf"] is not None,
+               "--tta": flags["tta"] is not None, "--report": flags["report"], "--classes": flags["classes"] is not None}
+    kinds, policy = check_raster_flags(flags["outputs"], flags["out_dir"], flags["tiling"], refused)
+    raster = flags["raster"]
     options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
-                            skip_existing=flags["skip_existing"], bands=bands, scale=scale, cog=flags["cog"],
-                            simplify=flags["simplify"])
-    inference = InferenceOptions(precision=flags["precision"], tiling=policy)
+                            skip_existing=flags["skip_existing"], bands=raster.bands, scale=raster.scale,
+                            cog=raster.cog, simplify=raster.simplify)
+    inference = InferenceOptions(precision=flags["precision"], tiling=policy,
+                                 input_scales=single_scale(flags["multiscale"]))
     predict_rasters(rasters, options, policy, lambda console: _load_engine(
-        flags["model"], flags["weights"], flags["device"], flags["download"], inference, flags["multiscale"],
-        console), flags["quiet"])
+        flags["model"], flags["weights"], flags["device"], flags["download"], inference, console), flags["quiet"])
 
 
-def _load_engine(model, weights, device, download, inference, multiscale, console):
+def single_scale(multiscale: bool) -> tuple[float, ...] | None:
+    """InferenceOptions.input_scales for --multiscale/--no-multiscale: the checkpoint's protocol, or one scale."""
+    return None if multiscale else (1.0,)
+
+
+def _load_engine(model, weights, device, download, inference, console):
     """Load the engine once and say what runs: checkpoint, device, precision, multi-scale and the CRF."""
     from segcli.engine import SegmentationEngine
-    from segcli.models.base import set_input_scales
 
     engine = SegmentationEngine.load(model, weights=weights, device=device, allow_download=download, options=inference)
-    if not multiscale:
-        set_input_scales(engine.model, (1.0,))
-    scales = "/".join(f"{scale:g}" for scale in sorted(engine.model.input_scales))
+    scales = "/".join(f"{scale:g}" for scale in sorted(engine.input_scales))
     console.print(f"[bold]{engine.record.model}[/] {escape(printable(engine.source))} on {engine.plan.device} "
                   f"({engine.plan.precision}){' + dense CRF' if inference.crf else ''}"
                   f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)

@@ -2,47 +2,71 @@
 command line go to segcli.raster (label GeoTIFF, JSON, GeoJSON polygons) instead of the image pipeline.
 
 Every flag the raster path cannot honour is a usage error (exit 2) raised before the model loads:
---engine ray, --tta, --crf, --report, --save-probs, --out -, --tile off, image-only --outputs.
+--engine ray, --tta, --crf, --report, --classes, --out -, --tile off, image-only --outputs.
 Folders and globs are not searched for rasters (name each raster); rasters and plain images go in
 separate runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import click
 
+from segcli.cli.options import bundle
+
 RASTER_OUTPUTS = ("label", "polygons", "json")
 
 
-def raster_options(func: Callable) -> Callable:
-    """--bands, --scale, --cog and --simplify (raster inputs only)."""
-    options = [
-        click.option("--bands", default=None, metavar="LIST",
-                     help="Rasters: 1-based bands to use as R,G,B (e.g. 3,2,1) or one band repeated "
-                          "[default: the first three, or the only one]."),
-        click.option("--scale", default=None, metavar="MIN,MAX",
-                     help="Rasters: map MIN..MAX to 0..255 in every band [default: 8-bit as is; other types "
-                          "stretched from the 2nd to the 98th percentile of each band]."),
-        click.option("--cog", is_flag=True, help="Rasters: write the label GeoTIFF as a Cloud Optimized GeoTIFF."),
-        click.option("--simplify", type=click.FloatRange(min=0), default=None, metavar="TOLERANCE",
-                     help="Rasters with --outputs polygons: Douglas-Peucker tolerance in map units."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+@dataclass(frozen=True)
+class RasterFlags:
+    """--bands, --scale, --cog and --simplify, parsed (raster inputs only)."""
+
+    bands: tuple[int, ...] | None = None     # 1-based, one or three
+    scale: tuple[float, float] | None = None
+    cog: bool = False
+    simplify: float | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.bands is not None or self.scale is not None or self.cog or self.simplify is not None
 
 
-def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, bands, scale, cog, simplify) -> list[Path] | None:
+def build_raster_flags(bands: str | None, scale: str | None, cog: bool, simplify: float | None) -> RasterFlags:
+    """RasterFlags of the options; a bad --bands or --scale is a usage error (exit 2)."""
+    if bands is None and scale is None:
+        return RasterFlags(cog=cog, simplify=simplify)
+    from segcli.errors import SegcliError
+    from segcli.raster.source import parse_bands, parse_scale
+
+    try:
+        return RasterFlags(parse_bands(bands), parse_scale(scale), cog, simplify)
+    except SegcliError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+raster_options = bundle("raster", [
+    click.option("--bands", default=None, metavar="LIST",
+                 help="Rasters: 1-based bands to use as R,G,B (e.g. 3,2,1) or one band repeated "
+                      "[default: the first three, or the only one]."),
+    click.option("--scale", default=None, metavar="MIN,MAX",
+                 help="Rasters: map MIN..MAX to 0..255 in every band [default: 8-bit as is; other types "
+                      "stretched from the 2nd to the 98th percentile of each band]."),
+    click.option("--cog", is_flag=True, help="Rasters: write the label GeoTIFF as a Cloud Optimized GeoTIFF."),
+    click.option("--simplify", type=click.FloatRange(min=0), default=None, metavar="TOLERANCE",
+                 help="Rasters with --outputs polygons: Douglas-Peucker tolerance in map units."),
+], build_raster_flags)
+
+
+def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, raster: RasterFlags) -> list[Path] | None:
     """The inputs as rasters when they go through the raster path, else None (today's image pipeline)."""
     from segcli.errors import MissingDependencyError
     from segcli.imageio import DEFAULT_MAX_PIXELS
     from segcli.raster.source import RASTER_SUFFIXES, import_rasterio, takes_raster_path
 
-    asked = bands is not None or scale is not None or cog or simplify is not None or \
-        "polygons" in _listed(outputs)
+    asked = raster.given or "polygons" in _listed(outputs)
     tiffs = [Path(item) for item in inputs if Path(item).suffix.lower() in RASTER_SUFFIXES and Path(item).is_file()]
     if not tiffs:
         if asked:
@@ -67,11 +91,8 @@ def _listed(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def check_raster_flags(outputs, out_dir: Path, tile: str, tile_overlap: float, refused: dict[str, bool]):
+def check_raster_flags(outputs, out_dir: Path, tiling, refused: dict[str, bool]):
     """(kinds, TilingPolicy) for the raster run; click.UsageError for what it cannot do."""
-    from segcli.errors import SegcliError
-    from segcli.tiling import TilingPolicy
-
     for flag, given in refused.items():
         if given:
             raise click.UsageError(f"{flag} is not supported for raster inputs")
@@ -82,14 +103,10 @@ def check_raster_flags(outputs, out_dir: Path, tile: str, tile_overlap: float, r
     if unknown:
         raise click.UsageError(f"--outputs {unknown[0]}: rasters write {', '.join(RASTER_OUTPUTS)}")
     kinds = tuple(kind for kind in RASTER_OUTPUTS if kind in ("label", "json") or kind in listed)
-    try:
-        policy = TilingPolicy.parse(tile, overlap=tile_overlap)
-    except SegcliError as exc:
-        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="'--tile'") from None
-    if policy.mode == "off":
+    if tiling.mode == "off":
         raise click.BadParameter("a raster is always segmented in windows: use auto or a tile size",
                                  param_hint="'--tile'")
-    return kinds, policy
+    return kinds, tiling
 
 
 def predict_rasters(rasters: list[Path], options, policy, load_engine: Callable, quiet: bool) -> None:

@@ -7,9 +7,9 @@ import signal
 
 import click
 
+from segcli.cli.crf_options import crf_options
 from segcli.cli.options import (
-    crf_options, crf_settings_from_options, device_option, download_option, max_pixels_option, model_option,
-    precision_option, quiet_option, weights_option,
+    device_option, download_option, max_pixels_option, model_option, precision_option, quiet_option, weights_option,
 )
 
 TOKEN_ENV = "SEGCLI_SERVE_TOKEN"
@@ -43,8 +43,8 @@ INSTALL_HINT = "segcli serve needs starlette, uvicorn and python-multipart: pip 
 @max_pixels_option
 @download_option
 @quiet_option(help="Only errors (no start-up lines, no access log).")
-def serve(model, weights, host, port, device, precision, multiscale, alpha, max_batch, batch_wait_ms, max_pending,
-          timeout_s, token, max_pixels, download, quiet, **crf_kwargs) -> None:
+def serve(model, weights, host, port, device, precision, crf, multiscale, alpha, max_batch, batch_wait_ms, max_pending,
+          timeout_s, token, max_pixels, download, quiet) -> None:
     """Serve the engine over HTTP: POST an image to /v1/segment, get predict's label PNG (or overlay, json,
     rle, cutout, masks, probs) back; a web page at /. Requests that arrive together run as one batch.
 
@@ -53,7 +53,6 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
               curl --data-binary @img.jpg -H 'Content-Type: image/jpeg' \\
                    'http://127.0.0.1:8000/v1/segment?outputs=label' > label.png
     """
-    crf = crf_settings_from_options(crf_kwargs)
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None and not token.strip():
         raise click.BadParameter("the token is empty", param_hint="'--token'")
@@ -61,14 +60,14 @@ def serve(model, weights, host, port, device, precision, multiscale, alpha, max_
 
     from rich.console import Console
 
-    from segcli.cli.predict import _load_engine
+    from segcli.cli.predict import _load_engine, single_scale
     from segcli.imageio import DEFAULT_MAX_PIXELS
     from segcli.inference_options import InferenceOptions
     from segcli.serve import ServeSettings, build_app
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    engine = _load_engine(model, weights, device, download, InferenceOptions(precision=precision, crf=crf),
-                          multiscale, console)
+    inference = InferenceOptions(precision=precision, input_scales=single_scale(multiscale), crf=crf)
+    engine = _load_engine(model, weights, device, download, inference, console)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_pending=max_pending,
                              timeout_s=timeout_s, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, token=token, alpha=alpha)
     _run(build_app(engine, settings), host, port, quiet, console, token is not None)

@@ -7,8 +7,8 @@ import math
 import click
 
 from segcli.cli.options import (
-    PRECISION_CHOICES, batch_size_option, device_option, max_pixels_option, overwrite_option, size_callback, size_limits_text,
-    zoo_model_option,
+    batch_size_option, device_option, max_pixels_option, overwrite_option, precision_option, size_callback,
+    size_limits_text, weights_option, workers_option, zoo_model_option,
 )
 
 MAX_SCALE = 10.0  # a larger rescale only makes a crop from a few upsampled pixels (and can exhaust memory)
@@ -49,8 +49,8 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
               help="VOC-format folder (e.g. from `segcli data synth`).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Final checkpoint (.safetensors, fp16, carries its record).")
-@click.option("--weights", "-w", default=None, metavar="NAME|PATH", help="Start from this checkpoint: fine-tune; a checkpoint of another model "
-                   "(e.g. fcn8s for fcn32s) initialises the tensors both share.")
+@weights_option(help="Start from this checkpoint: fine-tune; a checkpoint of another model (e.g. fcn8s for "
+                    "fcn32s) initialises the tensors both share.")
 @click.option("--iters", type=click.IntRange(min=1), default=None,
               help="Total iterations (with --time-budget: the most there may be).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Or: passes over the training split.")
@@ -84,16 +84,14 @@ def _range_callback(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the weights of new layers, the crops and their order: the same seed, data and "
                    "settings give the same run on the same device.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Data loader processes (augmentation on the CPU).")
+@workers_option(default=0, minimum=0, help="loading and augmenting crops (data loader processes; 0: in this one).")
 @click.option("--augment-on", type=click.Choice(["auto", "cpu", "device"]), default="auto", show_default=True,
               help="Where crops are augmented; auto: on the GPU when training there on same-size images.")
 @overwrite_option("Replace an existing --out (and an earlier run's state file).")
 @max_pixels_option
 @device_option
-@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
-              help="auto: bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 autocast gave some models "
-                   "gradients far from fp32's: README, section \"evaluate, train, data\").")
+@precision_option(help="auto: bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 autocast gave some models "
+                       "gradients far from fp32's: README, section \"evaluate, train, data\").")
 def train(**options) -> None:
     """Train or fine-tune a zoo model on a VOC-format folder.
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 
 from segcli.checkpoints.record import LAYOUTS
-from segcli.cli.options import overwrite_option
+from segcli.cli.options import overwrite_option, zoo_model_option
 from segcli.cli.report_files import announce, check_reports
 from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_json
-from segcli.models import CHOICES
 
 CLASS_SETS = ("voc", "cityscapes")
 
@@ -19,8 +18,7 @@ def weights() -> None:
 
 
 @weights.command("list")
-@click.option("--model", "model", type=click.Choice(CHOICES), default=None, metavar="NAME",
-              help="Only this model's checkpoints (names: `segcli models`).")
+@zoo_model_option(help="Only this model's checkpoints (names: `segcli models`).")
 @json_option
 @overwrite_option("Replace an existing --json file segcli did not write (never a checkpoint file).")
 def list_weights(model: str | None, json_path: str | None, overwrite: bool) -> None:
@@ -99,8 +97,7 @@ def pull(name: str, force: bool) -> None:
 @weights.command("add")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", required=True, help="Name to use with --weights.")
-@click.option("--model", "model", required=True, type=click.Choice(CHOICES), metavar="NAME",
-              help="Zoo model it loads into (names: `segcli models`).")
+@zoo_model_option(required=True, help="Zoo model it loads into (names: `segcli models`).")
 @click.option("--dataset", default=None, help="Dataset it was trained on (shown by `weights list`).")
 @click.option("--classes", default=None, help="Class names in label order, comma separated.")
 @click.option("--classes-from", type=click.Choice(CLASS_SETS), default=None, help="Use a dataset's class names.")

@@ -82,8 +82,7 @@ class EngineSettings:
 
     checkpoint: "ResolvedCheckpoint"        # resolved and hash-checked on the driver; actors load its path
     device: str = "auto"
-    options: "InferenceOptions | None" = None  # precision, tiling, TTA, CRF: as predict builds them
-    multiscale: bool = True
+    options: "InferenceOptions | None" = None  # precision, tiling, TTA, input scales, CRF: as predict builds them
 
     @classmethod
     def resolve(cls, model: str, weights: str | None = None, allow_download: bool = False,
@@ -95,19 +94,6 @@ class EngineSettings:
 
     def build(self) -> "SegmentationEngine":
         """The engine `segcli predict` builds with the same options (`SegmentationEngine.load` without the lookup)."""
-        from segcli.checkpoints.loading import load_checkpoint_model
-        from segcli.device import plan_execution
         from segcli.engine import SegmentationEngine
-        from segcli.inference_options import InferenceOptions
-        from segcli.models.base import set_input_scales
 
-        options = self.options or InferenceOptions()
-        network = load_checkpoint_model(self.checkpoint)
-        device, precision = getattr(network, "fixed_execution", (self.device, options.precision))
-        engine = SegmentationEngine(network, self.checkpoint.record,
-                                    plan_execution(device, precision, options.channels_last),
-                                    source=self.checkpoint.describe(), options=options)
-        engine.checkpoint = self.checkpoint
-        if not self.multiscale:
-            set_input_scales(engine.model, (1.0,))
-        return engine
+        return SegmentationEngine.from_checkpoint(self.checkpoint, device=self.device, options=self.options)

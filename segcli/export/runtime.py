@@ -21,6 +21,9 @@ from segcli.export.onnx_format import RUN_HINT, read_onnx_metadata, require_onnx
 from segcli.text import printable
 
 
+RUNS_ON = ("cpu", "fp32")  # onnxruntime's CPU provider runs the fp32 graph whatever --precision says
+
+
 def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> CheckpointRecord:
     """The record of an exported graph (classes, colours, model); `model`, when given, must match it."""
     from segcli.models import canonical_name
@@ -41,8 +44,6 @@ class OnnxRuntimeModel(nn.Module):
 
     `num_classes` (the metadata's category count), when given, must be the graph's class count.
     """
-
-    fixed_execution = ("cpu", "fp32")  # onnxruntime's CPU provider runs the fp32 graph whatever --precision says
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
                  num_classes: int | None = None) -> None:

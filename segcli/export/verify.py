@@ -94,10 +94,11 @@ def scenes(batch: int, height: int, width: int, first_index: int) -> np.ndarray:
 
 def reference_logits(model: nn.Module, record: CheckpointRecord, images: np.ndarray) -> torch.Tensor:
     """segcli's fp32 logits at the images' size, as `predict --precision fp32` computes them."""
-    from segcli.device import plan_execution
-    from segcli.engine import SegmentationEngine, preprocess, upsample_logits
+    from segcli.engine import LoadedModel, SegmentationEngine, preprocess, upsample_logits
+    from segcli.inference_options import InferenceOptions
 
-    engine = SegmentationEngine(model, record, plan_execution("cpu", "fp32", channels_last=False))
+    engine = SegmentationEngine.from_checkpoint(LoadedModel(model, record), device="cpu",
+                                                options=InferenceOptions(precision="fp32", channels_last=False))
     batch = torch.cat([preprocess(image, record.preprocessing) for image in images])
     return upsample_logits(engine.forward(batch), tuple(images.shape[1:3]))
 

@@ -26,7 +26,6 @@ class ModelSpec:
     module: str         # family module under segcli.models
     builder: str        # builder function in that module
     description: str    # one line for `segcli models`
-    default_checkpoint: str | None = None  # manifest name used when --weights is not given
 
 
 MODEL_SPECS: tuple[ModelSpec, ...] = (
@@ -45,6 +44,54 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("deeplabv3p-mobilenet", "deeplab_v3plus", "deeplabv3plus_mobilenet", "DeepLab v3+, MobileNetV2, output stride 16 or 8"),
     ModelSpec("lraspp", "lraspp", "lraspp_mobilenet", "LR-ASPP, MobileNetV3-Large (torchvision)"),
 )
+
+
+
+@dataclass(frozen=True)
+class LayoutSpec:
+    """A state-dict layout that published checkpoints of a family use: how segcli recognises and reads it.
+
+    The one table of layouts: the manifest's ``"layout"`` names one, ``detect_layout`` tries the markers
+    in table order, and ``adapt_layout`` calls the adapter, which lives beside the model it fits.
+    """
+
+    name: str                   # a record's "layout"
+    wrapper: str | None = None  # a top-level entry only this layout's files hold (its value: the state dict)
+    key: str | None = None      # a state-dict key only its files hold (after `module.` and `Scale.`); "x.": prefix
+    adapter: str | None = None  # "family_module.function": the file's keys -> the zoo model's
+    adapter_note: str = ""      # what the adapter changed, one line for the user
+    caffe_input: bool = False   # Caffe-trained: BGR 0..255 minus the mean (when no record of the model says)
+
+
+LAYOUT_SPECS: tuple[LayoutSpec, ...] = (
+    # segcli's own files: keys of segcli's model, plain state dict / safetensors
+    LayoutSpec("segcli"),
+    # torchvision's segmentation checkpoints (may hold training-only aux_classifier.*)
+    LayoutSpec("torchvision", key="aux_classifier."),
+    # VainF/DeepLabV3Plus-Pytorch: {"model_state": ..., "optimizer_state": ...}
+    LayoutSpec("deeplabv3plus-pytorch", wrapper="model_state"),
+    # wkentaro/pytorch-fcn's Caffe-converted FCN-VGG16: conv1_1 ... score_fr, upscore*
+    LayoutSpec("pytorch-fcn", key="conv1_1.weight", caffe_input=True),
+    # kazuto1011/deeplab-pytorch DeepLab v2: MSC's base.layer1..5, base.aspp.c0..3
+    LayoutSpec("deeplab-pytorch", key="base.aspp.c0.weight"),
+    # isht7/pytorch-deeplab-resnet (Scale.*) and speedinghzl/Pytorch-Deeplab (no prefix) DeepLab v2
+    LayoutSpec("pytorch-deeplab-resnet", key="layer5.conv2d_list.0.weight",
+               adapter="deeplab_v2.from_pytorch_deeplab_resnet",
+               adapter_note="renamed isht7/speedinghzl DeepLab v2 keys to kazuto1011's "
+                            "(layer5.conv2d_list -> base.aspp, ...)"),
+    # wangleihitcs/DeepLab-V1-PyTorch DeepLab v1 LargeFOV: module.features.N
+    LayoutSpec("deeplab-v1-pytorch", key="features.38.weight"),
+)
+LAYOUTS: dict[str, LayoutSpec] = {layout.name: layout for layout in LAYOUT_SPECS}
+
+
+def layout_adapter(layout: LayoutSpec) -> Any:
+    """The function that renames a layout's keys to the zoo model's, or None (its keys are the zoo's)."""
+    if layout.adapter is None:
+        return None
+    module, function = layout.adapter.split(".")
+    return getattr(importlib.import_module(f"segcli.models.{module}"), function)
+
 
 ALIASES: dict[str, str] = {
     "deeplabv3p": "deeplabv3p-mobilenet",  # the default DeepLab v3+ backbone

@@ -4,7 +4,8 @@ Each kind names its file after the image's stem, writes its bytes from an `Image
 run's `RunInfo`, and recognises its own files (so `--overwrite` never replaces a file segcli did
 not write). The bytes depend only on the prediction and the run, so any engine that calls
 `OutputKind.write` (the folder pipeline here, a distributed one elsewhere) writes the same files.
-New kinds are new entries of `KINDS`; the JSON summary stays last, as the mark of a complete set.
+A new kind is a name in segcli.output_names (its order: the JSON summary last, as the mark of a
+complete set) and an entry here.
 A per-class kind (`masks`) writes one file per class present, named after the class: its entries
 in a set's paths are keyed `masks:<class index>` (`class_key`, `split_key`).
 """
@@ -20,6 +21,7 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 
 from segcli.atomic import json_bytes
+from segcli.output_names import KIND_NAMES, SET_MARK
 from segcli.outputs.classwise import is_our_rle, write_class_mask, write_cutout, write_rle
 from segcli.outputs.images import class_fractions, label_indices
 from segcli.outputs.overlay import overlay_pixels
@@ -110,13 +112,13 @@ def _is_our_probabilities(path: Path) -> bool:
         return False
 
 
-KINDS: dict[str, OutputKind] = {kind.name: kind for kind in (
+_ENTRIES = {kind.name: kind for kind in (
     OutputKind("label", "{stem}.png", write_label, written_by_segcli),
     OutputKind("overlay", "{stem}_overlay.png", write_overlay, written_by_segcli),
     OutputKind("probs", "{stem}_probs.npz", write_probabilities, _is_our_probabilities),
     OutputKind("masks", "{stem}_mask_{cls}.png", write_class_mask, written_by_segcli, per_class=True),
     OutputKind("cutout", "{stem}_cutout.png", write_cutout, written_by_segcli),
     OutputKind("rle", "{stem}.rle.json", write_rle, is_our_rle),
-    OutputKind("json", "{stem}.json", write_summary, _is_our_summary),  # last: marks a complete set
+    OutputKind("json", "{stem}.json", write_summary, _is_our_summary),
 )}
-SET_MARK = "json"
+KINDS: dict[str, OutputKind] = {name: _ENTRIES[name] for name in KIND_NAMES}  # the JSON summary last: marks a set

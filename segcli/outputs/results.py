@@ -48,7 +48,7 @@ class RunInfo:
                    # engines that know their checkpoint was trained on synthetic scenes say so
                    note=getattr(engine, "checkpoint_warning", None), classes=classes, settings=settings,
                    tta=_tta_dict(getattr(engine, "tta", None)), tile=_tile_dict(getattr(engine, "tiling", None)),
-                   input_scales=tuple(getattr(engine.model, "input_scales", None) or record.input_scales))
+                   input_scales=engine.input_scales)
 
     @cached_property
     def flat_palette(self) -> list[int]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from segcli.inference_options import FROM_OPTIONS
+from segcli.inference_options import FROM_OPTIONS, CRFChoice
 from segcli.outputs.folder import OutputFolder
 from segcli.outputs.kinds import KINDS, ImageResult, RunInfo
 from segcli.outputs.plan import OutputOptions, OutputPlan, PlannedImage
@@ -18,7 +18,6 @@ from segcli.pipeline.interrupts import StopRequests
 from segcli.pipeline.scheduler import Schedule, Scheduler, run_lanes
 
 if TYPE_CHECKING:
-    from segcli.crf import CRFParams
     from segcli.engine import Prediction, SegmentationEngine
     from segcli.imageio import LoadedImage
     from segcli.inputs import ImageSource
@@ -58,7 +57,7 @@ class FolderRun:
         self.position = {source.path: index for index, source in enumerate(sources)}
         self.tuning = None  # the execution policy's choice, when `--precision auto` ran on CUDA
 
-    def execute(self, engine: "SegmentationEngine | None", crf: "CRFParams | None" = FROM_OPTIONS,
+    def execute(self, engine: "SegmentationEngine | None", crf: CRFChoice = FROM_OPTIONS,
                 max_pixels: int | None = None, schedule: Schedule | None = None,
                 on_progress: Progress | None = None, on_stop: Callable[[int], None] | None = None) -> RunSummary:
         """Segment every planned image; a bad file is recorded and skipped, Ctrl-C/SIGTERM stop between images.
@@ -79,7 +78,7 @@ class FolderRun:
             self._run_scheduler(engine, crf, max_pixels, schedule)
         return self._finish(time.perf_counter() - started)
 
-    def _run_scheduler(self, engine: "SegmentationEngine", crf: "CRFParams | None", max_pixels: int | None,
+    def _run_scheduler(self, engine: "SegmentationEngine", crf: CRFChoice, max_pixels: int | None,
                        schedule: Schedule | None) -> None:
         from segcli.imageio import DEFAULT_MAX_PIXELS
 
@@ -198,7 +197,7 @@ def segment_files(
     engine: "SegmentationEngine",
     sources: Sequence["ImageSource"],
     options: OutputOptions,
-    crf: "CRFParams | None" = FROM_OPTIONS,
+    crf: CRFChoice = FROM_OPTIONS,
     max_pixels: int | None = None,
     on_progress: Progress | None = None,
     batch_size: int | None = None,

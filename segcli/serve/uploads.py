@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Sequence
 
+from segcli.output_names import CLASS_KINDS  # what `classes=` limits, as predict's --classes
 from segcli.outputs.classwise import match_classes
 from segcli.text import printable
 
@@ -16,7 +17,6 @@ KIND_TYPES = {  # the kinds a request may ask for (`outputs=`) and the media typ
     "label": "image/png", "overlay": "image/png", "cutout": "image/png", "json": "application/json",
     "rle": "application/json", "probs": "application/octet-stream", "masks": "application/zip",
 }
-CLASS_KINDS = ("masks", "cutout", "rle")  # what `classes=` limits, as predict's --classes
 # besides image/*; application/x-www-form-urlencoded is what `curl --data-binary @img.jpg` sends by default
 RAW_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same masks give the same zip bytes

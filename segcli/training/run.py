@@ -274,11 +274,13 @@ def _final_validation(config: TrainConfig, model: nn.Module, record: CheckpointR
     split_file = Path(config.data_dir) / "ImageSets" / "Segmentation" / f"{config.val_split}.txt"
     if not config.val_split or not split_file.is_file() or not split_file.read_text().strip():
         return None  # no val split, or an empty one (`segcli data synth --val-fraction 0`)
-    from segcli.engine import SegmentationEngine
+    from segcli.engine import LoadedModel, SegmentationEngine
     from segcli.evaluation import evaluate_folder
+    from segcli.inference_options import InferenceOptions
 
     model.eval()
-    engine = SegmentationEngine(model, record, plan)
+    options = InferenceOptions(precision=plan.precision, channels_last=plan.channels_last)  # as it trained
+    engine = SegmentationEngine.from_checkpoint(LoadedModel(model, record), device=plan.device, options=options)
     metrics = evaluate_folder(engine, config.data_dir, config.val_split)
     console.print(f"{config.val_split}: mIoU {metrics['miou']:.4f}, pixel acc {metrics['pixel_acc']:.4f}")
     return metrics

@@ -31,9 +31,10 @@ def starting_engine(config: TrainConfig):
     preprocessing carries over): fine-tuning when that is `--model`, else an initialisation of the
     tensors both models share (e.g. FCN-32s from an FCN-8s, LR-ASPP from a DeepLab v3 MobileNetV3)."""
     from segcli.engine import SegmentationEngine
+    from segcli.inference_options import InferenceOptions
 
     return SegmentationEngine.load(source_model(config.weights, config.model), weights=config.weights,
-                                   device="cpu", precision="fp32")
+                                   device="cpu", options=InferenceOptions(precision="fp32"))
 
 
 def source_model(weights: str, model: str) -> str:

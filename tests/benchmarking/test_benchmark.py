@@ -147,8 +147,7 @@ def test_crf_time_is_reported_on_its_own():
 @pytest.mark.slow
 def test_accuracy_columns_equal_evaluate_folder(tmp_path):
     from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
-    from segcli.device import plan_execution
-    from segcli.engine import SegmentationEngine
+    from engine_support import engine_of
     from segcli.evaluation import evaluate_folder
 
     write_synth_dataset(tmp_path / "synth", n=3, seed=0, size=(40, 48), val_fraction=0.67)
@@ -159,7 +158,7 @@ def test_accuracy_columns_equal_evaluate_folder(tmp_path):
                                  end_to_end=False, data_dir=tmp_path / "synth", split="val")
     report = run_benchmark([BenchmarkSubject("tiny", model, record, "random")], settings)
     baseline, row = report.rows
-    expected = evaluate_folder(SegmentationEngine(model, record, plan_execution("cpu", "fp32")),
+    expected = evaluate_folder(engine_of(model, record, channels_last=None),
                                tmp_path / "synth", "val")
     assert baseline.miou is None
     assert row.miou == pytest.approx(expected["miou"]) and row.pixel_accuracy == pytest.approx(expected["pixel_acc"])
@@ -247,7 +246,7 @@ def test_cli_random_weights_for_a_named_zoo_model(tmp_path, monkeypatch):
     (["--models", "nope"], "unknown model 'nope'"),
     (["--iters", "0"], "0 is not in the range"),
     (["--precision", "fp32,fp64"], "fp64"),
-    (["--batch", "0"], "0 is not in the range"),
+    (["--batch-size", "0"], "0 is not in the range"),
 ])
 def test_bad_options_exit_2_with_a_clear_message(arguments, message):
     result = CliRunner().invoke(cli, ["benchmark", *arguments])

@@ -9,7 +9,6 @@ in the record or in the code shows up as a different input tensor.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,13 @@ import pytest
 import torch
 
 import segcli
+from segcli.checkpoints.manifest import read_manifest_file
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.engine import preprocess
 
 MANIFEST = Path(segcli.__file__).parent / "weights" / "manifest.json"
-RECORDS = json.loads(MANIFEST.read_text())["checkpoints"]
+# every record as segcli reads it (class sets and preprocessing presets the file names resolved), in JSON form
+RECORDS = [record.to_dict() for record in read_manifest_file(MANIFEST)]
 PUBLISHED = [record for record in RECORDS if record["layout"] != "segcli"]  # "segcli": trained by segcli itself
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}

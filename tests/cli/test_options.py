@@ -26,17 +26,24 @@ def _options(name: str):
 
 @pytest.mark.parametrize("idea, spelled", [
     ("batch_size", "--batch-size"), ("quiet", "--quiet"), ("model", "--model"), ("overwrite", "--overwrite"),
-    ("download", "--download"), ("max_pixels", "--max-pixels"),
+    ("download", "--download"), ("max_pixels", "--max-pixels"), ("weights", "--weights"), ("device", "--device"),
+    ("precision", "--precision"), ("workers", "--workers"),
 ])
 def test_each_shared_option_has_one_name_in_every_command(idea, spelled):
-    seen = {name: params[idea].opts[0] for name, _ in _commands(cli) if idea in (params := _options(name))}
+    seen = {name: (tuple(params[idea].opts), tuple(params[idea].secondary_opts), params[idea].metavar,
+                   params[idea].type.name)
+            for name, _ in _commands(cli) if idea in (params := _options(name))}
     assert seen, idea  # some command has it
-    assert set(seen.values()) == {spelled}, seen
+    assert {opts[0] for opts, *_ in seen.values()} == {spelled}, seen
+    assert len(set(seen.values())) == 1, seen  # the same declaration: names, metavar and type
 
 
-def test_batch_size_keeps_its_old_name_in_train_and_benchmark():
-    for name in ("train", "benchmark"):
-        assert "--batch" in _options(name)["batch_size"].opts
+@pytest.mark.parametrize("idea", ["model", "weights", "device", "precision"])
+def test_every_command_that_loads_a_model_declares_the_shared_options(idea):
+    for name in ("predict", "evaluate", "serve", "export", "compare-upsampling", "train"):
+        if idea in ("device", "precision") and name == "export":
+            continue  # export traces on the CPU in fp32
+        assert idea in _options(name), (name, idea)
 
 
 def test_sizes_are_parsed_once_for_every_command():

@@ -40,7 +40,7 @@ def test_predict_fuses_the_records_scales_unless_told_not_to(tmp_path) -> None:
     for flag, expected, mark in (([], fused, "multi-scale 0.5/0.75/1"), (["--no-multiscale"], single, None)):
         out = tmp_path / f"out{len(flag)}"
         args = ["predict", str(tmp_path / "scene.png"), "--model", "deeplabv2", "--weights", str(weights),
-                "--out", str(out), "--no-overlay", *CPU_FLAGS, *flag]
+                "--out", str(out), "--outputs", "label,json", *CPU_FLAGS, *flag]
         result = CliRunner().invoke(cli, args, env=WIDE_TERMINAL)
         assert result.exit_code == 0, result.output
         np.testing.assert_array_equal(np.array(Image.open(out / "scene.png")), expected)

@@ -84,7 +84,7 @@ def test_output_name_collision_across_inputs_is_refused_before_any_work(tmp_path
     assert "cat_overlay.png" in error
     assert files_under(out) == set()
     # without overlays the two sets do not meet
-    assert run_predict([folder], out, weights, "--no-overlay").exit_code == 0
+    assert run_predict([folder], out, weights, "--outputs", "label,json").exit_code == 0
 
 
 # --- 3: earlier outputs are not inputs -------------------------------------------------------------

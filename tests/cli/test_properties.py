@@ -132,7 +132,7 @@ OPTION_VALUES: dict[str, list[str | None]] = {
     "--precision": ["fp32", "bf16", "fp8"],
     "--crf-iters": ["2", "0"],
 }
-FLAGS = ["--save-probs", "--no-overlay", "--overwrite", "--skip-existing", "--tta", "--crf", "--crf-full",
+FLAGS = ["--report", "--no-multiscale", "--overwrite", "--skip-existing", "--tta", "--crf", "--crf-full",
          "--quiet", "--no-download"]
 ERROR_LINE = re.compile(r"^(Error: |failed: |Usage: )", re.MULTILINE)
 

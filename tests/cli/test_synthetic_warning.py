@@ -84,15 +84,18 @@ def test_compare_upsampling_with_a_synthetic_model_warns(image, tmp_path):
 
 def test_python_api_warns():
     from segcli.engine import SegmentationEngine
+    from segcli.inference_options import InferenceOptions
 
     with pytest.warns(SyntheticScenesWarning, match="lraspp-mobilenet-synth was trained only on segcli's synthetic"):
-        engine = SegmentationEngine.load("lraspp", device="cpu", precision="fp32")
+        engine = SegmentationEngine.load("lraspp", device="cpu", options=InferenceOptions(precision="fp32"))
     assert engine.record.name == "lraspp-mobilenet-synth"
 
 
 def test_python_api_is_silent_for_other_checkpoints(tiny_checkpoint):
     from segcli.engine import SegmentationEngine
+    from segcli.inference_options import InferenceOptions
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning fails the test
-        SegmentationEngine.load("lraspp", str(tiny_checkpoint), device="cpu", precision="fp32")
+        SegmentationEngine.load("lraspp", str(tiny_checkpoint), device="cpu",
+                                options=InferenceOptions(precision="fp32"))

@@ -48,10 +48,11 @@ def test_engine_on_cuda_refines_with_the_torch_crf_and_matches_the_cpu_reference
     from segcli.crf import CRFSettings
     from segcli.data.synth import make_scene
     from segcli.engine import SegmentationEngine
+    from segcli.inference_options import InferenceOptions
 
     image = make_scene(77, 0, (160, 200)).image
-    gpu = SegmentationEngine.load("deeplabv3p", device="cuda", precision="fp32")
-    cpu = SegmentationEngine.load("deeplabv3p", device="cpu", precision="fp32")
+    gpu = SegmentationEngine.load("deeplabv3p", device="cuda", options=InferenceOptions(precision="fp32"))
+    cpu = SegmentationEngine.load("deeplabv3p", device="cpu", options=InferenceOptions(precision="fp32"))
     on_gpu = gpu.predict(image, crf=CRFSettings(method="fast"))
     on_cpu = cpu.predict(image, crf=CRFSettings(method="full"))
     assert on_gpu.crf["method"] == "torch" and on_gpu.crf["iterations"] == on_cpu.crf["iterations"]

@@ -8,6 +8,7 @@ import torch
 
 from segcli.data.synth import make_scene
 from segcli.engine import SegmentationEngine, preprocess
+from segcli.inference_options import InferenceOptions
 from segcli.metrics import ConfusionMatrix
 from segcli.tiling import TilingPolicy
 
@@ -20,8 +21,9 @@ def scenes(count: int, seed: int = 77) -> list:
     return [make_scene(seed, index, (128, 128)) for index in range(count)]
 
 
-def engine(device: str, precision: str) -> SegmentationEngine:
-    return SegmentationEngine.load("deeplabv3p", device=device, precision=precision)
+def engine(device: str, precision: str, **options) -> SegmentationEngine:
+    return SegmentationEngine.load("deeplabv3p", device=device,
+                                   options=InferenceOptions(precision=precision, **options))
 
 
 def test_fp32_on_cuda_gives_the_cpus_logits_and_labels():
@@ -58,8 +60,7 @@ def test_half_precisions_agree_with_fp32(precision):
 
 
 def test_a_real_out_of_memory_falls_back_to_tiles():
-    gpu = engine("cuda", "fp32")
-    gpu.tiling = TilingPolicy.parse("off")  # try the whole image first
+    gpu = engine("cuda", "fp32", tiling=TilingPolicy.parse("off"))  # try the whole image first
     gpu.predict(scenes(1)[0].image)  # cuDNN and cuBLAS set up before memory gets short
     image = np.tile(scenes(1, seed=78)[0].image, (48, 48, 1))  # 6144 x 6144
     whole = gpu.predict(image).labels  # with the GPU's memory to itself: no tiles

@@ -66,4 +66,4 @@ def test_an_engine_row_peak_is_the_timed_calls_not_the_autotuner(tmp_path):
                                  end_to_end=False)
     baseline, engine_row = run_benchmark([subject], settings).rows
     assert baseline.cudnn_benchmark is False
-    assert engine_row.peak_memory_mb < 4 * baseline.peak_memory_mb + 64
+    assert engine_row.peak_memory_mb < 4 * baseline.peak_memory_mb + 256

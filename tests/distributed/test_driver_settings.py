@@ -90,7 +90,7 @@ def test_the_driver_hands_the_cli_options_to_the_actors(tmp_path, folder, checkp
                                                         assert_same_outputs, extra):
     local = run_predict([folder], tmp_path / "local", checkpoint, *extra)
     assert local.exit_code == 0, local.output + local.stderr
-    ray = run_predict([folder], tmp_path / "ray", checkpoint, "--engine", "ray", "--workers", "1", *extra)
+    ray = run_predict([folder], tmp_path / "ray", checkpoint, "--engine", "ray", "--ray-workers", "1", *extra)
     assert ray.exit_code == 0, ray.output + ray.stderr
     assert "on Ray: 1 worker" in ray.stderr and without_ray["settings"] is not None
     assert_same_outputs(tmp_path / "local", tmp_path / "ray")

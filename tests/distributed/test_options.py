@@ -41,10 +41,10 @@ def test_images_per_call_follow_the_local_schedule_unless_given():
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--workers", "2"], "--workers need --engine ray"),
+    (["--ray-workers", "2"], "--ray-workers need --engine ray"),
     (["--ray-address", "auto"], "--ray-address need --engine ray"),
     (["--engine", "ray", "--io-workers", "1"], "--io-workers is for the local engine"),
-    (["--engine", "ray", "--workers", "3,1"], "MIN <= MAX"),
+    (["--engine", "ray", "--ray-workers", "3,1"], "MIN <= MAX"),
 ])
 def test_bad_combinations_are_usage_errors(tmp_path, checkpoint, image, extra, needle):
     result = run_predict([image], tmp_path / "out", checkpoint, *extra)

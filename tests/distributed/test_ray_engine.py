@@ -125,7 +125,7 @@ def test_a_killed_ray_run_resumes_with_skip_existing(tmp_path, ray_instance, che
     folder = make_folder(tmp_path / "in", count, broken=False)
     out = tmp_path / "out"
     args = ["predict", str(folder), "--model", "lraspp", "--weights", str(checkpoint), "--out", str(out),
-            *CPU_FLAGS, "--engine", "ray", "--workers", "1"]
+            *CPU_FLAGS, "--engine", "ray", "--ray-workers", "1"]
     child = segcli_subprocess(args)
     try:
         deadline = time.monotonic() + 240
@@ -155,7 +155,7 @@ def test_a_ray_run_says_what_a_local_run_says_and_nothing_of_rays_own(tmp_path):
     and neither Ray's log lines (its C++ side writes to the driver's stderr) nor escape codes."""
     folder = make_folder(tmp_path / "in", 2, broken=False)
     child = segcli_subprocess(["predict", str(folder), "--model", "lraspp", "--out", str(tmp_path / "out"),
-                               *CPU_FLAGS, "--engine", "ray", "--workers", "1", "-q"])
+                               *CPU_FLAGS, "--engine", "ray", "--ray-workers", "1", "-q"])
     _, stderr = child.communicate(timeout=240)
     assert child.returncode == 0, stderr
     lines = stderr.strip().splitlines()

@@ -9,10 +9,9 @@ import pytest
 import torch
 from torchvision.transforms.functional import resize
 
+from engine_support import engine_of
 from robustness_support import random_rgb, tiny_model, tiny_record
 from segcli.checkpoints.record import CAFFE_PREPROCESSING, TORCHVISION_PREPROCESSING, Preprocessing
-from segcli.device import plan_execution
-from segcli.engine import SegmentationEngine
 from segcli.export.graph import SegmentationGraph, resized_input_size
 
 
@@ -39,7 +38,7 @@ def _smooth_image(height: int, width: int, seed: int) -> np.ndarray:
 def test_graph_gives_the_engines_fp32_prediction(preprocessing):
     model = tiny_model()
     record = dataclasses.replace(tiny_record(), preprocessing=preprocessing)
-    engine = SegmentationEngine(model, record, plan_execution("cpu", "fp32", channels_last=False))
+    engine = engine_of(model, record)
     graph = SegmentationGraph(model, preprocessing)
     images = [_smooth_image(56, 64, seed) for seed in (1, 2)]
     with torch.inference_mode():

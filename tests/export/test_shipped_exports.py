@@ -43,7 +43,7 @@ def torch_fp32_labels(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
     for record in SHIPPED:
         out = tmp_path_factory.mktemp(f"torch-{record.name}")
         _segcli("predict", str(SAMPLES), "--model", record.model, "--weights", record.name, "--device", "cpu",
-                "--precision", "fp32", "--no-overlay", "--out", str(out))
+                "--precision", "fp32", "--outputs", "label,json", "--out", str(out))
         labels[record.name] = _labels(out)
     return labels
 
@@ -58,7 +58,7 @@ def test_every_shipped_checkpoint_is_covered():
 def test_onnx_export_predicts_the_fp32_labels(record, torch_fp32_labels, tmp_path):
     graph = tmp_path / f"{record.name}.onnx"
     _segcli("export", "--weights", record.name, "--out", str(graph), "--size", "128", "--dynamic")
-    _segcli("predict", str(SAMPLES), "--model", record.model, "--weights", str(graph), "--no-overlay",
+    _segcli("predict", str(SAMPLES), "--model", record.model, "--weights", str(graph), "--outputs", "label,json",
             "--out", str(tmp_path / "onnx"))
     expected, got = torch_fp32_labels[record.name], _labels(tmp_path / "onnx")
     assert sorted(got) == sorted(expected) and len(got) == len(list(SAMPLES.glob("*.jpg")))

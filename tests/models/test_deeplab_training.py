@@ -11,6 +11,7 @@ from segcli.checkpoints.loading import read_segcli_metadata
 from segcli.cli.main import cli
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
 from segcli.engine import SegmentationEngine
+from segcli.inference_options import InferenceOptions
 from segcli.models import build_model
 
 SHIPPED_SIZES = {  # model -> --model-kwarg values recommended for the small shipped checkpoints
@@ -31,7 +32,7 @@ def scenes(tmp_path_factory):
 def test_small_deeplab_trains_saves_and_loads(scenes, tmp_path, model) -> None:
     out = tmp_path / f"{model}.safetensors"
     kwargs = [part for value in SHIPPED_SIZES[model] for part in ("--model-kwarg", value)]
-    args = ["train", "--model", model, "--data", str(scenes), "--out", str(out), "--batch", "2", "--iters", "3",
+    args = ["train", "--model", model, "--data", str(scenes), "--out", str(out), "--batch-size", "2", "--iters", "3",
             *kwargs, "--device", "cpu", "--precision", "fp32"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -40,7 +41,7 @@ def test_small_deeplab_trains_saves_and_loads(scenes, tmp_path, model) -> None:
                 for key, value in (item.split("=") for item in SHIPPED_SIZES[model])}
     assert record.kwargs == expected and record.num_classes == len(SYNTH_CLASSES)
     assert out.stat().st_size < 3.0e6  # fp16: within the 3 MB aimed at per shipped DeepLab
-    engine = SegmentationEngine.load(model, weights=str(out), device="cpu", precision="fp32")
+    engine = SegmentationEngine.load(model, weights=str(out), device="cpu", options=InferenceOptions(precision="fp32"))
     trained = engine.model.state_dict()
     fresh = build_model(model, len(SYNTH_CLASSES), **expected).state_dict()
     assert trained.keys() == fresh.keys()

@@ -15,10 +15,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from segcli.checkpoints.loading import adapt_layout, detect_layout, load_checkpoint_model
+from segcli.checkpoints.loading import adapt_layout, detect_layout
 from segcli.checkpoints.manifest import read_manifest_file, shipped_manifest_path
 from segcli.checkpoints.resolve import ResolvedCheckpoint
 from segcli.engine import SegmentationEngine
+from segcli.inference_options import InferenceOptions
 from segcli.models import build_model
 from model_testing import meta_state, state_shapes
 
@@ -104,7 +105,8 @@ def test_published_file_gives_the_peers_labels(tmp_path, size) -> None:
     path = tmp_path / record.filename
     torch.save(state, path)
     small = dataclasses.replace(record, model_kwargs=(("width", 0.125),))
-    engine = SegmentationEngine(load_checkpoint_model(ResolvedCheckpoint(small, path, "path")), small)
+    engine = SegmentationEngine.from_checkpoint(ResolvedCheckpoint(small, path, "path"), device="cpu",
+                                                options=InferenceOptions(precision="fp32", channels_last=False))
     image = np.random.default_rng(2).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
     bgr = image[:, :, ::-1].astype(np.float32) - np.array(BGR_MEAN, dtype=np.float32)
     x = torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1)))[None]

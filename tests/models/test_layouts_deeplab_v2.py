@@ -16,11 +16,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from segcli.checkpoints.loading import (adapt_layout, detect_layout, key_mismatch_report, load_checkpoint_model,
+from segcli.checkpoints.loading import (adapt_layout, detect_layout, key_mismatch_report,
                                        load_weights)
 from segcli.checkpoints.manifest import read_manifest_file, shipped_manifest_path
 from segcli.checkpoints.resolve import ResolvedCheckpoint
 from segcli.engine import SegmentationEngine
+from segcli.inference_options import InferenceOptions
 from segcli.models import build_model
 from model_testing import bn_keys, conv_keys, meta_state, state_shapes
 
@@ -245,10 +246,11 @@ SMALL = {"width": 0.125, "depth": 50}  # every channel count / 8, ResNet-50's bl
 SMALL_BLOCKS = (3, 4, 6, 3)
 
 
-def _small_engine(record, path) -> SegmentationEngine:
+def _small_engine(record, path, input_scales=None) -> SegmentationEngine:
+    """The record's file at SMALL width, as predict loads it (`input_scales=(1.0,)`: --no-multiscale)."""
     small = dataclasses.replace(record, model_kwargs=tuple(sorted(SMALL.items())))
-    model = load_checkpoint_model(ResolvedCheckpoint(small, path, "path"))
-    return SegmentationEngine(model, small)
+    options = InferenceOptions(precision="fp32", channels_last=False, input_scales=input_scales)
+    return SegmentationEngine.from_checkpoint(ResolvedCheckpoint(small, path, "path"), device="cpu", options=options)
 
 
 @pytest.mark.slow
@@ -270,7 +272,7 @@ def test_kazuto_file_gives_the_peers_msc_labels(tmp_path, size) -> None:
     labels = engine.predict(image).labels
     assert (labels == _labels(peer, size)).mean() >= 0.98
 
-    engine.model.input_scales = (1.0,)  # what predict --no-multiscale does
+    engine = _small_engine(record, path, input_scales=(1.0,))  # what predict --no-multiscale does
     assert (engine.predict(image).labels == _labels(single, size)).mean() >= 0.98
 
 
@@ -282,8 +284,9 @@ def test_isht7_and_speedinghzl_files_give_the_peers_single_scale_logits(tmp_path
     path = tmp_path / filename
     torch.save(state, path)
     engine = _small_engine(record, path)
-    assert engine.model.input_scales == ((0.5, 0.75, 1.0) if multiscale else (1.0,))
-    engine.model.input_scales = (1.0,)
+    assert engine.model.input_scales == engine.input_scales == ((0.5, 0.75, 1.0) if multiscale else (1.0,))
+    engine = _small_engine(record, path, input_scales=(1.0,))
+    assert engine.model.input_scales == (1.0,)
     image = np.random.default_rng(5).integers(0, 256, size=(64, 48, 3), dtype=np.uint8)
     with torch.no_grad():
         peer = isht7_single_scale(bgr_minus_mean(image), state, prefix, SMALL_BLOCKS)
@@ -336,10 +339,10 @@ def test_every_published_v2_file_has_a_record_with_its_protocol() -> None:
     assert records["deeplabv2-resnet101-voc-isht7-caffe"].metric_dict["miou"] == 0.7554
 
 
-def test_readme_model_table_lists_every_deeplab_v1_v2_checkpoint_with_its_miou() -> None:
+def test_models_doc_table_lists_every_deeplab_v1_v2_checkpoint_with_its_miou() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "MODELS.md").read_text()
     table = readme[readme.index("## Models"):readme.index("## Checkpoints")]
     for record in _records().values():
         if record.model in ("deeplabv1", "deeplabv2") and record.layout != "segcli":

@@ -24,9 +24,9 @@ def _summary(out):
 
 
 def test_tta_tile_and_input_scales_are_recorded_and_runs_can_be_told_apart(tmp_path, photo, tiny_checkpoint):
-    plain = run_predict([photo], tmp_path / "plain", tiny_checkpoint, "--no-overlay")
+    plain = run_predict([photo], tmp_path / "plain", tiny_checkpoint, "--outputs", "label,json")
     assert plain.exit_code == 0, plain.stderr
-    varied = run_predict([photo], tmp_path / "varied", tiny_checkpoint, "--no-overlay", "--tta", "--tile", "64",
+    varied = run_predict([photo], tmp_path / "varied", tiny_checkpoint, "--outputs", "label,json", "--tta", "--tile", "64",
                          "--tile-overlap", "0.5")
     assert varied.exit_code == 0, varied.stderr
     first, second = _summary(tmp_path / "plain"), _summary(tmp_path / "varied")

@@ -145,9 +145,11 @@ def test_wheel_built_from_the_sdist_installs_and_runs_from_an_empty_folder(tmp_p
     from segcli.engine import SegmentationEngine
     from segcli.errors import SyntheticScenesWarning
     from segcli.imageio import load_image
+    from segcli.inference_options import InferenceOptions
 
     with pytest.warns(SyntheticScenesWarning):
-        engine = SegmentationEngine.load("deeplabv3p", "deeplabv3p-mobilenet-synth", device="cpu", precision="fp32")
+        engine = SegmentationEngine.load("deeplabv3p", "deeplabv3p-mobilenet-synth", device="cpu",
+                                         options=InferenceOptions(precision="fp32"))
     expected = engine.predict(load_image(SAMPLE).rgb).labels
     assert labels.shape == expected.shape == (128, 128)
     assert np.array_equal(labels, expected)

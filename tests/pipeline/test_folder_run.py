@@ -17,6 +17,7 @@ import segcli.imageio
 import segcli.pipeline.run
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.engine import SegmentationEngine
+from engine_support import engine_of
 from segcli.errors import OutputError
 from segcli.inputs import find_images
 from segcli.pipeline import FolderRun, OutputOptions, Schedule, exit_code, segment_files
@@ -27,7 +28,7 @@ def _engine() -> SegmentationEngine:
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, stride=2, padding=1))
     record = CheckpointRecord(name="t", model="lraspp", dataset="t", categories=("a", "b", "c", "d"),
                               filename="t.safetensors")
-    return SegmentationEngine(net, record)
+    return engine_of(net, record)
 
 
 def _folder(root: Path, count: int = 12) -> Path:

@@ -10,6 +10,7 @@ import pytest
 import rasterio
 
 from raster_support import WGS84
+from engine_support import engine_of
 from raster_support import context_engine
 from segcli.raster.geotiff import VOID, LabelWriter
 from segcli.raster.segment import segment_raster
@@ -44,8 +45,8 @@ def test_labels_equal_the_in_memory_tiled_prediction(engine, make_raster, tmp_pa
     transform = rasterio.transform.from_origin(14.0, 50.0, 0.0001, 0.0001) if crs == WGS84 else None
     path, data = make_raster(crs=crs, transform=transform)
     stats = _segment(engine, path, tmp_path / "labels.tif")
-    engine.tiling = POLICY
-    expected = engine.predict(np.ascontiguousarray(data.transpose(1, 2, 0)), crf=None).labels
+    tiled = engine_of(engine.model, engine.record, tiling=POLICY)
+    expected = tiled.predict(np.ascontiguousarray(data.transpose(1, 2, 0)), crf=None).labels
     with rasterio.open(tmp_path / "labels.tif") as out, rasterio.open(path) as src:
         labels = out.read(1)
         assert (out.crs, out.transform, out.width, out.height) == (src.crs, src.transform, src.width, src.height)

@@ -13,7 +13,7 @@ from segcli.cli.main import cli
 from segcli.data.synth import write_synth_dataset
 
 TINY = ["--model", "deeplabv1", "--model-kwarg", "width=0.0625", "--device", "cpu", "--precision", "fp32",
-        "--batch", "2"]
+        "--batch-size", "2"]
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def test_cli_train_records_model_kwargs(tiny_data, tmp_path):
     from segcli.cli.main import cli
 
     out = tmp_path / "cli.safetensors"
-    args = ["train", "--model", "deeplabv1", "--data", str(tiny_data), "--out", str(out), "--batch", "2",
+    args = ["train", "--model", "deeplabv1", "--data", str(tiny_data), "--out", str(out), "--batch-size", "2",
             "--model-kwarg", "width=0.0625", "--device", "cpu", "--precision", "fp32"]
     usage = CliRunner().invoke(cli, args)
     assert usage.exit_code == 2 and "exactly one of --iters and --epochs" in usage.output

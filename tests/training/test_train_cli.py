@@ -17,7 +17,7 @@ from segcli.checkpoints.loading import read_segcli_metadata
 from segcli.cli.main import cli
 from segcli.data.synth import write_synth_dataset
 
-TINY = ["--model-kwarg", "width=0.0625", "--device", "cpu", "--precision", "fp32", "--batch", "2"]
+TINY = ["--model-kwarg", "width=0.0625", "--device", "cpu", "--precision", "fp32", "--batch-size", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def invoke(*args: str):
 
 def test_batch_one_is_a_usage_error_for_batchnorm_after_global_pooling(tiny_data, tmp_path):
     out = tmp_path / "v3p.safetensors"
-    result = invoke("--model", "deeplabv3p", "--data", str(tiny_data), "--out", str(out), "--batch", "1",
+    result = invoke("--model", "deeplabv3p", "--data", str(tiny_data), "--out", str(out), "--batch-size", "1",
                     "--iters", "1", "--device", "cpu", "--precision", "fp32")
     assert result.exit_code == 2, result.output
     assert "--batch" in result.output and "--batch-size 2 or more" in result.output
@@ -50,7 +50,7 @@ def test_batch_one_is_a_usage_error_for_batchnorm_after_global_pooling(tiny_data
     assert not Path(f"{out}.state.pt").exists()
     # a model whose BatchNorm layers all see many values per channel trains with batch 1
     fine = invoke("--model", "deeplabv1", "--data", str(tiny_data), "--out", str(tmp_path / "v1.safetensors"),
-                  "--iters", "1", *TINY[:-2], "--batch", "1")
+                  "--iters", "1", *TINY[:-2], "--batch-size", "1")
     assert fine.exit_code == 0, fine.output
 
 

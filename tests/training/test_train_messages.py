@@ -16,7 +16,7 @@ from segcli.cli.main import cli
 from segcli.data.synth import write_synth_dataset
 from segcli.training.progress import TrainingProgress
 
-TINY = ["--model-kwarg", "width=0.0625", "--device", "cpu", "--precision", "fp32", "--batch", "2"]
+TINY = ["--model-kwarg", "width=0.0625", "--device", "cpu", "--precision", "fp32", "--batch-size", "2"]
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from engine_support import engine_of
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing
 from segcli.cli.main import cli
 from segcli.data.synth import SYNTH_CLASSES, encode_mask_png, make_scene
-from segcli.engine import SegmentationEngine, preprocess
+from segcli.engine import preprocess
 from segcli.metrics import ConfusionMatrix
 from segcli.upsampling.compare import compare_upsampling
 from segcli.upsampling.decoders import decoder_filename, find_decoders, load_decoder, save_decoder
@@ -182,7 +183,7 @@ def test_zoo_logits_runner_bilinear_matches_the_engine(tmp_path):
     torch.manual_seed(0)
     record = CheckpointRecord(name="tiny", model="tiny", dataset="segcli-synth", categories=SYNTH_CLASSES,
                               filename="tiny.safetensors", preprocessing=Preprocessing())
-    engine = SegmentationEngine(_TinyZooModel(), record)
+    engine = engine_of(_TinyZooModel(), record)
     runner = ZooLogitsRunner(engine, TRAINING_FREE_METHODS)
     summary = compare_upsampling(runner, find_samples(tmp_path / "set"), boundary_px=2, draws=200)
     assert summary["mode"] == "zoo-logits" and list(summary["methods"]) == list(TRAINING_FREE_METHODS)
@@ -226,7 +227,7 @@ def test_fcn8s_geometry_fixed_transposed_reproduces_the_models_own_upsampling():
     model = build_model("fcn8s", 3, width=0.0625).eval()
     record = CheckpointRecord(name="tiny-fcn8s", model="fcn8s", dataset="none", categories=("a", "b", "c"),
                               filename="x.safetensors", preprocessing=Preprocessing())
-    runner = ZooLogitsRunner(SegmentationEngine(model, record), TRAINING_FREE_METHODS)
+    runner = ZooLogitsRunner(engine_of(model, record), TRAINING_FREE_METHODS)
     assert runner.geometry == (8, 31)
     image = (np.random.default_rng(0).random((37, 45, 3)) * 255).astype(np.uint8)
     batch = preprocess(image, record.preprocessing)

@@ -53,3 +53,23 @@ def test_block_has_the_table_the_verdicts_and_the_paper_comparison(tmp_path):
     assert "found no significant accuracy difference" in text and "consistent with what the paper reports" in text
     module.main([str(source), "--readme", str(readme)])  # idempotent: one block, regenerated
     assert readme.read_text() == text
+
+
+def test_the_upsampling_doc_block_is_what_the_recorded_json_gives(tmp_path):
+    """docs/UPSAMPLING.md's figures come from the JSON it names: regenerating the block changes nothing."""
+    root = SCRIPT.parents[2]
+    results = root / "training" / "upsampling" / "results"
+    page = tmp_path / "UPSAMPLING.md"
+    page.write_text((root / "docs" / "UPSAMPLING.md").read_text())
+    before = page.read_text()
+    module = _load()
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)  # the block names its JSON by the path given, relative to the repository
+    try:
+        module.main([str(Path("training/upsampling/results/heldout-seed2024.json")), "--doc", str(page),
+                     "--zoo", str(Path("training/upsampling/results/heldout-seed2024-zoo-deeplabv3p.json"))])
+    finally:
+        os.chdir(cwd)
+    assert results.is_dir() and page.read_text() == before

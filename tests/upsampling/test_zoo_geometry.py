@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine_support import engine_of
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing
-from segcli.engine import SegmentationEngine, preprocess
+from segcli.engine import preprocess
 from segcli.models import build_model
 from segcli.upsampling.methods import TRAINING_FREE_METHODS, upsample_logits_with
 from segcli.upsampling.runners import ZooLogitsRunner
@@ -15,7 +16,7 @@ from segcli.upsampling.runners import ZooLogitsRunner
 def _runner(model) -> ZooLogitsRunner:
     record = CheckpointRecord(name="tiny", model="fcn16s", dataset="none", categories=("a", "b", "c"),
                               filename="x.safetensors", preprocessing=Preprocessing())
-    return ZooLogitsRunner(SegmentationEngine(model, record), TRAINING_FREE_METHODS)
+    return ZooLogitsRunner(engine_of(model, record), TRAINING_FREE_METHODS)
 
 
 def test_runner_reads_the_models_geometry_and_reproduces_its_upsampling(monkeypatch) -> None:

@@ -15,6 +15,7 @@ from segcli.checkpoints.manifest import load_manifest, shipped_weights_dir
 from segcli.data.synth import write_synth_dataset
 from segcli.data.voc import load_mask, read_split
 from segcli.engine import SegmentationEngine
+from segcli.inference_options import InferenceOptions
 from segcli.evaluation import evaluate_folder
 from segcli.metrics import ConfusionMatrix
 
@@ -47,7 +48,8 @@ def test_the_default_deeplabv3p_checkpoint_is_shipped():
 
 @pytest.mark.parametrize("record", SHIPPED, ids=lambda record: record.name)
 def test_shipped_checkpoint_reaches_its_recorded_miou(record, held_out):
-    engine = SegmentationEngine.load(record.model, weights=record.name, device="cpu", precision="fp32")
+    engine = SegmentationEngine.load(record.model, weights=record.name, device="cpu",
+                                     options=InferenceOptions(precision="fp32"))
     assert engine.checkpoint.source == "shipped"
     measured = evaluate_folder(engine, held_out, "val")["miou"]
     recorded = record.metric_dict["miou"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from segcli.checkpoints.download import sha256_of
 from segcli.checkpoints.loading import read_segcli_metadata
-from segcli.checkpoints.manifest import read_manifest_file, write_manifest_file
+from segcli.checkpoints.manifest import read_manifest_file, read_shared_definitions, write_manifest_file
 
 ROOT = Path(__file__).resolve().parents[2]
 # checkpoint stem in segcli/weights/ -> the zoo model it is for
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             records.append(record)
         print(f"{stem}: mIoU {record.metric_dict['miou']:.4f}, {record.metric_dict['size_mb']} MB")
-    write_manifest_file(manifest, records)
+    write_manifest_file(manifest, records, read_shared_definitions(manifest))  # class sets, presets kept
     listed = [record for record in records if record.name in SHIPPED and record.metric_dict.get("miou") is not None]
     if not rewrite_readme(root / "README.md", readme_table(listed)):
         print("README.md has no shipped-checkpoints table markers: table not written")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Evaluate the shipped compare-upsampling decoders on a fresh held-out draw (seed 2024, used in no
-# training) and regenerate the README's result block from the JSON.
+# training) and regenerate the result block of docs/UPSAMPLING.md from the JSON.
 # Usage (from the repository root): training/upsampling/evaluate_heldout.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,8 +1,9 @@
-"""Write the README's compare-upsampling result block from the JSON of a held-out run.
+"""Write the compare-upsampling result block of docs/UPSAMPLING.md from the JSON of a held-out run.
 
-    python training/upsampling/readme_results.py training/upsampling/results/heldout-seed2024.json
+    python training/upsampling/readme_results.py training/upsampling/results/heldout-seed2024.json \
+        --zoo training/upsampling/results/heldout-seed2024-zoo-deeplabv3p.json
 
-Replaces what lies between the two markers in README.md: the table (mean over seeds with 95%
+Replaces what lies between the two markers in docs/UPSAMPLING.md (`--doc` for another page): the table (mean over seeds with 95%
 intervals), the pairwise verdicts in words, and what the FCN and SegNet papers report next to
 what this run measured. Nothing in the block is typed by hand.
 """
@@ -104,19 +105,19 @@ def block(summary: dict, source: str, zoo: dict | None = None, zoo_source: str =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("json", type=Path)
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--doc", "--readme", dest="doc", type=Path, default=Path("docs/UPSAMPLING.md"))
     parser.add_argument("--zoo", type=Path, default=None, help="JSON of a --model run on the same draw")
     args = parser.parse_args(argv)
     summary = json.loads(args.json.read_text())
     zoo = json.loads(args.zoo.read_text()) if args.zoo else None
-    text = args.readme.read_text()
+    text = args.doc.read_text()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"{args.readme} has no result markers ({BEGIN} ... {END})")
+        raise SystemExit(f"{args.doc} has no result markers ({BEGIN} ... {END})")
     before, rest = text.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
     generated = block(summary, args.json.as_posix(), zoo, args.zoo.as_posix() if args.zoo else "")
-    atomic_write_bytes(args.readme, (before + generated + after).encode())
-    print(f"wrote the result block of {args.readme} from {args.json}")
+    atomic_write_bytes(args.doc, (before + generated + after).encode())
+    print(f"wrote the result block of {args.doc} from {args.json}")
     return 0
 
 

@@ -1,0 +1,14 @@
+"""Engines over in-memory test networks, built the one way segcli builds them (`SegmentationEngine.from_checkpoint`)."""
+
+from __future__ import annotations
+
+from segcli.engine import LoadedModel, SegmentationEngine
+from segcli.inference_options import InferenceOptions
+
+
+def engine_of(network, record, device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
+              **options) -> SegmentationEngine:
+    """`network` with `record` on the CPU in fp32, contiguous unless asked; `options`: InferenceOptions fields."""
+    return SegmentationEngine.from_checkpoint(
+        LoadedModel(network, record), device=device,
+        options=InferenceOptions(precision=precision, channels_last=channels_last, **options))
