@@ -109,8 +109,6 @@ class SegmentationEngine:
         model = model.eval().to(self.plan.device)
         if self.plan.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.plan.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         self.model = model
 
     @property

@@ -57,13 +57,40 @@ def test_folder_run_with_auto_precision_tunes_and_writes(tmp_path, monkeypatch):
 
 
 def test_an_engine_row_peak_is_the_timed_calls_not_the_autotuner(tmp_path):
-    """cuDNN's autotuner (on in the engine) once made a 120 MB model read as a 39 GB peak."""
+    """cuDNN's autotuner once made a 120 MB model read as a 39 GB peak: its trial workspaces, in the warm-up."""
     from segcli.benchmarking import BenchmarkSettings, run_benchmark
+    from segcli.benchmarking.measure import measure_calls
     from segcli.benchmarking.subjects import BenchmarkSubject
 
     subject = BenchmarkSubject("tiny", tiny_model(), tiny_record(), "random")
     settings = BenchmarkSettings(sizes=((256, 256),), device="cuda", precisions=("fp32",), warmup=3, iters=3,
                                  end_to_end=False)
-    baseline, engine_row = run_benchmark([subject], settings).rows
+    baseline, _ = run_benchmark([subject], settings).rows
     assert baseline.cudnn_benchmark is False
-    assert engine_row.peak_memory_mb < 4 * baseline.peak_memory_mb + 256
+    model = tiny_model().cuda().to(memory_format=torch.channels_last)
+    batch = torch.rand(1, 3, 384, 384, device="cuda").contiguous(memory_format=torch.channels_last)
+
+    def call() -> None:
+        with torch.inference_mode():
+            model(batch)
+
+    torch.backends.cudnn.benchmark = True  # autotunes this new shape in the warm-up
+    try:
+        _, tuned = measure_calls(call, 3, 3, torch.cuda.synchronize, torch.device("cuda"))
+    finally:
+        torch.backends.cudnn.benchmark = False
+    _, plain = measure_calls(call, 3, 3, torch.cuda.synchronize, torch.device("cuda"))
+    assert tuned.peak_mb < 4 * plain.peak_mb + 256
+
+
+def test_an_engine_with_an_explicit_precision_leaves_the_autotuner_off():
+    """cuDNN's autotuner only where the execution policy measured it to help (`--precision auto`)."""
+    from segcli.device import plan_execution
+    from segcli.engine import LoadedModel, SegmentationEngine
+    from segcli.inference_options import InferenceOptions
+
+    torch.backends.cudnn.benchmark = False
+    engine = SegmentationEngine.from_checkpoint(LoadedModel(tiny_model(), tiny_record()), device="cuda",
+                                                options=InferenceOptions(precision="fp32"))
+    engine.predict(np.zeros((64, 64, 3), dtype=np.uint8))
+    assert engine.plan == plan_execution("cuda", "fp32") and torch.backends.cudnn.benchmark is False
