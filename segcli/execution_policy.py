@@ -85,6 +85,15 @@ class PolicyChoice:
     candidate: Candidate
     timings_ms: dict[str, float]   # candidate label -> median ms per batch ({} when read from the cache)
     from_cache: bool
+    key: PolicyKey | None = None
+
+    def describe(self) -> str:
+        """What runs and why, e.g. `fp32 CL (measured: fp32 contiguous 3.10 ms, ... per batch of 1 at 40x40)`."""
+        where = "" if self.key is None else f" per batch of {self.key.batch} at {self.key.height}x{self.key.width}"
+        if self.from_cache:
+            return f"{self.candidate.label} (cached: measured earlier{where})"
+        measured = ", ".join(f"{label} {ms:.2f} ms" for label, ms in self.timings_ms.items())
+        return f"{self.candidate.label} (measured: {measured}{where})"
 
 
 def candidates_for(device: torch.device) -> list[Candidate]:
@@ -187,7 +196,8 @@ class PolicyCache:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             self._warn(f"ignored {self.path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
             return {}
-        if not (isinstance(data, dict) and data.get("format") == CACHE_FORMAT and isinstance(data.get("entries"), dict)):
+        ours = isinstance(data, dict) and data.get("format") == CACHE_FORMAT
+        if not (ours and isinstance(data.get("entries"), dict)):
             self._warn(f"ignored {self.path} (not a segcli execution-policy file)")
             return {}
         if data.get("version") != CACHE_VERSION:  # an older segcli's choices: measured again
@@ -235,10 +245,10 @@ def choose_execution(model: nn.Module, example: torch.Tensor, device: torch.devi
     cached = cache.get(key) if cache is not None else None
     if cached is not None:
         apply_candidate(model, cached, device)
-        return PolicyChoice(cached, {}, from_cache=True)
+        return PolicyChoice(cached, {}, from_cache=True, key=key)
     timings = run_trial(model, example, device, candidates or candidates_for(device), timer)
     chosen = choose(timings)
     apply_candidate(model, chosen, device)
     if cache is not None:
         cache.put(key, chosen, timings)
-    return PolicyChoice(chosen, {candidate.label: ms for candidate, ms in timings.items()}, from_cache=False)
+    return PolicyChoice(chosen, {candidate.label: ms for candidate, ms in timings.items()}, from_cache=False, key=key)
