@@ -144,7 +144,9 @@ def bench_crf(args) -> list[dict]:
 def bench_folder(args) -> list[dict]:
     from segcli.data.synth import encode_jpeg, make_scene
     from segcli.inputs import find_images
-    from segcli.pipeline import FolderRun, OutputOptions, Schedule
+    from segcli.outputs.plan import OutputOptions
+    from segcli.pipeline.run import FolderRun
+    from segcli.pipeline.scheduler import Schedule
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 from segcli.engine import SegmentationEngine
 from segcli.imageio import load_image
-from segcli.outputs import label_png
+from segcli.outputs.images import label_png
 
 model, folder, out, device = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 engine = SegmentationEngine.load(model, device=device, precision="fp32")

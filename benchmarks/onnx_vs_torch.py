@@ -36,9 +36,7 @@ from segcli.checkpoints.resolve import find_on_disk, resolve_checkpoint
 from segcli.device import plan_execution
 from segcli.engine import SegmentationEngine
 from segcli.export.exporter import ExportSettings, export_model
-from segcli.export.metadata import record_from_metadata
-from segcli.export.onnx_format import read_onnx_metadata
-from segcli.export.runtime import OnnxRuntimeModel
+from segcli.checkpoints.onnx_model import OnnxRuntimeModel, read_onnx_metadata, record_from_metadata
 from segcli.export.verify import scenes
 
 REFERENCE, DEFAULT = "torch fp32", "torch bf16 cl"

@@ -46,7 +46,7 @@ def synthetic_folder(folder: Path, count: int, size: int) -> Path:
 
 
 def parse_schedule(text: str, device_type: str):
-    from segcli.pipeline import Schedule
+    from segcli.pipeline.scheduler import Schedule
 
     if text == "auto":
         return Schedule.auto(device_type)
@@ -60,7 +60,8 @@ def label_digests(out: Path) -> dict[str, str]:
 
 
 def run_once(engine, sources, schedule, out: Path) -> float:
-    from segcli.pipeline import FolderRun, OutputOptions
+    from segcli.outputs.plan import OutputOptions
+    from segcli.pipeline.run import FolderRun
 
     started = time.perf_counter()
     summary = FolderRun(OutputOptions(out, overwrite=True), sources).execute(engine, schedule=schedule)
@@ -75,10 +76,10 @@ def build_engine(subject, device: str, precision: str):
     from segcli import engine as engine_module
     from segcli.device import plan_execution
 
-    if hasattr(engine_module, "LoadedModel"):
+    if hasattr(engine_module.SegmentationEngine, "from_checkpoint"):
         from segcli.inference_options import InferenceOptions
 
-        loaded = engine_module.LoadedModel(subject.model, subject.record)
+        loaded = engine_module.LoadedModel(subject.model, subject.record)  # imported by segcli.engine
         return engine_module.SegmentationEngine.from_checkpoint(loaded, device=device,
                                                                 options=InferenceOptions(precision=precision))
     return engine_module.SegmentationEngine(subject.model, subject.record, plan_execution(device, precision))

@@ -17,7 +17,7 @@ _LAZY = {
     "load": "segcli.api",
     "predict": "segcli.api",
     "SegmentationEngine": "segcli.engine",
-    "LoadedModel": "segcli.engine",
+    "LoadedModel": "segcli.loaded_model",
     "Prediction": "segcli.engine",
     "InferenceOptions": "segcli.inference_options",
     "CRFSettings": "segcli.crf",

@@ -30,18 +30,20 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise DeviceError("--device mps: Apple's MPS backend is not available here; use --device cpu")
+            raise DeviceError("device mps: Apple's MPS backend is not available here",
+                              hint="use --device cpu")
         return torch.device("mps")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {name}: no CUDA GPU is visible here; use --device cpu or auto")
+            raise DeviceError(f"device {name}: no CUDA GPU is visible here",
+                              hint="use --device cpu or auto")
         if ":" in name:
             index_text = name.split(":", 1)[1]
             if not index_text.isdigit():
-                raise DeviceError(f"--device {name}: expected cuda:N with N a GPU index")
+                raise DeviceError(f"device {name}: expected cuda:N with N a GPU index")
             if int(index_text) >= torch.cuda.device_count():
                 raise DeviceError(
-                    f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+                    f"device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
                 )
         return torch.device(name)
     raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
@@ -73,7 +75,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
             return "bf16"
         return "fp32"
     if name == "fp16" and device.type == "cpu":
-        raise DeviceError("--precision fp16 is not supported on the CPU; use bf16 or fp32")
+        raise DeviceError("precision fp16 is not supported on the CPU; use bf16 or fp32",
+                          hint="pass --precision bf16 or fp32")
     return name
 
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from segcli.checkpoints.record import ResolvedCheckpoint
     from segcli.crf import CRFParams, CRFSettings
 
-__all__ = ["LoadedModel", "MIN_MODEL_SIDE", "Prediction", "SegmentationEngine", "labels_dtype", "preprocess",
+__all__ = ["MIN_MODEL_SIDE", "Prediction", "SegmentationEngine", "labels_dtype", "preprocess",
            "upsample_logits"]
 
 MIN_MODEL_SIDE = 32  # inputs the model cannot take are edge-padded to this (SegmentationEngine.forward)

@@ -6,9 +6,24 @@ __all__ = ["SegcliError", "UnknownNameError", "InputImageError", "OutputError", 
 
 
 class SegcliError(Exception):
-    """A problem the user can fix: the message says what went wrong and what to do next."""
+    """A problem the user can fix: the message says what went wrong and what to do next, in the library's
+    terms (argument names such as `max_pixels`, files, models), so Python callers can act on it.
+
+    `hint`, when given, says what to do on the command line ("raise it with --max-pixels"): the CLI edge
+    adds it to the message (`with_hint`), a Python caller reads it only if it wants to.
+    """
 
     exit_code = 1
+
+    def __init__(self, *args: object, hint: str | None = None) -> None:
+        super().__init__(*args)
+        self.hint = hint
+
+
+def with_hint(exc: BaseException) -> str:
+    """The message as a command-line user reads it: the error's text, then its command-line hint, if any."""
+    hint = getattr(exc, "hint", None)
+    return f"{exc}; {hint}" if hint else str(exc)
 
 
 class UnknownNameError(SegcliError):

@@ -71,7 +71,7 @@ def _load_pair(image_path: Path, mask_path: Path, num_classes: int, max_pixels: 
         return load_rgb(image_path, max_pixels), load_mask(mask_path, num_classes, max_pixels)
     except SegcliError as exc:
         raise DatasetError(f"cannot evaluate the pair {printable(image_path)} + {printable(mask_path)}: {exc}; "
-                           "fix the pair or drop its id from the split file") from None
+                           "fix the pair or drop its id from the split file", hint=exc.hint) from None
 
 
 def _describe(resolved) -> dict[str, Any]:

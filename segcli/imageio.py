@@ -18,12 +18,11 @@ import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segcli.errors import InputImageError
-from segcli.inputs import IMAGE_EXTENSIONS, ImageSource, find_images, is_image_name  # noqa: F401 (moved there)
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: a 10000x10000 photo; decompression bombs stay out
 ALPHA_BACKGROUND = 255            # transparent pixels are composited on white
 
-# The formats segcli reads (IMAGE_EXTENSIONS' formats; Pillow's names). Pillow picks a decoder by content, not
+# The formats segcli reads (inputs.IMAGE_EXTENSIONS' formats; Pillow's names). Pillow picks a decoder by content, not
 # by name, so without this list a PostScript file named photo.jpg would go to Ghostscript.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 ACCEPTED_TEXT = "JPEG, PNG, BMP, GIF, TIFF, WebP, PPM/PGM"
@@ -147,9 +146,9 @@ def read_image_stream(stream: BinaryIO, name: str = "stdin",
     if total > cap:
         limit = max_pixels or DEFAULT_MAX_PIXELS
         raise InputImageError(
-            f"{name} is over {cap:,} bytes, the most an image within --max-pixels {limit:,} can take "
-            f"({STREAM_BYTES_PER_PIXEL} bytes a pixel + {STREAM_HEADROOM // 2**20} MiB); raise --max-pixels, "
-            "or pass the file's path")
+            f"{name} is over {cap:,} bytes, the most an image within the limit of {limit:,} pixels (max_pixels) "
+            f"can take ({STREAM_BYTES_PER_PIXEL} bytes a pixel + {STREAM_HEADROOM // 2**20} MiB)",
+            hint="raise --max-pixels, or pass the file's path")
     return load_image_bytes(b"".join(chunks), name, max_pixels)
 
 
@@ -243,7 +242,7 @@ def _check_pixels(image: Image.Image, path: Path, max_pixels: int | None) -> Non
     if max_pixels is not None and width * height > max_pixels:
         raise InputImageError(
             f"{path} is {width}x{height} = {_pixels_text(width * height, '.1f')}, above the "
-            f"{_pixels_text(max_pixels, 'g')} limit; raise it with --max-pixels"
+            f"{_pixels_text(max_pixels, 'g')} limit (max_pixels)", hint="raise it with --max-pixels"
         )
 
 

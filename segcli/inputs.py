@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from segcli.errors import InputImageError
-from segcli.outputs.png import written_by_segcli
+from segcli.provenance import written_by_segcli
 from segcli.text import printable
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(

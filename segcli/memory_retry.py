@@ -77,7 +77,7 @@ def run_with_oom_retry(
 
     On an out-of-memory error the cache is emptied, `on_retry(failed_size, next_size, reason)`
     is told, and the next size is tried. Any other exception propagates unchanged. After the
-    last size fails, OutOfDeviceMemoryError names the sizes tried and `advice`.
+    last size fails, OutOfDeviceMemoryError names the sizes tried, with `advice` (command-line terms) as its hint.
     """
     if not sizes:
         raise ValueError("run_with_oom_retry needs at least one size")
@@ -94,6 +94,5 @@ def run_with_oom_retry(
         if index + 1 < len(sizes) and on_retry is not None:
             on_retry(size, sizes[index + 1], reason)
     tried = ", ".join(str(size) for size in sizes)
-    raise OutOfDeviceMemoryError(
-        f"out of memory even at {what} {sizes[-1]} (tried {tried}; last error: {reason}); {advice}"
-    )
+    raise OutOfDeviceMemoryError(f"out of memory even at {what} {sizes[-1]} (tried {tried}; last error: {reason})",
+                                 hint=advice)

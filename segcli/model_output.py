@@ -21,8 +21,9 @@ def require_finite_logits(logits: torch.Tensor, engine: Any) -> None:
     if all_finite(logits):
         return
     where = f" ({printable(engine.checkpoint.path)})" if engine.checkpoint is not None else ""
-    cause = ("its weights hold NaN/inf values, or they overflow in reduced precision: try --precision fp32"
+    cause = ("its weights hold NaN/inf values, or they overflow in reduced precision: try fp32 precision"
              if engine.plan.autocast_dtype is not None
              else "its weights hold NaN/inf values (a damaged or diverged checkpoint)")
     raise ModelOutputError(f"checkpoint {printable(engine.record.name)}{where} produced non-finite logits "
-                           f"(NaN or inf): {cause}")
+                           f"(NaN or inf): {cause}",
+                           hint="try --precision fp32" if engine.plan.autocast_dtype is not None else None)

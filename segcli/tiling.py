@@ -43,11 +43,11 @@ class TilingPolicy:
         """`auto`, `off` or a tile side in pixels (e.g. `1024`)."""
         value = str(text).strip().lower()
         if not 0.0 <= overlap <= 0.9:
-            raise SegcliError(f"--tile-overlap {overlap}: use a fraction of the tile between 0 and 0.9")
+            raise SegcliError(f"tile overlap {overlap}: use a fraction of the tile between 0 and 0.9")
         if value in ("auto", "off"):
             return cls(mode=value, overlap=overlap, max_tiles_per_batch=max_tiles_per_batch)
         if not value.isdigit() or int(value) < MIN_TILE_SIZE:
-            raise SegcliError(f"--tile {text}: use auto, off or a tile size of at least {MIN_TILE_SIZE} pixels")
+            raise SegcliError(f"tile {text}: use auto, off or a tile size of at least {MIN_TILE_SIZE} pixels")
         return cls(mode="size", tile_size=int(value), overlap=overlap, max_tiles_per_batch=max_tiles_per_batch)
 
     def applies_to(self, height: int, width: int) -> bool:

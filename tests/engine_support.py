@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from segcli.engine import LoadedModel, SegmentationEngine
+from segcli.engine import SegmentationEngine
+from segcli.loaded_model import LoadedModel
 from segcli.inference_options import InferenceOptions
 
 

@@ -29,6 +29,6 @@ def balanced_engine():
 
 
 def save_balanced_checkpoint(path: Path) -> Path:
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     return save_segcli_checkpoint(path, balanced_tiny_model(), tiny_record(path.stem))

@@ -42,7 +42,7 @@ def tiny_model(num_classes: int = len(TINY_CATEGORIES), seed: int = 0):
 
 def save_tiny_checkpoint(path: Path) -> Path:
     """The tiny model saved as a segcli safetensors checkpoint (its record in the metadata)."""
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     return save_segcli_checkpoint(path, tiny_model(), tiny_record(path.stem))
 

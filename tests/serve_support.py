@@ -24,7 +24,7 @@ def client(engine, **settings) -> Iterator:
     """A TestClient over the app (its lifespan running: the batcher started, drained at the end)."""
     import warnings
 
-    from segcli.serve import ServeSettings, build_app
+    from segcli.serve.app import ServeSettings, build_app
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # starlette's notice about httpx versions, not segcli's concern

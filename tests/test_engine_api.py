@@ -15,8 +15,9 @@ import torch
 
 from robustness_support import tiny_model, tiny_record
 from segcli.checkpoints.record import ResolvedCheckpoint
-from segcli.engine import LoadedModel, SegmentationEngine
+from segcli.engine import SegmentationEngine
 from segcli.inference_options import FROM_OPTIONS, InferenceOptions
+from segcli.loaded_model import LoadedModel
 from segcli.tiling import TilingPolicy, TTAParams
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segcli"
@@ -198,8 +199,8 @@ def test_the_synthetic_scenes_warning_points_at_the_line_that_called_segcli(tmp_
     import warnings
 
     import segcli
-    from segcli.checkpoints.loading import save_segcli_checkpoint
     from segcli.checkpoints.record import SYNTHETIC_DATASET
+    from segcli.checkpoints.saving import save_segcli_checkpoint
     from segcli.errors import SyntheticScenesWarning
 
     path = save_segcli_checkpoint(tmp_path / "synth.safetensors", tiny_model(),

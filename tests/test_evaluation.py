@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from engine_support import engine_of
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.cli.main import cli
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset

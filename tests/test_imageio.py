@@ -13,7 +13,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from segcli.errors import InputImageError
-from segcli.imageio import find_images, load_image
+from segcli.imageio import load_image
+from segcli.inputs import find_images
 
 RNG = np.random.default_rng(0)
 
@@ -175,8 +176,9 @@ def test_permission_denied(tmp_path, monkeypatch):
 
 def test_bomb_header_refused_before_decoding(tmp_path):
     bomb = png_with_header_size(tmp_path / "bomb.png", 20000, 20000)
-    with pytest.raises(InputImageError, match=r"20000x20000 = 400\.0 MP, above the 100 MP limit; raise it with --max-pixels"):
+    with pytest.raises(InputImageError, match=r"20000x20000 = 400\.0 MP, above the 100 MP limit \(max_pixels\)$") as caught:
         load_image(bomb)
+    assert caught.value.hint == "raise it with --max-pixels"  # what the command line adds
     # with the limit raised, the header passes and decoding the (tiny) data fails instead
     with pytest.raises(InputImageError, match="truncated or corrupt"):
         load_image(bomb, max_pixels=500_000_000)

@@ -71,7 +71,7 @@ def test_below_the_floor_raises_a_segcli_error_saying_what_to_try(cache_releases
     message = str(caught.value)
     assert isinstance(caught.value, DeviceError) and isinstance(caught.value, SegcliError)
     assert "out of memory even at tile size 256 (tried 1024, 512, 256" in message
-    assert "--tile" in message and "--device cpu" in message and "\n" not in message
+    assert "--tile" in caught.value.hint and "--device cpu" in caught.value.hint and "\n" not in message
     assert device.calls == [1024, 512, 256] and len(cache_releases) == 3
 
 

@@ -38,7 +38,7 @@ def test_engine_refuses_non_finite_logits_naming_the_checkpoint(value):
 
 @pytest.fixture(scope="module")
 def nan_checkpoint(tmp_path_factory) -> Path:
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     path = tmp_path_factory.mktemp("nan") / "nan-weights.safetensors"
     return save_segcli_checkpoint(path, _poisoned(float("nan")), tiny_record(path.stem))
@@ -91,5 +91,6 @@ def test_in_reduced_precision_the_error_suggests_fp32():
     from engine_support import engine_of
 
     engine = engine_of(_poisoned(float("inf")), tiny_record("poisoned"), precision="bf16")
-    with pytest.raises(ModelOutputError, match=r"overflow in reduced precision: try --precision fp32"):
+    with pytest.raises(ModelOutputError, match=r"overflow in reduced precision: try fp32 precision$") as caught:
         engine.predict(random_rgb(40, 48))
+    assert caught.value.hint == "try --precision fp32"

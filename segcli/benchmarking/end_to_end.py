@@ -41,7 +41,9 @@ def measure_end_to_end(engine: "SegmentationEngine", jpegs: list[bytes], batch: 
                        crf: CRFChoice = FROM_OPTIONS) -> EndToEndResult:
     """Segment `warmup` then `iters` batches of JPEG files with the folder pipeline; time each batch
     (`crf` as `engine.predict` takes it; left out: the engine's options)."""
-    from segcli.pipeline import FolderRun, OutputOptions, Schedule
+    from segcli.outputs.plan import OutputOptions
+    from segcli.pipeline.run import FolderRun
+    from segcli.pipeline.scheduler import Schedule
     from segcli.inputs import find_images
 
     automatic = Schedule.auto(engine.plan.device.type)

@@ -21,11 +21,12 @@ def onnxruntime_row(run):
     """Measure `run`'s subject (a `segcli.benchmarking.runner._SizeRun`, which calls this) through onnxruntime
     at its size and batch; returns its `BenchmarkRow`. Not imported back from the runner: the runner is this
     module's only caller, so the dependency runs one way."""
-    from segcli.engine import LoadedModel, SegmentationEngine, preprocess
+    from segcli.engine import SegmentationEngine, preprocess
+    from segcli.loaded_model import LoadedModel
     from segcli.export.exporter import ExportSettings, export_model
-    from segcli.export.metadata import IDENTITY_PREPROCESSING, record_from_metadata
-    from segcli.export.onnx_format import read_onnx_metadata
-    from segcli.export.runtime import RUNS_ON, OnnxRuntimeModel
+    from segcli.checkpoints.formats import ONNX_RUNS_ON as RUNS_ON
+    from segcli.checkpoints.onnx_model import (IDENTITY_PREPROCESSING, OnnxRuntimeModel, read_onnx_metadata,
+                                               record_from_metadata)
     from segcli.export.verify import scenes
 
     with tempfile.TemporaryDirectory(prefix="segcli-benchmark-") as folder:

@@ -129,7 +129,7 @@ def _peak_notes(report: BenchmarkReport) -> list[str]:
 
 
 def write_json(report: BenchmarkReport, path: str | Path) -> None:
-    from segcli.outputs import atomic_write_json
+    from segcli.atomic import atomic_write_json
 
     atomic_write_json(path, report.to_dict())  # OSError becomes OutputError there
 
@@ -145,7 +145,7 @@ def csv_text(report: BenchmarkReport) -> str:
 
 
 def write_csv(report: BenchmarkReport, path: str | Path) -> None:
-    from segcli.outputs import atomic_write_bytes
+    from segcli.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, csv_text(report).encode("utf-8"))
 
@@ -176,7 +176,7 @@ def require_matplotlib() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot  # noqa: F401
     except ImportError:
-        raise MissingDependencyError("--plot needs matplotlib, in segcli's `plot` extra: "
+        raise MissingDependencyError("plotting needs matplotlib, in segcli's `plot` extra: "
                                      "pip install 'segcli[plot]'") from None
 
 
@@ -291,6 +291,6 @@ def markdown_text(report: BenchmarkReport) -> str:
 
 
 def write_markdown(report: BenchmarkReport, path: str | Path) -> None:
-    from segcli.outputs import atomic_write_bytes
+    from segcli.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, markdown_text(report).encode("utf-8"))

@@ -22,7 +22,8 @@ from segcli.benchmarking.subjects import BenchmarkSubject
 from segcli.device import (
     ExecutionPlan, cudnn_benchmark_state, plan_execution, resolve_device, set_cudnn_benchmark,
 )
-from segcli.engine import LoadedModel, SegmentationEngine, preprocess
+from segcli.engine import SegmentationEngine, preprocess
+from segcli.loaded_model import LoadedModel
 
 from segcli.inference_options import InferenceOptions
 

@@ -12,7 +12,7 @@ from segcli.errors import CheckpointError, SegcliError
 from segcli.palettes import VOC_CLASSES
 
 if TYPE_CHECKING:
-    from segcli.checkpoints.resolve import ResolvedCheckpoint
+    from segcli.checkpoints.record import ResolvedCheckpoint
 
 RANDOM_WEIGHTS = "random"
 
@@ -91,8 +91,8 @@ def plan_subjects(model_names: Sequence[str] | None) -> list[PlannedSubject]:
                if (resolved := _resolve_on_disk(name)) is not None]
     if not planned:
         raise SegcliError(
-            "no zoo model has a checkpoint on disk: fetch one (`segcli weights pull NAME`) or pass "
-            "--models NAME[,NAME...] to benchmark random weights"
+            "no zoo model has a checkpoint on disk: fetch one (`segcli weights pull NAME`) or name the models "
+            "to benchmark random weights", hint="pass --models NAME[,NAME...] to benchmark random weights"
         )
     return planned
 

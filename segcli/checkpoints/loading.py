@@ -1,7 +1,6 @@
 """Read checkpoint files safely, detect and adapt published layouts, load strictly.
 
-Writing segcli's own files lives in `saving.py`; `save_segcli_checkpoint` and
-`save_training_checkpoint` stay importable from here.
+Writing segcli's own files lives in `saving.py`; graph formats (ONNX) in `formats.py`.
 
 Only `torch.load(..., weights_only=True)` and safetensors are used: a file that would run code
 when unpickled is refused. Loading is strict: a checkpoint that does not fit the model raises a
@@ -19,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from segcli.checkpoints.archive import check_torch_file, torch_error_reason
+from segcli.checkpoints.formats import graph_format
 from segcli.checkpoints.record import LAYOUTS, CheckpointRecord, ResolvedCheckpoint, parse_record
 from segcli.checkpoints.saving import (EXTRA_METADATA_KEY, RECORD_METADATA_KEY, SAFETENSORS_SUFFIX,
                                        TRAINING_RECORD_KEY)
-from segcli.checkpoints.saving import save_segcli_checkpoint, save_training_checkpoint  # noqa: F401 (public here too)
 from segcli.errors import CheckpointError, UnknownNameError
 from segcli.models import LAYOUT_SPECS
 
@@ -305,17 +304,11 @@ def _skeleton_state(record: CheckpointRecord, path: Path) -> dict[str, "Tensor"]
     return state
 
 
-def _is_onnx_graph(resolved: ResolvedCheckpoint) -> bool:
-    return resolved.path.suffix.lower() == ".onnx"
-
-
 def runtime_execution(resolved: ResolvedCheckpoint) -> tuple[str, str] | None:
     """The (device, precision) the checkpoint's format runs in whatever was asked: an exported ONNX graph runs
-    on onnxruntime's CPU provider in fp32 (`segcli.export.runtime.RUNS_ON`); None for weights torch runs."""
-    if _is_onnx_graph(resolved):
-        from segcli.export.runtime import RUNS_ON
-        return RUNS_ON
-    return None
+    on onnxruntime's CPU provider in fp32 (checkpoints/formats.py); None for weights torch runs."""
+    graph = graph_format(resolved.path)
+    return graph.runs_on if graph is not None else None
 
 
 def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None = None) -> "nn.Module":
@@ -326,9 +319,9 @@ def load_checkpoint_model(resolved: ResolvedCheckpoint, notes: list[str] | None 
     """
     from segcli.models.base import set_input_scales
 
-    if _is_onnx_graph(resolved):  # an exported graph: onnxruntime behind an nn.Module
-        from segcli.export.runtime import OnnxRuntimeModel
-        return OnnxRuntimeModel(resolved.path, num_classes=resolved.record.num_classes)
+    graph = graph_format(resolved.path)
+    if graph is not None:  # an exported graph (ONNX: onnxruntime behind an nn.Module)
+        return graph.model(resolved.path, resolved.record)
     record = resolved.record
     shapes = _skeleton_state(record, resolved.path)
     obj = read_checkpoint_file(resolved.path)

@@ -280,7 +280,8 @@ def append_user_record(record: CheckpointRecord) -> Path:
     """Append `record` to the user's manifest; the caller holds `user_manifest_lock()`."""
     validate_record(record, "the new record")
     if record.name in load_manifest():
-        raise CheckpointError(f"a checkpoint called {record.name!r} already exists; choose another --name")
+        raise CheckpointError(f"a checkpoint called {record.name!r} already exists",
+                              hint="choose another --name")
     path = user_manifest_path()
     write_manifest_file(path, read_manifest_file(path, read_shared_definitions(shipped_manifest_path())) + [record])
     return path

@@ -12,18 +12,19 @@ from pathlib import Path
 
 from segcli.checkpoints import manifest
 from segcli.checkpoints.download import digest_matches, download_file, sha256_of
-from segcli.checkpoints.loading import (TRAINING_RECORD_KEY, checkpoint_num_classes, detect_layout,
-                                        read_checkpoint_file, read_segcli_metadata)
+from segcli.checkpoints.formats import graph_format
+from segcli.checkpoints.loading import checkpoint_num_classes, detect_layout, read_checkpoint_file, read_segcli_metadata
+from segcli.checkpoints.saving import TRAINING_RECORD_KEY
 from segcli.checkpoints.manifest import (file_exists, find_record, records_for_model, segcli_checkpoint_dir,
                                          torch_hub_checkpoint_dir, writable_folder)
-from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, SOURCE_DOWNLOAD,  # noqa: F401
-                                       SOURCE_LABELS, SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED,
-                                       SOURCE_TORCH_HUB, SYNTHETIC_DATASET, CheckpointRecord, ResolvedCheckpoint,
-                                       parse_record)
+from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, SOURCE_DOWNLOAD, SOURCE_PATH,
+                                       SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED, SOURCE_TORCH_HUB, SYNTHETIC_DATASET,
+                                       CheckpointRecord, ResolvedCheckpoint, parse_record)
 from segcli.errors import CheckpointError, ChecksumMismatchError
 from segcli.models import LAYOUTS, MODEL_NAMES
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin", ".tar")
+WEIGHTS_HINT = "or pass --weights FILE"  # what the command line adds to a missing checkpoint's advice
 
 
 def checkpoint_locations(record: CheckpointRecord) -> list[tuple[Path, str]]:
@@ -47,14 +48,15 @@ def find_on_disk(record: CheckpointRecord) -> tuple[Path, str] | None:
 
 
 def missing_checkpoint_hint(record: CheckpointRecord) -> str:
-    """What the user should do to get a record's file: one clause, no final period, naming --weights FILE."""
+    """What the user should do to get a record's file: one clause, no final period (the command line adds
+    WEIGHTS_HINT)."""
     if record.url:
-        return f"run `segcli weights pull {record.name}` or pass --weights FILE"
+        return f"run `segcli weights pull {record.name}`"
     if record.layout == "segcli":
-        return (f"the shipped file {manifest.shipped_weights_dir() / record.filename} is missing; reinstall segcli, "
-                f"train one with `segcli train --model {record.model}` or pass --weights FILE")
+        return (f"the shipped file {manifest.shipped_weights_dir() / record.filename} is missing; reinstall segcli "
+                f"or train one (`segcli train`)")
     where = record.notes.strip().rstrip(".") if record.notes else "it has no public download"
-    return f"put {record.filename} in {segcli_checkpoint_dir()} or pass it with --weights FILE; {where}"
+    return f"put {record.filename} in {segcli_checkpoint_dir()} ({where})"
 
 
 def _looks_like_path(weights: str) -> bool:
@@ -103,8 +105,8 @@ def record_from_file(model: str, path: Path) -> CheckpointRecord:
             raise CheckpointError(f"{path}: the segcli record in the file names model {stored.model!r}, which is "
                                   f"not in segcli's zoo (see `segcli models`)")
         if stored.model != model:
-            raise CheckpointError(f"{path.name} was trained for model {stored.model}, not {model}; "
-                                  f"pass --model {stored.model}")
+            raise CheckpointError(f"{path.name} was trained for model {stored.model}, not {model}",
+                                  hint=f"pass --model {stored.model}")
         return dataclasses.replace(stored, filename=path.name, url=None, sha256=None)
     known = records_for_model(model)
     for record in known:
@@ -116,9 +118,9 @@ def record_from_file(model: str, path: Path) -> CheckpointRecord:
         categories, palette = default.categories, default.palette
         preprocessing, model_kwargs = default.preprocessing, default.model_kwargs
     elif num_classes is None:
-        raise CheckpointError(f"cannot tell how many classes {path} predicts and segcli has no record for "
-                              f"{model}; add it with `segcli weights add {path} --name NAME --model {model} "
-                              f"--classes a,b,c`")
+        raise CheckpointError(f"cannot tell how many classes {path} predicts and segcli has no record for {model}",
+                              hint=f"add it with `segcli weights add {path} --name NAME --model {model} "
+                                   f"--classes a,b,c`")
     else:
         categories, palette = _fallback_categories(num_classes)
         preprocessing = default.preprocessing if default is not None else (
@@ -160,7 +162,8 @@ def _resolve_record(record: CheckpointRecord, allow_download: bool, progress: bo
         return _verified(record, *found)
     if record.url and allow_download:
         return fetch(record, progress)
-    raise CheckpointError(f"checkpoint {record.name} is not on disk: {missing_checkpoint_hint(record)}")
+    raise CheckpointError(f"checkpoint {record.name} is not on disk: {missing_checkpoint_hint(record)}",
+                          hint=WEIGHTS_HINT)
 
 
 def default_on_disk(model: str) -> tuple[CheckpointRecord, Path, str] | None:
@@ -179,8 +182,8 @@ def default_on_disk(model: str) -> tuple[CheckpointRecord, Path, str] | None:
 def _resolve_default(model: str, allow_download: bool, progress: bool) -> ResolvedCheckpoint:
     records = records_for_model(model)
     if not records:
-        raise CheckpointError(f"segcli knows no checkpoint for {model}: pass --weights FILE or train one "
-                              f"with `segcli train --model {model}`")
+        raise CheckpointError(f"segcli knows no checkpoint for {model}: give a checkpoint file (weights)",
+                              hint=f"pass --weights FILE or train one with `segcli train --model {model}`")
     on_disk = default_on_disk(model)
     if on_disk is not None:
         return _verified(*on_disk)
@@ -189,7 +192,7 @@ def _resolve_default(model: str, allow_download: bool, progress: bool) -> Resolv
         return fetch(downloadable[0], progress)
     suggestion = (downloadable or records)[0]
     raise CheckpointError(f"no checkpoint for {model} on disk: {missing_checkpoint_hint(suggestion)} "
-                          f"(known: {', '.join(record.name for record in records)})")
+                          f"(known: {', '.join(record.name for record in records)})", hint=WEIGHTS_HINT)
 
 
 def synthetic_scenes_warning(record: CheckpointRecord) -> str | None:
@@ -218,22 +221,24 @@ def resolve_checkpoint(model: str | None, weights: str | None = None, *, allow_d
 
     `model=None` takes the model from the named record.
     """
-    if weights is not None and weights.lower().endswith(".onnx"):  # a graph from `segcli export`, run by onnxruntime
-        from segcli.export.runtime import onnx_graph_record
-        return ResolvedCheckpoint(onnx_graph_record(model, weights), Path(weights).expanduser(), SOURCE_PATH)
+    graph = graph_format(weights) if weights is not None else None
+    if graph is not None:  # a graph file (ONNX from `segcli export`): its record is in the file
+        return ResolvedCheckpoint(graph.record(model, weights), Path(weights).expanduser(), SOURCE_PATH)
     if weights is not None and _looks_like_path(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise CheckpointError(f"checkpoint file {weights} does not exist")
         if model is None:
-            raise CheckpointError(f"say which model {path.name} is for with --model")
+            raise CheckpointError(f"no model given: say which model {path.name} is for (model)",
+                                  hint="pass --model")
         return ResolvedCheckpoint(record_from_file(model, path), path, SOURCE_PATH)
     if weights is not None:
         record = find_record(weights)
         if model is not None and canonical_model(model) != record.model:
-            raise CheckpointError(f"checkpoint {record.name} is for model {record.model}, not {model}; "
-                                  f"pass --model {record.model}")
+            raise CheckpointError(f"checkpoint {record.name} is for model {record.model}, not {model}",
+                                  hint=f"pass --model {record.model}")
         return _resolve_record(record, allow_download, progress)
     if model is None:
-        raise CheckpointError("give a model (--model) or a checkpoint (--weights)")
+        raise CheckpointError("no model given: give a model (model) or a checkpoint (weights)",
+                              hint="pass --model or --weights")
     return _resolve_default(canonical_model(model), allow_download, progress)

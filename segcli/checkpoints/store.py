@@ -17,8 +17,8 @@ from segcli.checkpoints.loading import checkpoint_num_classes, detect_layout, re
 from segcli.checkpoints.manifest import (append_user_record, find_record, load_manifest, segcli_checkpoint_dir,
                                          user_manifest_lock, validate_record, writable_folder)
 from segcli.checkpoints.record import SOURCE_SEGCLI_CACHE, CheckpointRecord, ResolvedCheckpoint
-from segcli.checkpoints.resolve import (canonical_model, fetch, files_on_disk, find_on_disk, missing_checkpoint_hint,
-                                        record_from_file)
+from segcli.checkpoints.resolve import (WEIGHTS_HINT, canonical_model, fetch, files_on_disk, find_on_disk,
+                                        missing_checkpoint_hint, record_from_file)
 from segcli.errors import CheckpointError
 from segcli.text import printable
 
@@ -42,7 +42,8 @@ def pull_checkpoint(name: str, force: bool = False, progress: bool = True) -> Re
     """Download a record's file into segcli's cache (unless a copy is already on disk and not `force`)."""
     record = find_record(name)
     if not record.url:
-        raise CheckpointError(f"{record.name} has no public download: {missing_checkpoint_hint(record)}")
+        raise CheckpointError(f"{record.name} has no public download: {missing_checkpoint_hint(record)}",
+                              hint=WEIGHTS_HINT)
     found = None if force else find_on_disk(record)
     return ResolvedCheckpoint(record, *found) if found is not None else fetch(record, progress)
 
@@ -53,7 +54,8 @@ def _new_record(path: Path, name: str, model: str, dataset: str | None, categori
     if not is_valid_name(name):
         raise CheckpointError(f"checkpoint name {name!r} may only use letters, digits, '.', '_' and '-'")
     if name in load_manifest():
-        raise CheckpointError(f"a checkpoint called {name!r} already exists; choose another --name")
+        raise CheckpointError(f"a checkpoint called {name!r} already exists",
+                              hint="choose another --name")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist")
     base = record_from_file(model, path)
@@ -81,7 +83,8 @@ def add_checkpoint_file(path: str | Path, name: str, model: str, *, dataset: str
         record = _new_record(path, name, model, dataset, categories, palette, layout)
         destination = writable_folder(segcli_checkpoint_dir()) / record.filename
         if destination.exists():
-            raise CheckpointError(f"{destination} already exists; remove it or choose another --name")
+            raise CheckpointError(f"{destination} already exists",
+                                  hint="remove it or choose another --name")
         with open(path, "rb") as source:
             atomic_write(destination, lambda sink: shutil.copyfileobj(source, sink, 1 << 20))
         try:

@@ -127,7 +127,8 @@ def benchmark(models, sizes, batch_size, batches, device, precisions, warmup, it
 
     from rich.console import Console
 
-    from segcli.benchmarking import BenchmarkSettings, iter_subjects, plan_subjects, run_benchmark
+    from segcli.benchmarking.runner import BenchmarkSettings, run_benchmark
+    from segcli.benchmarking.subjects import iter_subjects, plan_subjects
 
     progress = Console(stderr=True, quiet=quiet)
     planned = plan_subjects(models)

@@ -108,7 +108,7 @@ def _check_json(json_path: Path | None, samples, model, weights, overwrite: bool
 
 
 def _write_json(json_path: Path, summary: dict) -> None:
-    from segcli.outputs import atomic_write_json
+    from segcli.atomic import atomic_write_json
 
     if json_path.parent != Path(""):
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import Iterator
 import click
 
 from segcli import __version__
-from segcli.errors import SegcliError, SegcliWarning
+from segcli.errors import SegcliError, SegcliWarning, with_hint
 
 # command name -> (module under segcli.cli, attribute, one-line help shown by `segcli --help`)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -74,7 +74,7 @@ class LazyGroup(click.Group):
                 return super().invoke(ctx)
         except SegcliError as exc:
             # one clear line and a non-zero exit, also under CliRunner
-            raise SegcliClickError(str(exc), exc.exit_code) from None
+            raise SegcliClickError(with_hint(exc), exc.exit_code) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, _, help_text) in SUBCOMMANDS.items()]

@@ -190,15 +190,16 @@ def finish_report(run, summary, out_dir: Path, console) -> bool:
     """Write OUT/index.html for a finished (or interrupted) run and say where; False (said in one line) if it failed."""
     from rich.markup import escape
 
-    from segcli.errors import SegcliError
-    from segcli.report import collect_entries, write_report
+    from segcli.errors import SegcliError, with_hint
+    from segcli.report.entries import collect_entries
+    from segcli.report.page import write_report
     from segcli.text import printable
 
     try:
         path = write_report(out_dir, collect_entries(run, summary),
                             {"seconds": summary.seconds, "interrupted": summary.interrupted})
     except SegcliError as exc:
-        click.echo(f"Error: report not written: {exc}", err=True)
+        click.echo(f"Error: report not written: {with_hint(exc)}", err=True)
         return False
     console.print(f"report: {escape(printable(path))}", highlight=False)
     return True

@@ -88,7 +88,8 @@ def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outp
     # every output problem of the run fails here, before the model loads
     run = None if choice.stream else _plan_run(inputs, options, console, choice.report)
     if cluster is not None:
-        from segcli.distributed import EngineSettings, run_on_ray
+        from segcli.distributed.run import run_on_ray
+        from segcli.distributed.settings import EngineSettings
 
         settings = EngineSettings.resolve(model, weights, download, device=device, options=inference)
         return _finish(run, run_on_ray(run, settings, cluster, console, max_pixels), choice, out_dir, console, quiet)
@@ -191,7 +192,7 @@ def _finish(run, summary, choice, out_dir, console, quiet) -> None:
 def _output_options(choice, model, weights, download, **fields):
     """OutputOptions of the choice: --classes checked against the checkpoint's classes (usage error, exit 2)."""
     from segcli.outputs.classwise import require_pycocotools
-    from segcli.pipeline import OutputOptions
+    from segcli.outputs.plan import OutputOptions
 
     if "rle" in choice.kinds:
         require_pycocotools()
@@ -212,8 +213,8 @@ def _output_options(choice, model, weights, download, **fields):
 def _plan_run(inputs, options, console, report: bool = False):
     """Find the inputs (the output folder excluded) and check every output: OutputError before any work."""
     from segcli.inputs import scan_inputs
-    from segcli.pipeline import FolderRun
-    from segcli.report import check_report_target
+    from segcli.pipeline.run import FolderRun
+    from segcli.report.page import check_report_target
 
     scan = scan_inputs(inputs, exclude=[options.out_dir])
     for line in scan.skipped:
@@ -226,7 +227,7 @@ def _plan_run(inputs, options, console, report: bool = False):
 def _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from segcli.pipeline import Schedule
+    from segcli.pipeline.scheduler import Schedule
 
     total = len(run.work.todo) + len(run.work.skipped) + len(run.work.failed) + len(run.problems)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -256,7 +257,7 @@ def _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers)
 
 
 def _report(summary, out_dir: Path, quiet: bool) -> None:
-    from segcli.pipeline import exit_code
+    from segcli.pipeline.interrupts import exit_code
 
     parts = [f"{summary.processed} segmented"]
     if summary.skipped:

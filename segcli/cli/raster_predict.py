@@ -44,7 +44,7 @@ def build_raster_flags(bands: str | None, scale: str | None, cog: bool, simplify
     try:
         return RasterFlags(parse_bands(bands), parse_scale(scale), cog, simplify)
     except SegcliError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(f"--{exc}") from None  # "bands 5,x: ..." names the option without its dashes
 
 
 raster_options = bundle("raster", [

@@ -43,8 +43,21 @@ INSTALL_HINT = "segcli serve needs starlette, uvicorn and python-multipart: pip 
 @max_pixels_option
 @download_option
 @quiet_option(help="Only errors (no start-up lines, no access log).")
+@click.option("--engine", "engine_kind", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="local: this process (uvicorn); ray: replicas of a Ray Serve deployment behind its HTTP proxy, "
+                   "each loading the model once (needs segcli[ray]).")
+@click.option("--replicas", type=click.IntRange(min=1), default=None,
+              help="With --engine ray: this many replicas [default: 1].")
+@click.option("--autoscale", default=None, metavar="MIN,MAX",
+              help="With --engine ray: replicas Ray Serve adds and removes with the load, between MIN and MAX (MIN >= 1).")
+@click.option("--gpus-per-replica", type=click.FloatRange(min=0), default=None,
+              help="With --engine ray: GPU share each replica reserves (0.5: two per GPU) [default: 0].")
+@click.option("--ray-address", default=None, metavar="auto|HOST:PORT|ray://HOST:PORT",
+              help="With --engine ray: join this Ray cluster (as predict's --ray-address) [default: start a local "
+                   "Ray instance].")
 def serve(model, weights, host, port, device, precision, crf, multiscale, alpha, max_batch, batch_wait_ms, max_pending,
-          timeout_s, token, max_pixels, download, quiet) -> None:
+          timeout_s, token, max_pixels, download, quiet, engine_kind, replicas, autoscale, gpus_per_replica,
+          ray_address) -> None:
     """Serve the engine over HTTP: POST an image to /v1/segment, get predict's label PNG (or overlay, json,
     rle, cutout, masks, probs) back; a web page at /. Requests that arrive together run as one batch.
 
@@ -52,10 +65,12 @@ def serve(model, weights, host, port, device, precision, crf, multiscale, alpha,
     Example:  segcli serve --model deeplabv3p --port 8000
               curl --data-binary @img.jpg -H 'Content-Type: image/jpeg' \\
                    'http://127.0.0.1:8000/v1/segment?outputs=label' > label.png
+              segcli serve --engine ray --replicas 2     # the same API from 2 Ray Serve replicas
     """
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if token is not None and not token.strip():
         raise click.BadParameter("the token is empty", param_hint="'--token'")
+    on_ray = _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address, device)
     _require_server()
 
     from rich.console import Console
@@ -63,14 +78,76 @@ def serve(model, weights, host, port, device, precision, crf, multiscale, alpha,
     from segcli.cli.predict import _load_engine, single_scale
     from segcli.imageio import DEFAULT_MAX_PIXELS
     from segcli.inference_options import InferenceOptions
-    from segcli.serve import ServeSettings, build_app
+    from segcli.serve.app import ServeSettings, build_app
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    inference = InferenceOptions(precision=precision, input_scales=single_scale(multiscale), crf=crf)
-    engine = _load_engine(model, weights, device, download, inference, console)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_pending=max_pending,
                              timeout_s=timeout_s, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, token=token, alpha=alpha)
+    inference = InferenceOptions(precision=precision, input_scales=single_scale(multiscale), crf=crf)
+    if on_ray is not None:
+        return _serve_on_ray(on_ray, (model, weights, download, inference), settings, host, port, console)
+    engine = _load_engine(model, weights, device, download, inference, console)
     _run(build_app(engine, settings), host, port, quiet, console, token is not None)
+
+
+def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address, device) -> tuple | None:
+    """(Replicas, GPUs per replica, address, the replicas' device) for --engine ray, None for the local server;
+    usage errors (exit 2) for Ray options without --engine ray, --replicas with --autoscale, a bad range or
+    address, CUDA without a GPU share."""
+    from segcli.distributed.settings import parse_ray_address
+    from segcli.errors import SegcliError, with_hint
+    from segcli.serve.on_ray import Replicas, replica_device
+
+    given = [name for name, value in (("--replicas", replicas), ("--autoscale", autoscale),
+                                      ("--gpus-per-replica", gpus_per_replica), ("--ray-address", ray_address))
+             if value is not None]
+    if engine_kind != "ray":
+        if given:
+            raise click.UsageError(f"{', '.join(given)} need{'s' * (len(given) == 1)} --engine ray")
+        return None
+    if replicas is not None and autoscale is not None:
+        raise click.UsageError("give --replicas N (a fixed number) or --autoscale MIN,MAX, not both")
+    try:
+        count = Replicas.parse_range(autoscale) if autoscale is not None else Replicas(replicas or 1, replicas or 1)
+    except SegcliError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--autoscale'") from None
+    try:
+        address = None if ray_address is None else parse_ray_address(ray_address)
+    except SegcliError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--ray-address'") from None
+    try:
+        device = replica_device(device, gpus_per_replica or 0.0)
+    except SegcliError as exc:
+        raise click.UsageError(with_hint(exc)) from None
+    return count, gpus_per_replica or 0.0, address, device
+
+
+def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port: int, console) -> None:
+    """The checkpoint resolved (and downloaded, hash-checked) here once, before Ray starts; each replica loads it."""
+    import warnings
+
+    from rich.markup import escape
+
+    from segcli.checkpoints.record import SOURCE_PATH
+    from segcli.checkpoints.resolve import resolve_checkpoint, synthetic_scenes_warning
+    from segcli.errors import SyntheticScenesWarning
+    from segcli.serve.on_ray import ReplicaSpec, import_serve, serve_on_ray
+    from segcli.text import printable
+
+    replicas, gpus_per_replica, address, device = on_ray
+    model, weights, download, inference = engine_choice
+    import_serve()  # the install hint before anything loads
+    resolved = resolve_checkpoint(model, weights, allow_download=download)
+    warning = synthetic_scenes_warning(resolved.record)
+    if warning:  # what SegmentationEngine.load warns here for the local server; the replicas' warnings stay there
+        warnings.warn(warning, SyntheticScenesWarning, stacklevel=2)
+    if resolved.source == SOURCE_PATH:  # replicas may start in another directory
+        weights = str(resolved.path.resolve())
+    console.print(f"[bold]{resolved.record.model}[/] {escape(printable(resolved.describe()))} on Ray Serve",
+                  highlight=False)
+    spec = ReplicaSpec(model, weights, device, inference, settings)
+    serve_on_ray(spec, replicas, gpus_per_replica, address, host, port,
+                 lambda line: console.print(line, highlight=False, markup=False))
 
 
 def _require_server() -> None:

@@ -100,7 +100,9 @@ def train(**options) -> None:
     """
     from rich.console import Console
 
-    from segcli.training import BatchTooSmallError, TrainConfig, TrainingInterrupted, train as run_training
+    from segcli.errors import with_hint
+    from segcli.training.config import BatchTooSmallError, TrainConfig, TrainingInterrupted
+    from segcli.training.run import train as run_training
 
     if options["iters"] is not None and options["epochs"] is not None:
         raise click.UsageError("give exactly one of --iters and --epochs")
@@ -110,9 +112,9 @@ def train(**options) -> None:
     try:
         run_training(config, console=Console(soft_wrap=True))  # soft wrap: whole lines in log files
     except BatchTooSmallError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--batch-size'") from None
+        raise click.BadParameter(with_hint(exc), param_hint="'--batch-size'") from None
     except TrainingInterrupted as exc:
-        click.echo(str(exc), err=True)
+        click.echo(with_hint(exc), err=True)
         raise SystemExit(130) from None
     except KeyboardInterrupt:
         click.echo("Interrupted before the first iteration: nothing was saved", err=True)

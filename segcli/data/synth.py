@@ -259,7 +259,8 @@ def write_synth_dataset(out_dir: str | Path, n: int, seed: int, size: tuple[int,
         raise ValueError("val_fraction must be in [0, 1]")
     out = Path(out_dir)
     if _holds_dataset(out) and not overwrite:
-        raise OutputError(f"{out} already holds a dataset; pass --overwrite or choose another --out")
+        raise OutputError(f"{out} already holds a dataset (overwrite=False)",
+                          hint="pass --overwrite or choose another --out")
     created: list[Path] = []
     try:
         for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -28,10 +28,10 @@ def read_split(data_dir: str | Path, split: str) -> list[tuple[Path, Path]]:
     split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not split_file.is_file():
         available = sorted(p.stem for p in (root / "ImageSets" / "Segmentation").glob("*.txt"))
-        found = f"; splits found: {', '.join(available)} (choose one with --split)" if available else ""
+        found = f"; splits found: {', '.join(available)}" if available else ""
         raise DatasetError(f"{root} has no split file ImageSets/Segmentation/{split}.txt: it should list one image "
                            f"id per line, each with an image JPEGImages/ID.jpg (or .png) and a mask "
-                           f"SegmentationClass/ID.png{found}")
+                           f"SegmentationClass/ID.png{found}", hint="choose one with --split" if available else None)
     ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"split file {split_file} lists no image ids")
@@ -96,7 +96,7 @@ def load_mask(path: Path, num_classes: int | None = None, max_pixels: int | None
     try:
         mask = load_label_png(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     except InputImageError as exc:
-        raise DatasetError(f"mask {exc}") from None
+        raise DatasetError(f"mask {exc}", hint=exc.hint) from None
     if num_classes is not None:
         bad = (mask >= num_classes) & (mask != IGNORE_INDEX)
         if bad.any():
@@ -132,10 +132,12 @@ class SegmentationDataset:
     """A torch-style dataset over (image, mask) pairs, held in memory (synthetic sets are small).
 
     Items are requested as `(index, seed)`: the seed drives this sample's augmentation.
-    `augment=False` returns whole images unchanged (for evaluation).
+    `augment=False` returns whole images unchanged (for evaluation). `preprocess(image, preprocessing)`
+    turns an HxWx3 uint8 image into the model's [1, 3, h, w] input: the caller passes the engine's own
+    (`segcli.engine.preprocess`), so training sees what `predict` feeds the model.
     """
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], num_classes: int, preprocessing,
+    def __init__(self, pairs: Sequence[tuple[Path, Path]], num_classes: int, preprocessing, preprocess: Callable,
                  crop: tuple[int, int] | None = None, scale_range: tuple[float, float] = (0.5, 2.0),
                  flip: bool = True, augment: bool = True, max_pixels: int | None = None) -> None:
         self.images = [load_rgb(image, max_pixels) for image, _ in pairs]
@@ -145,6 +147,7 @@ class SegmentationDataset:
                 raise DatasetError(f"{image_path} is {image.shape[1]}x{image.shape[0]} but its mask is "
                                    f"{mask.shape[1]}x{mask.shape[0]}")
         self.preprocessing = preprocessing
+        self.preprocess = preprocess
         self.crop = crop
         self.scale_range = scale_range
         self.flip = flip
@@ -156,12 +159,9 @@ class SegmentationDataset:
     def __getitem__(self, item: tuple[int, int]):
         import torch
 
-        from segcli.engine import preprocess
-
         index, seed = item
         image, mask = self.images[index], self.masks[index]
         if self.augment:
             crop = self.crop or mask.shape
             image, mask = augment(image, mask, np.random.default_rng(seed), crop, self.scale_range, self.flip)
-        # the engine's own preprocessing, so training sees what `predict` feeds the model
-        return preprocess(image, self.preprocessing)[0], torch.from_numpy(mask.astype(np.int64))
+        return self.preprocess(image, self.preprocessing)[0], torch.from_numpy(mask.astype(np.int64))

@@ -6,14 +6,3 @@ and writes each image's set through `segcli.outputs.writer`; `run_on_ray` (run.p
 Ray, feeds the planned images to the actors and counts what comes back. Nothing here imports Ray
 until a run starts, so `segcli --help` and the local engine never need it.
 """
-
-from segcli.distributed.settings import ClusterOptions, EngineSettings, WorkerRange
-
-__all__ = ["ClusterOptions", "EngineSettings", "WorkerRange", "run_on_ray"]
-
-
-def run_on_ray(*args, **kwargs):
-    """See `segcli.distributed.run.run_on_ray` (imported on first use: it needs Ray)."""
-    from segcli.distributed.run import run_on_ray as run
-
-    return run(*args, **kwargs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, with_hint
 
 if TYPE_CHECKING:
     from segcli.distributed.settings import EngineSettings
@@ -50,7 +50,7 @@ class SegmentActor:
     """`map_batches(SegmentActor, fn_constructor_args=(engine_settings, write_settings), ...)`."""
 
     def __init__(self, engine: "EngineSettings", settings: WriteSettings) -> None:
-        from segcli.outputs.kinds import RunInfo
+        from segcli.outputs.results import RunInfo
 
         self.engine = engine.build()
         self.settings = settings
@@ -79,19 +79,19 @@ class SegmentActor:
             try:
                 loaded.append((row, *self._load(row["path"])))
             except SegcliError as exc:
-                report(row["path"], FAILED, str(exc))
+                report(row["path"], FAILED, with_hint(exc))
         for row, image, decode_ms, prediction in self._predict(loaded, report):
             try:
                 timings = self._write(row, image, prediction, decode_ms)
             except SegcliError as exc:
-                report(row["path"], FAILED, str(exc))
+                report(row["path"], FAILED, with_hint(exc))
                 continue
             report(row["path"], OK, timings=timings)
         return results
 
     def _written_by_this_run(self, row: dict) -> bool:
         """The row's set is complete (its JSON, renamed last, is in place) and was completed during this run."""
-        from segcli.outputs.kinds import SET_MARK
+        from segcli.output_names import SET_MARK
 
         mark = row["outputs"].get(SET_MARK)
         if self.settings.run_started is None or mark is None:
@@ -117,18 +117,18 @@ class SegmentActor:
             return [(*entry, prediction) for entry, prediction in zip(loaded, predictions)]
         except SegcliError as exc:
             if len(loaded) == 1:
-                report(loaded[0][0]["path"], FAILED, str(exc))
+                report(loaded[0][0]["path"], FAILED, with_hint(exc))
                 return []
         results = []
         for entry in loaded:
             try:
                 results.append((*entry, self.engine.predict_batch([entry[1].rgb], **self.predict_options)[0]))
             except SegcliError as exc:
-                report(entry[0]["path"], FAILED, str(exc))
+                report(entry[0]["path"], FAILED, with_hint(exc))
         return results
 
     def _write(self, row: dict, image: "LoadedImage", prediction: "Prediction", decode_ms: float) -> dict[str, float]:
-        from segcli.outputs.kinds import ImageResult
+        from segcli.outputs.results import ImageResult
         from segcli.outputs.writer import write_image_outputs
 
         timings = {"decode": decode_ms, **prediction.timings_ms}

@@ -20,8 +20,10 @@ from segcli.distributed.progress import RunProgress
 from segcli.distributed.settings import ClusterOptions, EngineSettings, WorkerRange, import_ray
 from segcli.errors import SegcliError
 from segcli.outputs.folder import OutputFolder
-from segcli.outputs.kinds import KINDS, SET_MARK
-from segcli.pipeline import FolderRun, RunSummary, StopRequests
+from segcli.output_names import SET_MARK
+from segcli.outputs.kinds import KINDS
+from segcli.pipeline.interrupts import StopRequests
+from segcli.pipeline.run import FolderRun, RunSummary
 from segcli.pipeline.scheduler import available_cores
 from segcli.text import printable
 
@@ -253,6 +255,7 @@ def _default_workers(ray: Any, cluster: ClusterOptions) -> WorkerRange:
         most = int(resources.get("GPU", 0) / cluster.gpus_per_worker)
         if most < 1:
             raise DistributedRunError(f"the Ray instance has {resources.get('GPU', 0):g} GPUs: "
-                                      f"--gpus-per-worker {cluster.gpus_per_worker:g} leaves no room for a worker")
+                                      f"{cluster.gpus_per_worker:g} GPUs per worker leave no room for a worker",
+                                      hint="lower --gpus-per-worker")
         return WorkerRange(1, most)
     return WorkerRange(1, max(1, int(resources.get("CPU", 1))))

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from segcli.engine import SegmentationEngine
     from segcli.inference_options import InferenceOptions
 
-INSTALL_HINT = "--engine ray needs Ray Data: pip install 'segcli[ray]' (or pip install 'ray[data]')"
+INSTALL_HINT = "running on Ray needs Ray Data: pip install 'segcli[ray]' (or pip install 'ray[data]')"
 
 
 def import_ray() -> Any:
@@ -21,7 +21,7 @@ def import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise MissingDependencyError(INSTALL_HINT) from None
+        raise MissingDependencyError(INSTALL_HINT, hint="--engine ray needs it") from None
     return ray
 
 
@@ -53,7 +53,7 @@ class WorkerRange:
         """`4` -> 4 actors; `1,8` -> between 1 and 8."""
         parts = [part.strip() for part in str(text).split(",")]
         if len(parts) not in (1, 2) or not all(part.isdigit() for part in parts):
-            raise SegcliError(f"{text!r}: give --workers as N or MIN,MAX (whole numbers)")
+            raise SegcliError(f"{text!r}: give workers as N or MIN,MAX (whole numbers)")
         numbers = [int(part) for part in parts]
         return cls(numbers[0], numbers[-1])
 

@@ -117,7 +117,7 @@ def check_export_target(out: Path, settings: ExportSettings) -> None:
     if out.is_dir():
         raise OutputError(f"{out} is a folder; give a file name, e.g. {out / 'model.onnx'}")
     if out.exists() and not settings.overwrite:
-        raise OutputError(f"{out} exists; pass --overwrite to replace it")
+        raise OutputError(f"{out} exists", hint="pass --overwrite to replace it")
     if settings.format == "onnx":
         require_onnx()
 

@@ -1,4 +1,4 @@
-"""Write a `SegmentationGraph` as ONNX, read and write its metadata.
+"""Write a `SegmentationGraph` as ONNX, and its metadata (checkpoints/onnx_model.py reads both).
 
 Two exporters: "torchscript" (`torch.onnx.export(..., dynamo=False)`, the default: exports
 segcli's models in about a second, where "dynamo" (torch.export + onnxscript) took 51 s for
@@ -22,8 +22,6 @@ DEFAULT_OPSET = 18
 OPSET_RANGE = {"torchscript": (14, 20), "dynamo": (18, 23)}  # 14: HardSwish (MobileNetV3); 20: exporter's max
 ANTIALIAS_OPSET = 18  # Resize's `antialias` attribute
 INSTALL_HINT = 'ONNX export needs onnx and onnxruntime: pip install "segcli[export]" (or pip install onnx onnxruntime)'
-RUN_HINT = ('running an ONNX graph needs onnx and onnxruntime: pip install "segcli[export]" '
-            '(or pip install onnx onnxruntime)')
 INPUT_NAME, OUTPUT_NAMES = "image", ("labels", "logits")
 _DYNAMIC_AXES = {"image": {0: "batch", 1: "height", 2: "width"}, "labels": {0: "batch", 1: "height", 2: "width"},
                  "logits": {0: "batch", 2: "height", 3: "width"}}  # the class axis: fixed (fix_class_axis)
@@ -31,7 +29,7 @@ _registered = False
 
 
 def require_onnx(hint: str = INSTALL_HINT) -> None:
-    """Raise an install hint (exporting by default; RUN_HINT for running a graph) when onnx or onnxruntime is missing."""
+    """Raise an install hint when onnx or onnxruntime is missing."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -43,10 +41,11 @@ def check_opset(opset: int, exporter: str, needs_antialias: bool) -> None:
     low, high = OPSET_RANGE[exporter]
     if not low <= opset <= high:
         raise SegcliError(f"opset {opset} is outside what the {exporter} exporter writes for these models "
-                          f"({low}-{high}); pass --opset {DEFAULT_OPSET}")
+                          f"({low}-{high})", hint=f"pass --opset {DEFAULT_OPSET}")
     if needs_antialias and opset < ANTIALIAS_OPSET:
         raise SegcliError(f"this checkpoint resizes its input with antialiasing, which ONNX has from opset "
-                          f"{ANTIALIAS_OPSET}; pass --opset {ANTIALIAS_OPSET} or higher")
+                          f"{ANTIALIAS_OPSET}",
+                          hint=f"pass --opset {ANTIALIAS_OPSET} or higher")
 
 
 def _antialias_resize(g, image, output_size, align_corners, *scales):
@@ -93,7 +92,7 @@ def _export_dynamo(graph: torch.nn.Module, example: torch.Tensor, path: Path, dy
     try:
         import onnxscript  # noqa: F401
     except ImportError:
-        raise MissingDependencyError("--exporter dynamo needs onnxscript: pip install onnxscript") from None
+        raise MissingDependencyError("the dynamo exporter needs onnxscript: pip install onnxscript") from None
     from torch.export import Dim
 
     shapes = ({0: Dim.DYNAMIC, 1: Dim.DYNAMIC, 2: Dim.DYNAMIC},) if dynamic else None
@@ -116,17 +115,6 @@ def fix_class_axis(path: Path, num_classes: int) -> None:
             axis.Clear()
             axis.dim_value = num_classes
     onnx.save(model, str(path))
-
-
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    """An ONNX file's metadata_props (the graph's weights are not read)."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises its own DecodeError types; any of them means "not ONNX"
-        raise SegcliError(f"cannot read {path}: not an ONNX file, or truncated ({type(exc).__name__})") from None
-    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 def write_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:

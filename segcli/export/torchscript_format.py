@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from segcli.export.metadata import TORCHSCRIPT_METADATA_FILE
+from segcli.checkpoints.archive import TORCHSCRIPT_METADATA_FILE
 
 
 def trace_graph(graph: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:

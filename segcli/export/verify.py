@@ -94,7 +94,8 @@ def scenes(batch: int, height: int, width: int, first_index: int) -> np.ndarray:
 
 def reference_logits(model: nn.Module, record: CheckpointRecord, images: np.ndarray) -> torch.Tensor:
     """segcli's fp32 logits at the images' size, as `predict --precision fp32` computes them."""
-    from segcli.engine import LoadedModel, SegmentationEngine, preprocess, upsample_logits
+    from segcli.engine import SegmentationEngine, preprocess, upsample_logits
+    from segcli.loaded_model import LoadedModel
     from segcli.inference_options import InferenceOptions
 
     engine = SegmentationEngine.from_checkpoint(LoadedModel(model, record), device="cpu",

@@ -13,18 +13,10 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
-from segcli.models.backbones import (
-    DEEPLAB_ASPP_RATES,
-    RESNET_DILATION_FOR_STRIDE,
-    FeatureExtractor,
-    check_num_classes,
-    mobilenet_v2_blocks,
-    require_choice,
-    resnet_backbone,
-    resnet_channels,
-    scale_channels,
-    upsample_logits,
-)
+from segcli.models.backbones import (DEEPLAB_ASPP_RATES, RESNET_DILATION_FOR_STRIDE, FeatureExtractor,
+                                     check_num_classes, mobilenet_v2_blocks, require_choice, resnet_backbone,
+                                     resnet_channels, scale_channels)
+from segcli.models.base import upsample_logits
 from segcli.models.base import SegmentationModel
 
 ASPP_RATES = DEEPLAB_ASPP_RATES  # output stride -> ASPP rates, shared with DeepLab v3

@@ -25,8 +25,9 @@ from segcli.output_names import KIND_NAMES, SET_MARK
 from segcli.outputs.classwise import is_our_rle, write_class_mask, write_cutout, write_rle
 from segcli.outputs.images import class_fractions, label_indices
 from segcli.outputs.overlay import overlay_pixels
-from segcli.outputs.png import encode_png, written_by_segcli
+from segcli.outputs.png import encode_png
 from segcli.outputs.results import ImageResult, RunInfo
+from segcli.provenance import written_by_segcli
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from segcli.errors import OutputError
 from segcli.outputs.classwise import class_file_labels
-from segcli.outputs.kinds import KINDS, SET_MARK, class_key, split_key
+from segcli.output_names import SET_MARK
+from segcli.outputs.kinds import KINDS, class_key, split_key
 from segcli.text import printable
 
 if TYPE_CHECKING:
@@ -140,14 +141,14 @@ class OutputPlan:
             summary, difference = run.foreign[0]
             raise OutputError(
                 f"{printable(self.out_dir)} holds the outputs of {len(run.foreign)} images made with another "
-                f"checkpoint or other settings (e.g. {printable(summary)}: {difference}); --skip-existing keeps only "
-                "this run's: pass --overwrite to replace them, or choose another --out")
+                f"checkpoint or other settings (e.g. {printable(summary)}: {difference})",
+                hint="--skip-existing keeps only this run's: pass --overwrite to replace them, or choose another --out")
         if existing:
             count = sum(1 for item in run.todo if item.replace)
             raise OutputError(
                 f"{printable(self.out_dir)} already holds the outputs of {count} of {len(sources)} images "
-                f"(e.g. {printable(existing[0])}): pass --overwrite to replace them, or --skip-existing to keep "
-                "them and segment the rest")
+                f"(e.g. {printable(existing[0])}): neither overwrite nor skip_existing is set",
+                hint="pass --overwrite to replace them, or --skip-existing to keep them and segment the rest")
         return run
 
     def _check_out_dir(self) -> None:
@@ -158,7 +159,7 @@ class OutputPlan:
                 return  # made when the first set is written
             raise OutputError(f"cannot use output folder {printable(self.out_dir)}: {exc.strerror or exc}") from None
         if not stat.S_ISDIR(mode):
-            raise OutputError(f"output folder {printable(self.out_dir)} is a file: choose another --out")
+            raise OutputError(f"output folder {printable(self.out_dir)} is a file", hint="choose another --out")
 
     def _plan_image(self, source: "ImageSource", paths: dict[str, Path], run: RunPlan, existing: list[Path]) -> None:
         found: list[Path] = []
@@ -254,7 +255,8 @@ def _check_no_shared_names(planned: list[tuple["ImageSource", dict[str, Path]]])
             if first is not source:
                 raise OutputError(
                     f"{printable(first.path)} and {printable(source.path)} would both write {printable(path)}: "
-                    "rename one, or segment them in separate runs with different --out")
+                    "rename one, or segment them in separate runs",
+                    hint="give each run its own --out")
 
 
 def _check_inputs_kept(planned: list[tuple["ImageSource", dict[str, Path]]]) -> None:
@@ -268,7 +270,8 @@ def _check_inputs_kept(planned: list[tuple["ImageSource", dict[str, Path]]]) -> 
             if os.path.join(real_folders[path.parent], path.name) in inputs:
                 raise OutputError(
                     f"{printable(path)} is an input of this run, and the {name} output of "
-                    f"{printable(source.relative)} would replace it: write the outputs to another folder with --out")
+                    f"{printable(source.relative)} would replace it: write the outputs to another folder",
+                    hint="choose another --out")
 
 
 def _check_folders_inside(out_dir: Path, planned: list[tuple["ImageSource", dict[str, Path]]]) -> None:
@@ -285,5 +288,5 @@ def _check_folders_inside(out_dir: Path, planned: list[tuple["ImageSource", dict
             if os.path.commonpath([root, real]) != root:
                 linked = next((parent for parent in (folder, *folder.parents) if parent.is_symlink()), folder)
                 raise OutputError(f"{printable(linked)} leads to {printable(os.path.realpath(linked))}, outside the "
-                                  f"output folder {printable(out_dir)}: segcli writes only inside --out; remove the "
-                                  "link or choose another --out")
+                                  f"output folder {printable(out_dir)}: segcli writes only inside the output folder",
+                                  hint="remove the link or choose another --out")

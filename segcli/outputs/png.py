@@ -1,29 +1,27 @@
-"""A small PNG encoder for segcli's own images, and the mark that says segcli wrote a PNG.
+"""A small PNG encoder for segcli's own images, each marked as written by segcli.
 
 PIL's encoder tries every row filter on every row and takes about twice as long as the
 compression itself. Predictions are written often (one label and one overlay per image), so
 segcli encodes them with one fixed filter and zlib level 1: pixels read back exactly, the
 files are 5-15% larger than PIL's default, and the bytes depend only on the pixels.
 
-Every PNG segcli writes carries a `tEXt` chunk `segcli` right after the header, so input
-discovery can tell segcli's outputs from a user's photos by reading the first bytes of a file.
+Every PNG segcli writes carries a `tEXt` chunk `segcli` right after the header (segcli/provenance.py
+reads it), so input discovery can tell segcli's outputs from a user's photos by their first bytes.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PROVENANCE_KEYWORD = b"segcli"
+from segcli.provenance import PROVENANCE_KEYWORD, SIGNATURE
+
 FAST_LEVEL = 1              # zlib level: ~3x faster than the default 6, files ~10% larger
 _FILTER_UP = 2              # each byte minus the byte above it: runs of a row repeated become zeros
 _COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA); palette images are type 3
-_HEADER_BYTES = 256          # enough for the signature, IHDR and a provenance chunk
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -79,24 +77,3 @@ def _png(rows: np.ndarray, width: int, bit_depth: int, color_type: int, palette:
     parts.append(_chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)))
     parts.append(_chunk(b"IEND", b""))
     return b"".join(parts)
-
-
-def provenance_of(header: bytes) -> str | None:
-    """The text of the `segcli` chunk when `header` (a PNG's first bytes) has one right after IHDR."""
-    ihdr_end = len(SIGNATURE) + 8 + 13 + 4
-    if not header.startswith(SIGNATURE) or len(header) < ihdr_end + 8:
-        return None
-    length, kind = struct.unpack(">I4s", header[ihdr_end:ihdr_end + 8])
-    data = header[ihdr_end + 8:ihdr_end + 8 + length]
-    if kind != b"tEXt" or len(data) != length or not data.startswith(PROVENANCE_KEYWORD + b"\0"):
-        return None
-    return data[len(PROVENANCE_KEYWORD) + 1:].decode("latin-1")
-
-
-def written_by_segcli(path: str | Path) -> bool:
-    """True when the file is a PNG that segcli wrote (its provenance chunk); False when unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            return provenance_of(handle.read(_HEADER_BYTES)) is not None
-    except OSError:
-        return False

@@ -117,8 +117,8 @@ def check_report_file(report: ReportFile, identities: set[tuple[int, int]], over
     if info.st_size == 0 or overwrite or report.is_ours(path):
         _check_folder(path, option)
         return
-    raise OutputError(f"{printable(path)} exists and was not written by segcli: not replaced; "
-                      f"pass --overwrite to replace it, or choose another {option}")
+    raise OutputError(f"{printable(path)} exists and was not written by segcli: not replaced",
+                      hint=f"pass --overwrite to replace it, or choose another {option}")
 
 
 def _check_folder(path: Path, option: str) -> None:

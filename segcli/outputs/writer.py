@@ -14,7 +14,8 @@ from pathlib import Path
 from segcli.atomic import replace_together, write_temporary
 from segcli.errors import OutputError
 from segcli.outputs.classwise import present_classes
-from segcli.outputs.kinds import ImageResult, RunInfo, split_key
+from segcli.outputs.kinds import split_key
+from segcli.outputs.results import ImageResult, RunInfo
 from segcli.text import printable
 
 

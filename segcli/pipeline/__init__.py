@@ -4,11 +4,3 @@
 one `Scheduler` (scheduler.py); `StopRequests` (interrupts.py) turns Ctrl-C and SIGTERM into a
 stop between images. `segment_files` does both in one call.
 """
-
-from segcli.outputs.plan import OutputOptions
-from segcli.pipeline.interrupts import StopRequests, exit_code
-from segcli.pipeline.run import FolderRun, RunSummary, segment_files
-from segcli.pipeline.scheduler import Schedule, Scheduler
-
-__all__ = ["FolderRun", "OutputOptions", "RunSummary", "Schedule", "Scheduler", "StopRequests", "exit_code",
-           "segment_files"]

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from segcli.inference_options import FROM_OPTIONS, CRFChoice
 from segcli.outputs.folder import OutputFolder
-from segcli.outputs.kinds import KINDS, ImageResult, RunInfo
+from segcli.outputs.kinds import KINDS
+from segcli.outputs.results import ImageResult, RunInfo
 from segcli.outputs.plan import OutputOptions, OutputPlan, PlannedImage
 from segcli.outputs.writer import write_image_outputs
 from segcli.pipeline.interrupts import StopRequests

@@ -18,7 +18,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from segcli.errors import ModelOutputError, SegcliError
+from segcli.errors import ModelOutputError, SegcliError, with_hint
 
 if TYPE_CHECKING:
     from segcli.engine import Prediction, SegmentationEngine
@@ -151,7 +151,7 @@ class Scheduler:
         try:
             loaded = future.result()
         except SegcliError as exc:
-            self.report(item, f"failed: {exc}")
+            self.report(item, f"failed: {with_hint(exc)}")
             return
         if self.batch and self.batch[0][1].rgb.shape != loaded.rgb.shape:
             self._run_batch()
@@ -175,14 +175,14 @@ class Scheduler:
             raise  # the model, not this image: no image would fare better (one Error line, the run stops)
         except SegcliError as exc:
             if len(self.batch) == 1:
-                self.report(self.batch[0][0], f"failed: {exc}")
+                self.report(self.batch[0][0], f"failed: {with_hint(exc)}")
                 return []
         results = []
         for item, loaded in self.batch:
             try:
                 results.append((item, loaded, self.engine.predict_batch([loaded.rgb], **self.predict_options)[0]))
             except SegcliError as exc:
-                self.report(item, f"failed: {exc}")
+                self.report(item, f"failed: {with_hint(exc)}")
         return results
 
     def _collect_writes(self, keep: int) -> None:
@@ -191,7 +191,7 @@ class Scheduler:
             try:
                 future.result()
             except SegcliError as exc:
-                self.report(item, f"failed: {exc}")
+                self.report(item, f"failed: {with_hint(exc)}")
                 continue
             self.report(item, "ok")
 

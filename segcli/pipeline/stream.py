@@ -10,7 +10,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from segcli.outputs.kinds import KINDS, ImageResult, RunInfo
+from segcli.outputs.kinds import KINDS
+from segcli.outputs.results import ImageResult, RunInfo
 
 if TYPE_CHECKING:
     from segcli.engine import Prediction, SegmentationEngine

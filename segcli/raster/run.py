@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from segcli.atomic import atomic_write_json
-from segcli.errors import InputImageError, OutputError
+from segcli.errors import InputImageError, OutputError, with_hint
 from segcli.raster.geotiff import LabelWriter, is_our_labels
 from segcli.raster.polygons import MARK, label_polygons
 from segcli.raster.source import RasterSource
@@ -64,7 +64,7 @@ def _is_ours(kind: str, path: Path) -> bool:
 def plan_rasters(inputs: list[Path], options: RasterOptions) -> RasterRun:
     """Every output problem of the run, as OutputError, before any work."""
     if options.out_dir.exists() and not options.out_dir.is_dir():
-        raise OutputError(f"output folder {printable(options.out_dir)} is a file: choose another --out")
+        raise OutputError(f"output folder {printable(options.out_dir)} is a file", hint="choose another --out")
     real_inputs = {os.path.realpath(path) for path in inputs}
     owners: dict[Path, Path] = {}
     run, existing = RasterRun(), []
@@ -73,18 +73,20 @@ def plan_rasters(inputs: list[Path], options: RasterOptions) -> RasterRun:
         for kind, path in paths.items():
             if owners.setdefault(path, source) != source:
                 raise OutputError(f"{printable(owners[path])} and {printable(source)} would both write "
-                                  f"{printable(path)}: rename one, or segment them in separate runs with different --out")
+                                  f"{printable(path)}: rename one, or segment them in separate runs",
+                                  hint="give each run its own --out")
             if os.path.realpath(path) in real_inputs:
                 raise OutputError(f"{printable(path)} is an input of this run, and the {kind} output of "
-                                  f"{printable(source)} would replace it: write the outputs to another folder with --out")
+                                  f"{printable(source)} would replace it: write the outputs to another folder",
+                                  hint="choose another --out")
         found = [(kind, path) for kind, path in paths.items() if os.path.lexists(path)]
         # an empty file holds nothing anyone could lose (what a power failure leaves of a new output)
         empty = [path for kind, path in found if path.is_file() and path.stat().st_size == 0]
         foreign = [path for kind, path in found if path not in empty and (not path.is_file() or path.is_symlink()
                                                                           or not _is_ours(kind, path))]
         if foreign:
-            raise OutputError(f"{printable(foreign[0])} exists and was not written by segcli: not replaced; "
-                              "move it or choose another --out")
+            raise OutputError(f"{printable(foreign[0])} exists and was not written by segcli: not replaced",
+                              hint="move it or choose another --out")
         if found and options.skip_existing and len(found) == len(paths) and not empty:
             run.skipped.append(source)
         elif found and not (options.overwrite or options.skip_existing):
@@ -93,8 +95,8 @@ def plan_rasters(inputs: list[Path], options: RasterOptions) -> RasterRun:
             run.todo.append((source, paths))
     if existing:
         raise OutputError(f"{printable(options.out_dir)} already holds the outputs of {len(existing)} of "
-                          f"{len(inputs)} rasters (e.g. {printable(existing[0])}): pass --overwrite to replace them, "
-                          "or --skip-existing to keep them and segment the rest")
+                          f"{len(inputs)} rasters (e.g. {printable(existing[0])}): neither overwrite nor skip_existing is set",
+                          hint="pass --overwrite to replace them, or --skip-existing to keep them and segment the rest")
     return run
 
 
@@ -108,8 +110,8 @@ def run_rasters(run: RasterRun, engine, policy, options: RasterOptions, say: Cal
             try:
                 source = RasterSource.open(path, options.bands, options.scale)
             except InputImageError as exc:
-                run.failed.append((path, str(exc)))
-                say(f"failed: {exc}")
+                run.failed.append((path, with_hint(exc)))
+                say(f"failed: {with_hint(exc)}")
                 continue
             try:
                 if not source.georeferenced:

@@ -41,9 +41,9 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
     try:
         bands = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise SegcliError(f"--bands {text}: give 1-based band numbers, e.g. 3,2,1") from None
+        raise SegcliError(f"bands {text}: give 1-based band numbers, e.g. 3,2,1") from None
     if len(bands) not in (1, 3) or min(bands) < 1:
-        raise SegcliError(f"--bands {text}: give one or three 1-based band numbers, e.g. 3,2,1")
+        raise SegcliError(f"bands {text}: give one or three 1-based band numbers, e.g. 3,2,1")
     return bands
 
 
@@ -54,9 +54,9 @@ def parse_scale(text: str | None) -> tuple[float, float] | None:
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError:
-        raise SegcliError(f"--scale {text}: give MIN,MAX, e.g. 0,10000") from None
+        raise SegcliError(f"scale {text}: give MIN,MAX, e.g. 0,10000") from None
     if not low < high:
-        raise SegcliError(f"--scale {text}: MIN must be below MAX")
+        raise SegcliError(f"scale {text}: MIN must be below MAX")
     return low, high
 
 
@@ -152,7 +152,8 @@ def _choose_bands(path: Path, count: int, bands: tuple[int, ...] | None) -> tupl
     if bands is None:
         bands = (1, 2, 3) if count >= 3 else (1,)
     if max(bands) > count:
-        raise InputImageError(f"{printable(path)}: --bands {','.join(map(str, bands))}: the raster has {count} bands")
+        raise InputImageError(f"{printable(path)}: bands {','.join(map(str, bands))}: the raster has {count} bands",
+                              hint="choose others with --bands")
     return bands * 3 if len(bands) == 1 else bands
 
 

@@ -4,8 +4,3 @@
 failure), `page` renders them; the page links its images by relative paths and loads nothing
 from the network, so the output folder can be moved, zipped or served as it is.
 """
-
-from segcli.report.entries import ReportEntry, collect_entries
-from segcli.report.page import REPORT_NAME, check_report_target, render_report, write_report
-
-__all__ = ["REPORT_NAME", "ReportEntry", "check_report_target", "collect_entries", "render_report", "write_report"]

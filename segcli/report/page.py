@@ -40,15 +40,16 @@ def check_report_target(out_dir: Path) -> None:
     if not os.path.lexists(path):
         return
     if path.is_symlink() or not path.is_file():
-        raise OutputError(f"{printable(path)} exists and is not a regular file: not replaced; choose another --out")
+        raise OutputError(f"{printable(path)} exists and is not a regular file: not replaced",
+                          hint="choose another --out")
     try:
         with open(path, "rb") as handle:
             head = handle.read(2048)
     except OSError as exc:
         raise OutputError(f"cannot use {printable(path)}: {exc.strerror or exc}") from None
     if GENERATOR.encode() not in head:
-        raise OutputError(f"{printable(path)} exists and was not written by segcli: not replaced; "
-                          "move it or choose another --out")
+        raise OutputError(f"{printable(path)} exists and was not written by segcli: not replaced",
+                          hint="move it or choose another --out")
 
 
 def write_report(out_dir: Path, entries: list[ReportEntry], run: dict[str, Any]) -> Path:

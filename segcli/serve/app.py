@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from segcli.errors import InputImageError, SegcliError
+from segcli.errors import InputImageError, SegcliError, with_hint
 from segcli.imageio import DEFAULT_MAX_PIXELS, load_image_bytes
 from segcli.outputs.classwise import class_file_labels, kept_classes, present_classes, require_pycocotools
 from segcli.outputs.kinds import KINDS
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("segcli.serve")
 OPEN_ROUTES = ("/healthz", "/")  # answered without the token: liveness, and the page (static, it holds no data)
 ROUTES = ("/", "/healthz", "/metrics", "/openapi.json", "/v1/models", "/v1/segment")
+REPLICA_HEADER = "X-Segcli-Replica"  # which Ray Serve replica answered (segcli serve --engine ray only)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ServeSettings:
     token: str | None = None       # bearer token every route but OPEN_ROUTES needs
     alpha: float = 0.5             # overlay opacity
     retry_after_s: int = 1         # said with a 503
+    replica: str | None = None     # a Ray Serve replica's id: the X-Segcli-Replica header and /metrics say it
 
     @property
     def body_limit(self) -> int:
@@ -70,7 +72,7 @@ class Service:
 
     def __init__(self, engine: "SegmentationEngine", settings: ServeSettings) -> None:
         self.engine, self.settings = engine, settings
-        self.metrics = ServeMetrics(settings.max_batch)
+        self.metrics = ServeMetrics(settings.max_batch, settings.replica)
         self.batcher = Batcher(self._predict_batch, settings.max_batch, settings.batch_wait_ms / 1000.0,
                                settings.max_pending, on_batch=self.metrics.batch)
         self.categories = tuple(engine.record.categories)
@@ -107,9 +109,9 @@ class Service:
         except Busy as exc:
             return _busy(str(exc), self.settings.retry_after_s)
         except InputImageError as exc:
-            return error(400, printable(str(exc)))
+            return error(400, printable(with_hint(exc)))
         except SegcliError as exc:
-            return error(500, printable(str(exc)))
+            return error(500, printable(with_hint(exc)))
         except Exception as exc:  # a bug, not the client's: logged with its traceback, answered, the server goes on
             LOG.exception("POST /v1/segment failed")
             return error(500, f"internal error: {printable(type(exc).__name__)}: {printable(str(exc))}")
@@ -189,8 +191,9 @@ class Guard:
 
     def __init__(self, app, service: Service) -> None:
         self.app, self.service = app, service
-        token = service.settings.token
+        token, replica = service.settings.token, service.settings.replica
         self.expected = None if token is None else f"Bearer {token}".encode()
+        self.named = () if replica is None else ((REPLICA_HEADER.lower().encode(), replica.encode("latin-1")),)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -202,6 +205,8 @@ class Guard:
         async def counted(message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if self.named:
+                    message = {**message, "headers": [*message.get("headers", ()), *self.named]}
             await send(message)
 
         try:

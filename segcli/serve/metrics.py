@@ -30,6 +30,11 @@ class Histogram:
         return lines + [f"{name}_sum {_number(self.total)}", f"{name}_count {running}"]
 
 
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, double quote and line feed escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _number(value: float) -> str:
     return repr(float(value)) if value != int(value) else str(int(value))
 
@@ -37,8 +42,9 @@ def _number(value: float) -> str:
 class ServeMetrics:
     """What the server counts; safe to update from the event loop and the model thread."""
 
-    def __init__(self, max_batch: int) -> None:
+    def __init__(self, max_batch: int, replica: str | None = None) -> None:
         self._lock = threading.Lock()
+        self.replica = replica  # a Ray Serve replica's id: these counters are that replica's alone
         self.requests: Counter[tuple[str, int]] = Counter()  # (route, status) -> count
         self.latency = Histogram(LATENCY_BUCKETS_S)          # POST /v1/segment, seconds, every status
         self.batch_sizes = Histogram(tuple(float(size) for size in range(1, max_batch + 1)))
@@ -68,4 +74,7 @@ class ServeMetrics:
                       "# HELP segcli_pending_images Images accepted and not yet answered.",
                       "# TYPE segcli_pending_images gauge",
                       f"segcli_pending_images {pending}"]
+            if self.replica is not None:
+                lines += ["# HELP segcli_replica The Ray Serve replica these counters belong to (each counts its own).",
+                          "# TYPE segcli_replica gauge", f'segcli_replica{{replica="{_label(self.replica)}"}} 1']
         return "\n".join(lines) + "\n"

@@ -28,12 +28,12 @@ class TrainingInterrupted(SegcliError):
         self.state_file, self.iteration, self.total, self.after_last = state_file, iteration, total, after_last
         if after_last:
             message = (f"Interrupted after the last iteration ({iteration}/{total}), before the checkpoint was "
-                       f"written; state saved in {state_file}: the same command with --resume {state_file} "
-                       "writes the checkpoint")
+                       f"written; state saved in {state_file}")
+            hint = f"the same command with --resume {state_file} writes the checkpoint"
         else:
-            message = (f"Interrupted at iteration {iteration}/{total}; state saved in {state_file}: "
-                       f"continue with the same command plus --resume {state_file}")
-        super().__init__(message)
+            message = f"Interrupted at iteration {iteration}/{total}; state saved in {state_file}"
+            hint = f"continue with the same command plus --resume {state_file}"
+        super().__init__(message, hint=hint)
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,15 @@ class TrainConfig:
         if self.augment_on not in AUGMENT_PLACES:
             raise SegcliError(f"unknown augmentation place {self.augment_on!r}: use one of {', '.join(AUGMENT_PLACES)}")
         if self.weights and self.resume:
-            raise SegcliError("--weights starts a new run and --resume continues one: give only one of them")
+            raise SegcliError("weights starts a new run and resume continues one: give only one of them",
+                              hint="pass only one of --weights and --resume")
         if self.iters is not None and self.epochs is not None:
-            raise SegcliError("give exactly one of --iters and --epochs")
+            raise SegcliError("give exactly one of iters and epochs", hint="pass only one of --iters and --epochs")
         if self.iters is None and self.epochs is None and self.time_budget is None:
-            raise SegcliError("give exactly one of --iters and --epochs (or --time-budget)")
+            raise SegcliError("give exactly one of iters and epochs (or time_budget)",
+                              hint="pass --iters, --epochs or --time-budget")
         if self.time_budget is not None and self.time_budget <= 0:
-            raise SegcliError("--time-budget must be a positive number of seconds")
+            raise SegcliError("time_budget must be a positive number of seconds")
 
     def to_state_dict(self) -> dict[str, Any]:
         """The config as plain lists and numbers (stored in state files, loadable with weights_only)."""

@@ -142,7 +142,8 @@ class _LossLog:
             for offset, value in enumerate(fresh):
                 if not math.isfinite(value):
                     iteration = self.start + len(self.values) + offset
-                    raise SegcliError(f"the loss became {value} at iteration {iteration}: lower --lr")
+                    raise SegcliError(f"the loss became {value} at iteration {iteration}: lower the learning rate",
+                                      hint="lower --lr")
             self.values.extend(fresh)
             self.window.extend(fresh)
         if not self.window:

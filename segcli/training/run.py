@@ -12,10 +12,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.record import IMAGENET_PREPROCESSING, CheckpointRecord
 from segcli.data.voc import SegmentationDataset, read_classes, read_dataset_name, read_split
 from segcli.device import ExecutionPlan, plan_execution
+from segcli.engine import preprocess
 from segcli.errors import DatasetError, OutputError, SegcliError
 from segcli.training.batches import DeviceBatches, LoaderBatches
 from segcli.training.batchnorm import recalibrate_batch_norm
@@ -93,9 +94,9 @@ def prepare(config: TrainConfig, model_factory: Callable[[int], nn.Module] | Non
     preprocessing = source.record.preprocessing if source is not None else IMAGENET_PREPROCESSING
     record = build_record(config, categories, read_dataset_name(config.data_dir), preprocessing)
     dataset = SegmentationDataset(read_split(config.data_dir, config.split), len(categories), record.preprocessing,
-                                  crop=config.crop, scale_range=config.scale_range, max_pixels=config.max_pixels)
+                                  preprocess, crop=config.crop, scale_range=config.scale_range, max_pixels=config.max_pixels)
     if config.crop is None and len({m.shape for m in dataset.masks}) > 1:
-        raise DatasetError("training images differ in size: pass --crop HxW")
+        raise DatasetError("training images differ in size: give a crop size (crop)", hint="pass --crop HxW")
     state = read_state(Path(config.resume)) if config.resume else None
     total = _total_iterations(config, len(dataset), state)
     plan = training_plan(config.device, config.precision)
@@ -158,11 +159,13 @@ def _check_outputs(config: TrainConfig) -> None:
     out, state = Path(config.out), config.state_file
     _check_writable(config, out, state)
     if out.exists() and not config.overwrite:
-        raise OutputError(f"{out} already exists: pass --overwrite to replace it, or choose another --out")
+        raise OutputError(f"{out} already exists (overwrite=False)",
+                          hint="pass --overwrite to replace it, or choose another --out")
     resuming_it = config.resume is not None and Path(config.resume).resolve() == state.resolve()
     if state.exists() and not resuming_it and not config.overwrite:
-        raise OutputError(f"{state} already exists (the state of an earlier run): continue that run with "
-                          f"--resume {state}, or pass --overwrite to start afresh")
+        raise OutputError(f"{state} already exists (the state of an earlier run): continue that run (resume), "
+                          "or overwrite it to start afresh (overwrite)",
+                          hint=f"continue that run with --resume {state}, or pass --overwrite to start afresh")
 
 
 def _check_writable(config: TrainConfig, out: Path, state: Path) -> None:
@@ -225,8 +228,9 @@ def _check_batch_size(model: nn.Module, config: TrainConfig, dataset, plan: Exec
     except ValueError as exc:
         if "more than 1 value per channel" not in str(exc):
             raise
-        raise BatchTooSmallError(f"--batch-size 1 cannot train {name}: a BatchNorm layer after global pooling sees one "
-                                 "value per channel; use --batch-size 2 or more") from None
+        raise BatchTooSmallError(f"a batch size of 1 cannot train {name}: a BatchNorm layer after global pooling sees "
+                                 "one value per channel; use a batch size of 2 or more",
+                                 hint="use --batch-size 2 or more") from None
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module, plan: ExecutionPlan) -> torch.optim.Optimizer:
@@ -246,8 +250,8 @@ def _batch_source(config: TrainConfig, dataset: SegmentationDataset, plan: Execu
         if source is not None:
             return source
         if config.augment_on == "device":
-            raise SegcliError("--augment-on device needs training images of one size that are not resized "
-                              "first: use --augment-on cpu")
+            raise SegcliError("augmenting on the device needs training images of one size that are not resized "
+                              "first: augment on the CPU (augment_on='cpu')", hint="use --augment-on cpu")
     return LoaderBatches(dataset, config.batch_size, config.seed, config.workers,
                          pin_memory=plan.device.type == "cuda")
 
@@ -274,7 +278,8 @@ def _final_validation(config: TrainConfig, model: nn.Module, record: CheckpointR
     split_file = Path(config.data_dir) / "ImageSets" / "Segmentation" / f"{config.val_split}.txt"
     if not config.val_split or not split_file.is_file() or not split_file.read_text().strip():
         return None  # no val split, or an empty one (`segcli data synth --val-fraction 0`)
-    from segcli.engine import LoadedModel, SegmentationEngine
+    from segcli.engine import SegmentationEngine
+    from segcli.loaded_model import LoadedModel
     from segcli.evaluation import evaluate_folder
     from segcli.inference_options import InferenceOptions
 

@@ -39,7 +39,8 @@ def starting_engine(config: TrainConfig):
 
 def source_model(weights: str, model: str) -> str:
     """The zoo model a checkpoint was made for: its own record's (a segcli file, a manifest name), else `model`."""
-    from segcli.checkpoints.loading import TRAINING_RECORD_KEY, read_checkpoint_file, read_segcli_metadata
+    from segcli.checkpoints.loading import read_checkpoint_file, read_segcli_metadata
+    from segcli.checkpoints.saving import TRAINING_RECORD_KEY
     from segcli.checkpoints.manifest import load_manifest
 
     path = Path(weights)
@@ -69,7 +70,7 @@ def copy_matching_weights(model: nn.Module, source: nn.Module, weights: str) -> 
     if not copied:
         copied = _leading_tensors_in_order(own, theirs)
     if not copied:
-        raise CheckpointError(f"--weights {weights}: no tensor fits this model; is it a checkpoint of it?")
+        raise CheckpointError(f"weights {weights}: no tensor fits this model; is it a checkpoint of it?")
     model.load_state_dict(copied, strict=False)
     return sorted(set(own) - set(copied))
 

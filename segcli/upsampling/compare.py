@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, with_hint
 from segcli.metrics import ConfusionMatrix
 from segcli.upsampling.boundary import AgreementCounter, BoundaryCounts, boundary_counts
 from segcli.upsampling.intervals import MethodScores, summarize
@@ -99,7 +99,7 @@ def compare_upsampling(
         except SegcliError as exc:
             failed.append({"image": str(sample.path), "error": str(exc)})
             if on_failure is not None:
-                on_failure(sample, str(exc))
+                on_failure(sample, with_hint(exc))  # the command line's line: with its flag hint
             continue
         labels = {m: results[m].labels for m in methods}
         agreement.update(labels)

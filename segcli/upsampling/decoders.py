@@ -49,7 +49,7 @@ def decoder_record(method: str, categories: tuple[str, ...], seed: int, widths: 
 def save_decoder(path: str | Path, net: UpsamplingDecoder, categories: tuple[str, ...], seed: int,
                  metrics: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Path:
     """Write a float16 safetensors file with the record (and training settings) in its metadata."""
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     record = decoder_record(net.method, categories, seed, net.widths, metrics)
     return save_segcli_checkpoint(path, net, record, extra={"training": training or {}}, half=True)
@@ -61,7 +61,7 @@ def load_decoder(path: str | Path) -> tuple[UpsamplingDecoder, CheckpointRecord]
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"decoder checkpoint {path} does not exist; {TRAIN_HINT}")
+        raise CheckpointError(f"decoder checkpoint {path} does not exist", hint=TRAIN_HINT)
     metadata = read_segcli_metadata(path)
     if metadata is None or metadata.record.model != ARCHITECTURE:
         raise CheckpointError(f"{path} is not a compare-upsampling decoder checkpoint (no {ARCHITECTURE} record)")
@@ -84,5 +84,5 @@ def find_decoders(folder: str | Path, methods: tuple[str, ...]) -> dict[str, lis
     missing = [method for method, paths in found.items() if not paths]
     if missing:
         raise CheckpointError(f"no decoder checkpoint for {', '.join(missing)} in {folder} "
-                              f"(upsampling-<method>-seed<k>-synth.safetensors); {TRAIN_HINT}")
+                              f"(upsampling-<method>-seed<k>-synth.safetensors)", hint=TRAIN_HINT)
     return found

@@ -45,14 +45,14 @@ def parse_methods(text: str | None, allowed: tuple[str, ...]) -> tuple[str, ...]
         return allowed
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if not names:
-        raise UnknownNameError(f"--methods is empty; choose from: {', '.join(allowed)}")
+        raise UnknownNameError(f"no upsampling method given; choose from: {', '.join(allowed)}")
     for name in names:
         if name not in METHOD_NAMES:
             raise UnknownNameError(f"unknown upsampling method {name!r}; choose from: {', '.join(METHOD_NAMES)}")
         if name not in allowed:
             raise UnknownNameError(
                 f"method {name!r} needs a trained decoder and does not apply to a zoo model's logits; "
-                f"with --model use: {', '.join(allowed)}"
+                f"with a zoo model use: {', '.join(allowed)}"
             )
     return names
 

@@ -21,7 +21,8 @@ from torch import nn
 
 from segcli.errors import UnknownNameError
 from segcli.upsampling.encoder import CONTEXT_CHANNELS, LOW_LEVEL_CHANNELS, flat_indices
-from segcli.upsampling.methods import METHOD_NAMES, bilinear_kernel, max_unpool
+from segcli.models.base import bilinear_kernel
+from segcli.upsampling.methods import METHOD_NAMES, max_unpool
 
 DEFAULT_WIDTHS = (64, 32, 24, 16)  # channels upsampled by stage (strides 16, 8, 4, 2), see encoder.py
 STAGES = 4  # x2 each: output stride 16 -> 1

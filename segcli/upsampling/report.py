@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from segcli.errors import MissingDependencyError
-from segcli.outputs import atomic_save_image, atomic_write_bytes, colorize
+from segcli.atomic import atomic_write_bytes
+from segcli.outputs.images import atomic_save_image, colorize
 from segcli.upsampling.compare import ImageOutcome, ranked_methods
 
 TILE_MAX_SIDE = 320   # larger images are shrunk in the grid

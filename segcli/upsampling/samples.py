@@ -30,7 +30,7 @@ class Sample:
 
 def find_samples(folder: str | Path, split: str | None = None, limit: int | None = None) -> list[Sample]:
     """The images of `folder` and their masks (see the module docstring)."""
-    from segcli.imageio import find_images
+    from segcli.inputs import find_images
 
     root = Path(folder)
     if not root.is_dir():
@@ -42,7 +42,7 @@ def find_samples(folder: str | Path, split: str | None = None, limit: int | None
                            "(the VOC layout)")
     layouts = [root] if (root / "JPEGImages").is_dir() else _voc_layouts_under(root)
     if split is not None and not layouts:
-        raise DatasetError(f"--split needs a VOC-layout folder (JPEGImages/, ImageSets/Segmentation/); "
+        raise DatasetError(f"a split needs a VOC-layout folder (JPEGImages/, ImageSets/Segmentation/); "
                            f"{root} has no JPEGImages/")
     wanted = {layout: _split_ids(layout, split) for layout in layouts} if split is not None else None
     samples = []

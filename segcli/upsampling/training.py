@@ -18,7 +18,9 @@ from typing import Any, Callable
 import torch
 
 from segcli.device import plan_execution
-from segcli.training import FitOutcome, FitSettings, PolySchedule, fit, segmentation_loss
+from segcli.training.loop import FitOutcome, FitSettings, fit
+from segcli.training.losses import segmentation_loss
+from segcli.training.schedule import PolySchedule
 from segcli.upsampling.features import FeatureBatches, FeatureCache, score_cached
 from segcli.upsampling.network import DEFAULT_WIDTHS, UpsamplingDecoder
 

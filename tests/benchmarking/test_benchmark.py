@@ -14,10 +14,9 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-from segcli.benchmarking import (
-    BenchmarkSettings, BenchmarkSubject, LatencyStats, PeakMemory, count_flops,
-    random_record, run_benchmark,
-)
+from segcli.benchmarking.measure import LatencyStats, PeakMemory, count_flops
+from segcli.benchmarking.runner import BenchmarkSettings, run_benchmark
+from segcli.benchmarking.subjects import BenchmarkSubject, random_record
 from segcli.benchmarking.report import CSV_COLUMNS, csv_text, plot_report
 from segcli.cli.options import parse_sizes
 from segcli.cli.main import cli
@@ -191,7 +190,7 @@ def test_parse_sizes():
 
 @pytest.mark.slow
 def test_cli_writes_json_csv_and_plot(tmp_path):
-    import segcli.benchmarking as benchmarking
+    import segcli.benchmarking.subjects as subjects
 
     runner = CliRunner()
     with pytest.MonkeyPatch.context() as patch:
@@ -201,7 +200,7 @@ def test_cli_writes_json_csv_and_plot(tmp_path):
             def load(self) -> BenchmarkSubject:
                 return tiny_subject()
 
-        patch.setattr(benchmarking, "plan_subjects", lambda names: [TinyPlan("lraspp", None)])
+        patch.setattr(subjects, "plan_subjects", lambda names: [TinyPlan("lraspp", None)])
         result = runner.invoke(cli, [
             "benchmark", "--models", "lraspp", "--sizes", "32,48x64", "--device", "cpu", "--precision", "fp32",
             "--warmup", "1", "--iters", "2", "--json", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv"),

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import segcli.benchmarking as benchmarking
+import segcli.benchmarking.subjects as subjects
 import torch
-from segcli.benchmarking import BenchmarkSubject, LatencyStats, random_record
+from segcli.benchmarking.measure import LatencyStats
+from segcli.benchmarking.subjects import BenchmarkSubject, random_record
 from segcli.benchmarking.subjects import PlannedSubject
 from segcli.cli.main import cli
 
@@ -31,7 +32,7 @@ class TinyPlan(PlannedSubject):
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setattr(benchmarking, "plan_subjects", lambda names: [TinyPlan("lraspp", None)])
+    monkeypatch.setattr(subjects, "plan_subjects", lambda names: [TinyPlan("lraspp", None)])
 
 
 def _invoke(*extra: str, env: dict | None = None):
@@ -126,7 +127,7 @@ def test_plot_without_matplotlib_fails_before_anything_is_measured(monkeypatch, 
     def never(names):
         raise AssertionError("a model was planned before --plot was checked")
 
-    monkeypatch.setattr(benchmarking, "plan_subjects", never)
+    monkeypatch.setattr(subjects, "plan_subjects", never)
     result = _invoke("--plot", str(tmp_path / "b.png"))
     assert result.exit_code == 1, result.output
     assert "segcli[plot]" in result.output and "matplotlib" in result.output

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from robustness_support import tiny_model, tiny_record
-from segcli.benchmarking import BenchmarkSettings, BenchmarkSubject, run_benchmark
+from segcli.benchmarking.runner import BenchmarkSettings, run_benchmark
+from segcli.benchmarking.subjects import BenchmarkSubject
 from segcli.cli.main import cli
 
 pytest.importorskip("onnx")

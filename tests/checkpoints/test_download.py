@@ -123,7 +123,8 @@ def test_digest_prefix_rules():
 
 
 def test_resolve_downloads_a_missing_record_only_when_allowed(server_url, tmp_path, monkeypatch):
-    from segcli.checkpoints.resolve import SOURCE_DOWNLOAD, SOURCE_SEGCLI_CACHE, resolve_checkpoint
+    from segcli.checkpoints.record import SOURCE_DOWNLOAD, SOURCE_SEGCLI_CACHE
+    from segcli.checkpoints.resolve import resolve_checkpoint
 
     monkeypatch.setenv("SEGCLI_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -74,7 +74,7 @@ def test_zip_bomb_state_file_is_refused_by_resume(bomb, tmp_path, monkeypatch):
     state = tmp_path / "run.state.pt"
     state.write_bytes(bomb.read_bytes())
     _refusing_torch_load(monkeypatch)
-    with pytest.raises(CheckpointError, match=r"refusing to load --resume .*run\.state\.pt: its zip entries declare"):
+    with pytest.raises(CheckpointError, match=r"refusing to load training state .*run\.state\.pt: its zip entries declare"):
         read_state(state)
 
 
@@ -144,7 +144,7 @@ def test_torchscript_state_file_is_refused_by_resume_without_torchs_hint(tmp_pat
     with pytest.raises(CheckpointError) as caught:
         read_state(path)
     message = str(caught.value).replace(str(path), "FILE")
-    assert message.startswith("--resume FILE is a TorchScript module") and "weights_only" not in message
+    assert message.startswith("training state FILE is a TorchScript module") and "weights_only" not in message
 
 
 def test_no_torch_weights_only_hint_for_a_pickle_of_other_objects(tmp_path):
@@ -167,7 +167,7 @@ def _crafted_record_file(path: Path, **model_kwargs) -> Path:
     import dataclasses
 
     from robustness_support import tiny_record
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     record = dataclasses.replace(tiny_record(path.stem), model_kwargs=tuple(sorted(model_kwargs.items())))
     return save_segcli_checkpoint(path, tiny_model(), record)

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from segcli.checkpoints.loading import (adapt_layout, checkpoint_num_classes, detect_layout, load_checkpoint,
-                                        load_weights, read_checkpoint_file, read_segcli_metadata, read_state_dict,
-                                        save_segcli_checkpoint, save_training_checkpoint)
+                                        load_weights, read_checkpoint_file, read_segcli_metadata, read_state_dict)
+from segcli.checkpoints.saving import save_segcli_checkpoint, save_training_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.errors import CheckpointError
 

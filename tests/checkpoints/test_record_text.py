@@ -93,7 +93,7 @@ def test_a_file_name_with_a_control_character_is_still_a_valid_record_filename(t
     """segcli's own writer stores the file's name; an odd one must not make the file unloadable."""
     from segcli.checkpoints.loading import read_segcli_metadata
 
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
 
     path = save_segcli_checkpoint(tmp_path / "odd\x1bname.safetensors", tiny_model(), tiny_record("plain"))
     assert read_segcli_metadata(path).record.filename == "odd\x1bname.safetensors"

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from segcli.checkpoints import manifest
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.manifest import find_record, load_manifest, records_for_model
 from segcli.checkpoints.record import TORCHVISION_PREPROCESSING, CheckpointRecord
-from segcli.checkpoints.resolve import (SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED, SOURCE_TORCH_HUB,
-                                        resolve_checkpoint)
-from segcli.errors import CheckpointError, UnknownNameError
+from segcli.checkpoints.record import SOURCE_PATH, SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED, SOURCE_TORCH_HUB
+from segcli.checkpoints.resolve import resolve_checkpoint
+from segcli.errors import CheckpointError, UnknownNameError, with_hint
 from segcli.palettes import CITYSCAPES_CLASSES, VOC_CLASSES
 
 LRASPP_FILE = "lraspp_mobilenet_v3_large-d234d4ea.pth"
@@ -114,8 +114,9 @@ def test_missing_file_without_url_says_where_to_put_it(dirs):
 
 
 def test_named_checkpoint_for_another_model_is_refused(dirs, unverified_published_files):
-    with pytest.raises(CheckpointError, match="is for model lraspp, not fcn8s; pass --model lraspp"):
+    with pytest.raises(CheckpointError, match="is for model lraspp, not fcn8s$") as caught:
         resolve_checkpoint("fcn8s", "lraspp-coco")
+    assert caught.value.hint == "pass --model lraspp"
     torch.save(_state(), dirs["hub"] / LRASPP_FILE)
     assert resolve_checkpoint(None, "lraspp-coco").record.model == "lraspp"  # the model comes from the record
 
@@ -202,7 +203,7 @@ def test_resolved_segcli_file_loads_into_a_tiny_zoo_model(dirs, tmp_path):
 
 @pytest.mark.slow
 def test_plain_safetensors_with_sorted_keys_gets_the_class_count_of_the_classifier(tmp_path):
-    """Issue 11 item 9: safetensors sorts keys, so the last 4-D tensor is `classifier.scale.1.weight`
+    """safetensors sorts keys, so the last 4-D tensor is `classifier.scale.1.weight`
     (128 channels); the class count must come from the classifier's own key."""
     from safetensors.torch import load_file, save_file
 
@@ -225,7 +226,8 @@ def test_plain_safetensors_with_sorted_keys_gets_the_class_count_of_the_classifi
 
 @pytest.mark.parametrize("call", ["default", "named", "pull"])
 def test_no_public_download_message_reads_as_one_sentence(dirs, call):
-    """Issue 12 item 8: the fcn16s error ended "...`segcli weights add`.), or pass --weights FILE"."""
+    """A checkpoint without a public download is one sentence (the fcn16s error once ended
+    "...`segcli weights add`.), or pass --weights FILE")."""
     from segcli.checkpoints.store import pull_checkpoint
 
     run = {"default": lambda: resolve_checkpoint("fcn16s", None),
@@ -233,7 +235,8 @@ def test_no_public_download_message_reads_as_one_sentence(dirs, call):
            "pull": lambda: pull_checkpoint("fcn16s-voc-caffe")}[call]
     with pytest.raises(CheckpointError) as caught:
         run()
-    message = str(caught.value)
+    assert "--weights" not in str(caught.value)  # library terms; the command line adds the flag
+    message = with_hint(caught.value)
     assert f"put fcn16s_from_caffe.pth in {dirs['cache']}" in message and "--weights FILE" in message
     assert not re.search(r"[.;:,]\s*[.;:,)]", message), message  # no ".)", ".,", "; ." ...
     assert message.count("(") == message.count(")") and not message.endswith(".")

@@ -55,10 +55,10 @@ def _expected_mode() -> int:
 
 def test_downloads_saved_checkpoints_added_files_and_manifests_share_one_mode(tmp_path, monkeypatch):
     from segcli.checkpoints.download import download_file
-    from segcli.checkpoints.loading import save_segcli_checkpoint, save_training_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint, save_training_checkpoint
     from segcli.checkpoints.manifest import user_manifest_path
     from segcli.checkpoints.store import add_checkpoint_file
-    from segcli.outputs import atomic_write_bytes
+    from segcli.atomic import atomic_write_bytes
 
     monkeypatch.setenv("SEGCLI_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -141,7 +141,7 @@ def test_pixel_limit_refuses_then_max_pixels_lets_it_through(tmp_path, weights):
     refused = run_predict([image], tmp_path / "out", weights, "--max-pixels", "2000")
     assert refused.exit_code == 1
     lines = lines_naming(refused.stderr, "big.png")
-    assert len(lines) == 1 and "is 48x48 = 2,304 pixels, above the 2,000 pixels limit; raise it with --max-pixels" in lines[0]
+    assert len(lines) == 1 and "is 48x48 = 2,304 pixels, above the 2,000 pixels limit (max_pixels); raise it with --max-pixels" in lines[0]
     assert files_under(tmp_path / "out") == set()
     accepted = run_predict([image], tmp_path / "out", weights, "--max-pixels", "2304")
     assert accepted.exit_code == 0, accepted.output
@@ -285,8 +285,9 @@ def test_existing_outputs_are_kept_without_overwrite_and_the_error_names_file_an
     result = run_predict([folder], out, weights)
     assert result.exit_code == 1
     line, = [line for line in result.stderr.splitlines() if line.strip()]  # once, before any image
-    assert line == (f"Error: {out} already holds the outputs of 1 of 2 images (e.g. {out / 'b.png'}): pass "
-                    "--overwrite to replace them, or --skip-existing to keep them and segment the rest")
+    assert line == (f"Error: {out} already holds the outputs of 1 of 2 images (e.g. {out / 'b.png'}): neither "
+                    "overwrite nor skip_existing is set; pass --overwrite to replace them, or --skip-existing to keep "
+                    "them and segment the rest")
     assert _mtimes(out) == before and (out / "a.png").read_bytes() == b"the user's own edited mask"
     replaced = run_predict([folder], out, weights, "--overwrite")
     assert replaced.exit_code == 1  # b replaced; a.png is not segcli's any more: kept, and said so

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import segcli.crf
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.cli.main import cli
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset

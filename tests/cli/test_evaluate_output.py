@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from robustness_support import run_in_terminal
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.cli.main import cli
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset

@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.cli.main import cli
 from segcli.data.synth import SYNTH_CLASSES
@@ -128,7 +128,9 @@ def test_piped_bytes_over_the_bound_of_max_pixels_are_refused(tmp_path):
                                       "--max-pixels", "1000", *CPU_FLAGS], input=data)
     assert result.exit_code == 1 and result.stdout_bytes == b""
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "Error: stdin is over 16,785,216 bytes, the most an image within --max-pixels 1,000 can take"), result.stderr
+        "Error: stdin is over 16,785,216 bytes, the most an image within the limit of 1,000 pixels (max_pixels) can "
+        "take"), result.stderr
+    assert result.stderr.rstrip().endswith("; raise --max-pixels, or pass the file's path")
 
 
 @pytest.mark.slow  # python and torch start in a child process

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.cli.main import cli
 from segcli.data.synth import SYNTH_CLASSES
@@ -70,7 +70,8 @@ def test_too_big_images_give_one_line_errors_in_evaluate_and_train(tmp_path, che
     bomb = png_with_header_size(tmp_path / "bomb.png", 20_000, 20_000)  # 400 MP claimed: above every limit
     data = _voc_folder(tmp_path / "bomb", bomb, np.zeros((8, 8), np.uint8))
     result = _evaluate(checkpoint, data)
-    assert result.exit_code == 1 and "400.0 MP, above the 100 MP limit; raise it with --max-pixels" in result.output
+    assert result.exit_code == 1 and "400.0 MP, above the 100 MP limit (max_pixels); fix the pair" in result.output
+    assert result.output.rstrip().endswith("; raise it with --max-pixels")  # the CLI edge adds the flag
     assert_no_traceback(result)
 
     small = tmp_path / "small.png"

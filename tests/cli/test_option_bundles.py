@@ -148,7 +148,7 @@ def test_workers_means_processes_on_this_machine_in_every_command():
 
 
 def test_the_output_kinds_are_listed_once():
-    from segcli.cli.output_choice import OUTPUT_KINDS
+    from segcli.output_names import KIND_NAMES as OUTPUT_KINDS
     from segcli.output_names import KIND_NAMES
     from segcli.outputs import kinds
 

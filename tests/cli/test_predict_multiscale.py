@@ -7,7 +7,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.checkpoints.record import CheckpointRecord
 from segcli.cli.main import cli
 from segcli.engine import preprocess

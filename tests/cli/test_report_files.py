@@ -21,7 +21,7 @@ NOTES = b"my notes, not segcli's\n"
 def data_and_weights(tmp_path_factory):
     import torch
 
-    from segcli.checkpoints.loading import save_segcli_checkpoint
+    from segcli.checkpoints.saving import save_segcli_checkpoint
     from segcli.checkpoints.record import CheckpointRecord
     from segcli.models import build_model
 
@@ -139,14 +139,14 @@ def test_models_json_keeps_a_users_file(tmp_path):
 
 @pytest.mark.parametrize("option", ["--json", "--csv", "--markdown", "--plot"])
 def test_benchmark_reports_keep_a_users_file_before_any_work(tmp_path, monkeypatch, option):
-    import segcli.benchmarking as benchmarking
+    import segcli.benchmarking.subjects as subjects
     from segcli.benchmarking.subjects import PlannedSubject
 
     class RefusingPlan(PlannedSubject):
         def load(self):
             raise AssertionError("a model was loaded before the report files were checked")
 
-    monkeypatch.setattr(benchmarking, "plan_subjects", lambda names: [RefusingPlan("lraspp", None)])
+    monkeypatch.setattr(subjects, "plan_subjects", lambda names: [RefusingPlan("lraspp", None)])
     notes = tmp_path / "notes"
     notes.write_bytes(NOTES)
     result = CliRunner().invoke(cli, ["benchmark", "--models", "lraspp", "--sizes", "32", *CPU, option, str(notes)])
@@ -156,13 +156,13 @@ def test_benchmark_reports_keep_a_users_file_before_any_work(tmp_path, monkeypat
 
 
 def test_benchmark_refuses_a_checkpoint_and_two_options_naming_one_file(tmp_path, monkeypatch):
-    import segcli.benchmarking as benchmarking
+    import segcli.benchmarking.subjects as subjects
     from segcli.benchmarking.subjects import PlannedSubject
     from segcli.checkpoints.resolve import resolve_checkpoint
 
     weights = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
     resolved = resolve_checkpoint("lraspp", str(weights))
-    monkeypatch.setattr(benchmarking, "plan_subjects", lambda names: [PlannedSubject("lraspp", resolved)])
+    monkeypatch.setattr(subjects, "plan_subjects", lambda names: [PlannedSubject("lraspp", resolved)])
     before = weights.read_bytes()
     result = CliRunner().invoke(cli, ["benchmark", "--models", "lraspp", *CPU, "--csv", str(weights), "--overwrite"])
     assert result.exit_code == 1 and "is an input of this run" in result.output, result.output

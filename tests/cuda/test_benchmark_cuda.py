@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segcli.benchmarking import BenchmarkSettings, PeakMemory, iter_subjects, plan_subjects, run_benchmark, time_calls
+from segcli.benchmarking.measure import PeakMemory, time_calls
+from segcli.benchmarking.runner import BenchmarkSettings, run_benchmark
+from segcli.benchmarking.subjects import iter_subjects, plan_subjects
 from segcli.device import plan_execution
 
 pytestmark = pytest.mark.cuda

@@ -41,7 +41,8 @@ def test_folder_run_with_auto_precision_tunes_and_writes(tmp_path, monkeypatch):
     from segcli.engine import SegmentationEngine
     from segcli.inference_options import InferenceOptions
     from segcli.inputs import find_images
-    from segcli.pipeline import FolderRun, OutputOptions
+    from segcli.outputs.plan import OutputOptions
+    from segcli.pipeline.run import FolderRun
 
     monkeypatch.setenv("SEGCLI_HOME", str(tmp_path / "home"))
     (tmp_path / "in").mkdir()
@@ -58,7 +59,7 @@ def test_folder_run_with_auto_precision_tunes_and_writes(tmp_path, monkeypatch):
 
 def test_an_engine_row_peak_is_the_timed_calls_not_the_autotuner(tmp_path):
     """cuDNN's autotuner once made a 120 MB model read as a 39 GB peak: its trial workspaces, in the warm-up."""
-    from segcli.benchmarking import BenchmarkSettings, run_benchmark
+    from segcli.benchmarking.runner import BenchmarkSettings, run_benchmark
     from segcli.benchmarking.measure import measure_calls
     from segcli.benchmarking.subjects import BenchmarkSubject
 
@@ -86,7 +87,8 @@ def test_an_engine_row_peak_is_the_timed_calls_not_the_autotuner(tmp_path):
 def test_an_engine_with_an_explicit_precision_leaves_the_autotuner_off():
     """cuDNN's autotuner only where the execution policy measured it to help (`--precision auto`)."""
     from segcli.device import plan_execution
-    from segcli.engine import LoadedModel, SegmentationEngine
+    from segcli.engine import SegmentationEngine
+    from segcli.loaded_model import LoadedModel
     from segcli.inference_options import InferenceOptions
 
     torch.backends.cudnn.benchmark = False

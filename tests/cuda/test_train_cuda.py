@@ -10,7 +10,10 @@ from segcli.checkpoints.loading import read_segcli_metadata
 from segcli.checkpoints.record import IMAGENET_PREPROCESSING
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
 from segcli.data.voc import SegmentationDataset, read_split
-from segcli.training import DeviceBatches, TrainConfig, train
+from segcli.engine import preprocess
+from segcli.training.batches import DeviceBatches
+from segcli.training.config import TrainConfig
+from segcli.training.run import train
 
 pytestmark = pytest.mark.cuda
 
@@ -75,7 +78,7 @@ def test_fp32_training_on_the_gpu_runs_forward_and_backward_without_tf32(data, t
 
 
 def test_batches_augmented_on_the_gpu_equal_the_cpus(data):
-    dataset = SegmentationDataset(read_split(data, "train"), len(SYNTH_CLASSES), IMAGENET_PREPROCESSING,
+    dataset = SegmentationDataset(read_split(data, "train"), len(SYNTH_CLASSES), IMAGENET_PREPROCESSING, preprocess,
                                   crop=(48, 48), scale_range=(0.6, 1.7))
     cpu = DeviceBatches.from_dataset(dataset, batch_size=8, seed=9, device=torch.device("cpu"))
     gpu = DeviceBatches.from_dataset(dataset, batch_size=8, seed=9, device=torch.device("cuda"))

@@ -12,7 +12,8 @@ from robustness_support import random_rgb, run_predict
 from segcli.distributed.actor import FAILED, OK, SegmentActor, WriteSettings, planned_row
 from segcli.distributed.settings import EngineSettings
 from segcli.inputs import scan_inputs
-from segcli.pipeline import FolderRun, OutputOptions
+from segcli.outputs.plan import OutputOptions
+from segcli.pipeline.run import FolderRun
 
 
 @pytest.fixture

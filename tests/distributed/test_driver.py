@@ -16,7 +16,8 @@ from segcli.distributed.run import (DistributedRunError, _count_sets_landed_unre
                                     ray_session)
 from segcli.distributed.settings import ClusterOptions, WorkerRange
 from segcli.inputs import scan_inputs
-from segcli.pipeline import FolderRun, OutputOptions, RunSummary
+from segcli.outputs.plan import OutputOptions
+from segcli.pipeline.run import FolderRun, RunSummary
 
 
 class FakeRay:

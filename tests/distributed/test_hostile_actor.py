@@ -13,7 +13,8 @@ from segcli.distributed.actor import FAILED, OK, SegmentActor, WriteSettings, pl
 from segcli.distributed.settings import EngineSettings
 from segcli.inference_options import InferenceOptions
 from segcli.inputs import scan_inputs
-from segcli.pipeline import FolderRun, OutputOptions
+from segcli.outputs.plan import OutputOptions
+from segcli.pipeline.run import FolderRun
 from test_hostile_images import dds_bytes, encoded, tiff_with_a_broken_second_page
 
 

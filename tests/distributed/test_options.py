@@ -60,7 +60,8 @@ def test_without_ray_the_engine_says_what_to_install(tmp_path, checkpoint, image
     result = run_predict([image], tmp_path / "out", checkpoint, "--engine", "ray")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        "Error: --engine ray needs Ray Data: pip install 'segcli[ray]' (or pip install 'ray[data]')"]
+        "Error: running on Ray needs Ray Data: pip install 'segcli[ray]' (or pip install 'ray[data]'); "
+        "--engine ray needs it"]
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
 

@@ -160,7 +160,7 @@ def test_an_exported_graph_is_not_exported_again(exported, tmp_path):
 def test_the_graph_says_which_input_scales_it_fuses(exported):
     import onnx
 
-    from segcli.export.runtime import OnnxRuntimeModel
+    from segcli.checkpoints.onnx_model import OnnxRuntimeModel
 
     metadata = {prop.key: prop.value for prop in onnx.load(str(exported["static"])).metadata_props}
     assert json.loads(metadata["input_scales"]) == [1.0]

@@ -1,4 +1,4 @@
-"""Issue 16's done-when: every shipped checkpoint, exported, gives `segcli predict --precision fp32`'s labels
+"""Every shipped checkpoint, exported, gives `segcli predict --precision fp32`'s labels
 on >= 99.5% of the pixels of samples/ (ONNX through `predict --weights FILE.onnx`, TorchScript loaded by torch)."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from segcli.checkpoints.loading import adapt_layout, detect_layout
 from segcli.checkpoints.manifest import read_manifest_file, shipped_manifest_path
-from segcli.checkpoints.resolve import ResolvedCheckpoint
+from segcli.checkpoints.record import ResolvedCheckpoint
 from segcli.engine import SegmentationEngine
 from segcli.inference_options import InferenceOptions
 from segcli.models import build_model

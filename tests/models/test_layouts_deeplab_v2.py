@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from segcli.checkpoints.loading import (adapt_layout, detect_layout, key_mismatch_report,
                                        load_weights)
 from segcli.checkpoints.manifest import read_manifest_file, shipped_manifest_path
-from segcli.checkpoints.resolve import ResolvedCheckpoint
+from segcli.checkpoints.record import ResolvedCheckpoint
 from segcli.engine import SegmentationEngine
 from segcli.inference_options import InferenceOptions
 from segcli.models import build_model
@@ -109,7 +109,8 @@ def _parameter_count(layout: dict[str, tuple[int, ...]]) -> int:
                if key.endswith(("weight", "bias")))
 
 
-def test_kazuto_layout_is_the_one_facts_counts() -> None:
+def test_kazuto_layout_has_the_published_model_s_tensors() -> None:
+    """kazuto1011/deeplab-pytorch's DeepLabV2 ResNet-101 (libs/models/deeplabv2.py): 632 tensors, 44,048,532 parameters."""
     layout = kazuto_layout()
     assert len(layout) == 632
     assert _parameter_count(layout) == 44_048_532

@@ -7,7 +7,7 @@ import torch
 
 from segcli.errors import UnknownNameError
 from segcli.models import MODEL_NAMES, build_model
-from segcli.models.backbones import upsample_logits
+from segcli.models.base import upsample_logits
 from model_testing import SMALL_OPTIONS, random_image
 
 NUM_CLASSES = 5

@@ -13,9 +13,12 @@ from PIL import Image
 
 from segcli.errors import OutputError
 from segcli.inputs import ImageSource
-from segcli.outputs import ImageResult, OutputOptions, OutputPlan, RunInfo, write_image_outputs
+from segcli.outputs.plan import OutputOptions, OutputPlan
+from segcli.outputs.results import ImageResult, RunInfo
+from segcli.outputs.writer import write_image_outputs
 from segcli.outputs.classwise import class_file_labels, cutout_pixels, kept_classes
-from segcli.outputs.png import encode_mask_png, written_by_segcli
+from segcli.outputs.png import encode_mask_png
+from segcli.provenance import written_by_segcli
 
 CATEGORIES = ("__background__", "cat", "dog", "person")
 RUN = RunInfo(model="m", checkpoint="c", checkpoint_source="s", device="cpu", precision="fp32",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segcli.outputs import atomic_save_image, class_fractions, colorize, label_png, percent_text
+from segcli.outputs.images import atomic_save_image, class_fractions, colorize, label_png, percent_text
 from segcli.palettes import voc_colors
 
 RNG = np.random.default_rng(0)

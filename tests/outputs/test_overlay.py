@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import ImageDraw
 
-from segcli.outputs import colorize, overlay, overlay_pixels
+from segcli.outputs.images import colorize
+from segcli.outputs.overlay import overlay, overlay_pixels
 from segcli.palettes import CITYSCAPES_CLASSES, SYNTH_COLORS, VOC_CLASSES
 
 RNG = np.random.default_rng(0)

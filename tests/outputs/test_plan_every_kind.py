@@ -15,7 +15,7 @@ import pytest
 
 from segcli.errors import OutputError
 from segcli.inputs import ImageSource
-from segcli.outputs import OutputOptions, OutputPlan
+from segcli.outputs.plan import OutputOptions, OutputPlan
 from segcli.outputs.kinds import KINDS
 
 CATEGORIES = ("background", "cat", "dog")

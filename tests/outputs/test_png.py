@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segcli.outputs.png import encode_png, provenance_of, written_by_segcli
+from segcli.outputs.png import encode_png
+from segcli.provenance import provenance_of, written_by_segcli
 from segcli.palettes import flat_palette
 
 RNG = np.random.default_rng(0)

@@ -12,7 +12,8 @@ import zlib
 import numpy as np
 import pytest
 
-from segcli.outputs.png import SIGNATURE, encode_mask_png, encode_png, provenance_of
+from segcli.outputs.png import encode_mask_png, encode_png
+from segcli.provenance import SIGNATURE, provenance_of
 
 
 def chunks(png: bytes) -> list[tuple[bytes, bytes]]:

@@ -13,10 +13,12 @@ import pytest
 from PIL import Image
 
 import segcli.atomic
-import segcli.outputs
 from segcli.errors import OutputError
-from segcli.outputs import ImageResult, OutputOptions, OutputPlan, RunInfo, summary_document, write_image_outputs
-from segcli.outputs.kinds import KINDS
+from segcli.outputs.kinds import KINDS, summary_document
+from segcli.outputs.overlay import overlay
+from segcli.outputs.plan import OutputOptions, OutputPlan
+from segcli.outputs.results import ImageResult, RunInfo
+from segcli.outputs.writer import write_image_outputs
 from segcli.palettes import VOC_CLASSES, flat_palette
 
 RNG = np.random.default_rng(0)
@@ -48,7 +50,7 @@ def test_a_set_holds_exact_labels_overlay_probabilities_and_summary(tmp_path):
         assert label.mode == "P" and label.getpalette() == flat_palette("voc", 21)
         np.testing.assert_array_equal(np.asarray(label), image.labels)
     with Image.open(folder / "photo_overlay.png") as drawn:
-        np.testing.assert_array_equal(np.asarray(drawn)[:24, :32], np.asarray(segcli.outputs.overlay(
+        np.testing.assert_array_equal(np.asarray(drawn)[:24, :32], np.asarray(overlay(
             image.rgb, image.labels, RUN.categories, "voc", 0.5))[:24, :32])
     with np.load(folder / "photo_probs.npz") as saved:
         np.testing.assert_allclose(saved["probs"], image.probabilities, atol=1e-3)

@@ -12,7 +12,9 @@ from robustness_support import tiny_record
 from segcli.device import plan_execution
 from segcli.engine import SegmentationEngine, preprocess, upsample_logits
 from segcli.inputs import find_images
-from segcli.pipeline import FolderRun, OutputOptions, Schedule
+from segcli.outputs.plan import OutputOptions
+from segcli.pipeline.run import FolderRun
+from segcli.pipeline.scheduler import Schedule
 
 
 def _colour_model() -> torch.nn.Module:

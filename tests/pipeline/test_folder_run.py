@@ -20,7 +20,10 @@ from segcli.engine import SegmentationEngine
 from engine_support import engine_of
 from segcli.errors import OutputError
 from segcli.inputs import find_images
-from segcli.pipeline import FolderRun, OutputOptions, Schedule, exit_code, segment_files
+from segcli.outputs.plan import OutputOptions
+from segcli.pipeline.interrupts import exit_code
+from segcli.pipeline.run import FolderRun, segment_files
+from segcli.pipeline.scheduler import Schedule
 
 
 def _engine() -> SegmentationEngine:

@@ -20,7 +20,9 @@ from segcli.engine import SegmentationEngine
 from segcli.execution_policy import BARE, Candidate
 from segcli.inference_options import InferenceOptions
 from segcli.inputs import find_images
-from segcli.pipeline import FolderRun, OutputOptions, Schedule
+from segcli.outputs.plan import OutputOptions
+from segcli.pipeline.run import FolderRun
+from segcli.pipeline.scheduler import Schedule
 from segcli.pipeline.tuning import policy_applies, tune_engine
 
 CL = Candidate("fp32", channels_last=True)

@@ -145,7 +145,8 @@ def test_every_overlay_loads_in_headless_chromium(report_run, tmp_path):
 
 
 def test_links_and_names_survive_undecodable_bytes_and_markup(tmp_path):
-    from segcli.report import ReportEntry, render_report
+    from segcli.report.entries import ReportEntry
+    from segcli.report.page import render_report
 
     odd = os.fsdecode(b"caf\xe9 <x>&'\".png")  # a Latin-1 byte that is not UTF-8
     entry = ReportEntry(odd, "segmented", files={"overlay": Path("sub") / odd})

@@ -31,7 +31,7 @@ def serving(engine):
     """uvicorn on a free 127.0.0.1 port in a thread, around the app; stopped (drained) at the end."""
     import uvicorn
 
-    from segcli.serve import build_app
+    from segcli.serve.app import build_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

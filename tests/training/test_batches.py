@@ -11,7 +11,8 @@ from segcli.checkpoints.record import CAFFE_PREPROCESSING, IMAGENET_PREPROCESSIN
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
 from segcli.data.voc import SegmentationDataset, read_split
 from segcli.engine import preprocess
-from segcli.training import DeviceBatches, LoaderBatches, batch_indices
+from segcli.training.batches import DeviceBatches, LoaderBatches
+from segcli.training.schedule import batch_indices
 
 CPU = torch.device("cpu")
 
@@ -24,7 +25,7 @@ def scenes(tmp_path_factory):
 
 
 def whole_images(scenes, preprocessing=IMAGENET_PREPROCESSING, **kwargs) -> SegmentationDataset:
-    return SegmentationDataset(scenes, len(SYNTH_CLASSES), preprocessing, **kwargs)
+    return SegmentationDataset(scenes, len(SYNTH_CLASSES), preprocessing, preprocess, **kwargs)
 
 
 @pytest.mark.parametrize("preprocessing", [IMAGENET_PREPROCESSING, CAFFE_PREPROCESSING])

@@ -11,7 +11,8 @@ from torch import nn
 
 from segcli.device import plan_execution
 from segcli.errors import SegcliError
-from segcli.training import FitSettings, PolySchedule, fit, poly_factor
+from segcli.training.loop import FitSettings, fit
+from segcli.training.schedule import PolySchedule, poly_factor
 
 PLAN = plan_execution("cpu", "fp32", channels_last=False)
 
@@ -119,6 +120,7 @@ def test_a_non_finite_loss_is_reported_with_its_iteration():
 
     model = decoder()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(SegcliError, match="at iteration 0: lower --lr"):
+    with pytest.raises(SegcliError, match="at iteration 0: lower the learning rate$") as caught:
         fit(model, CachedFeatures(), optimizer, PolySchedule(optimizer, total=5), PLAN, exploding,
             FitSettings(total=5))
+    assert caught.value.hint == "lower --lr"

@@ -60,7 +60,7 @@ def test_a_state_that_does_not_fit_is_one_error_line(finished, tmp_path, change,
     result = _resume(data, _variant(tmp_path, state_file, change), tmp_path)
     assert result.exit_code == 1, result.output
     assert_no_traceback(result)
-    assert said in result.output and result.output.startswith("Error: --resume"), result.output
+    assert said in result.output and result.output.startswith("Error: training state") and "--resume" in result.output, result.output
     assert "1000000000 iterations" not in result.output
     assert not (tmp_path / "m.safetensors").exists()
 

@@ -7,11 +7,13 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-import segcli.training as training
-from segcli.checkpoints.loading import RECORD_METADATA_KEY
+from segcli.checkpoints.saving import RECORD_METADATA_KEY
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
 from segcli.errors import CheckpointError
-from segcli.training import TrainConfig, batch_plan, poly_factor, train
+from segcli.training.config import TrainConfig
+from segcli.training.run import train, training_plan
+from segcli.training.schedule import batch_plan, poly_factor
+from segcli.training.starting import source_model
 
 
 class TinySegmenter(nn.Module):
@@ -114,7 +116,7 @@ def test_cli_train_records_model_kwargs(tiny_data, tmp_path):
 
 
 def test_segmentation_loss_ce_and_ohem_against_hand_computation():
-    from segcli.training import segmentation_loss
+    from segcli.training.losses import segmentation_loss
 
     # 1 image, 2 classes, 1x6 pixels; the last pixel is ignored (255)
     margins = torch.tensor([4.0, 3.0, 0.5, -1.0, -2.0, 9.0])     # logit(class 1) - logit(class 0)
@@ -141,8 +143,10 @@ def test_ohem_training_lowers_the_cross_entropy_and_is_recorded(tiny_data, tmp_p
     from segcli.checkpoints.loading import read_segcli_metadata
     from segcli.checkpoints.record import IMAGENET_PREPROCESSING
     from segcli.data.voc import SegmentationDataset, read_split
+    from segcli.engine import preprocess
 
-    dataset = SegmentationDataset(read_split(tiny_data, "train"), len(SYNTH_CLASSES), IMAGENET_PREPROCESSING)
+    dataset = SegmentationDataset(read_split(tiny_data, "train"), len(SYNTH_CLASSES), IMAGENET_PREPROCESSING,
+                                  preprocess)
     images = torch.stack([dataset[(i, 0)][0] for i in range(len(dataset))])
     masks = torch.stack([dataset[(i, 0)][1] for i in range(len(dataset))])
 
@@ -164,7 +168,8 @@ def test_weights_of_another_model_initialise_the_shared_tensors(tiny_data, tmp_p
     """`segcli train --model fcn32s --weights <an fcn8s checkpoint>`: backbone and classifier copied."""
     from safetensors.torch import load_file
 
-    from segcli.checkpoints.loading import read_segcli_metadata, save_segcli_checkpoint
+    from segcli.checkpoints.loading import read_segcli_metadata
+    from segcli.checkpoints.saving import save_segcli_checkpoint
     from segcli.checkpoints.record import CheckpointRecord
     from segcli.models import build_model
 
@@ -173,7 +178,7 @@ def test_weights_of_another_model_initialise_the_shared_tensors(tiny_data, tmp_p
     record = CheckpointRecord(name="fcn8s-tiny", model="fcn8s", dataset="segcli-synth", categories=SYNTH_CLASSES,
                               filename="fcn8s-tiny.safetensors", model_kwargs=(("width", 0.0625),))
     source_file = save_segcli_checkpoint(tmp_path / "fcn8s-tiny.safetensors", fcn8s, record)
-    assert training.source_model(str(source_file), "fcn32s") == "fcn8s"
+    assert source_model(str(source_file), "fcn32s") == "fcn8s"
     source = load_file(str(source_file))
     result = train(config(tiny_data, tmp_path, model="fcn32s", weights=str(source_file), iters=1, lr=1e-12,
                           model_kwargs={"width": 0.0625}))
@@ -189,9 +194,9 @@ def test_weights_of_another_model_initialise_the_shared_tensors(tiny_data, tmp_p
 def test_training_auto_precision_is_fp32_on_the_cpu_and_bf16_stays_available():
     from segcli.device import plan_execution
 
-    assert training.training_plan("cpu", "auto").precision == "fp32"
-    assert training.training_plan("cpu", "bf16").precision == "bf16"
-    assert training.training_plan("cpu", "fp32").precision == "fp32"
+    assert training_plan("cpu", "auto").precision == "fp32"
+    assert training_plan("cpu", "bf16").precision == "bf16"
+    assert training_plan("cpu", "fp32").precision == "fp32"
     # inference keeps its own auto (bf16 where the CPU has it)
     assert plan_execution("cpu", "auto").precision in ("bf16", "fp32")
 

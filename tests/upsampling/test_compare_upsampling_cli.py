@@ -203,7 +203,7 @@ def test_zoo_logits_runner_bilinear_matches_the_engine(tmp_path):
 def test_cli_errors(tmp_path, decoders):
     _scenes(tmp_path / "set", with_masks=False, count=1)
     folder = str(tmp_path / "set")
-    for methods, message in (("bicubic", "unknown upsampling method 'bicubic'"), (",", "--methods is empty")):
+    for methods, message in (("bicubic", "unknown upsampling method 'bicubic'"), (",", "no upsampling method given")):
         result = CliRunner().invoke(cli, ["compare-upsampling", folder, "--decoders", str(decoders), "--methods", methods])
         assert result.exit_code == 2 and message in result.output  # a usage error
         assert "Invalid value for --methods" in result.output

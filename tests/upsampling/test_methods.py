@@ -7,10 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from segcli.errors import UnknownNameError
-from segcli.upsampling.methods import (
-    METHOD_NAMES, TRAINING_FREE_METHODS, bilinear_kernel, max_unpool, parse_methods,
-    transposed_bilinear_upsample, upsample_logits_with,
-)
+from segcli.models.base import bilinear_kernel
+from segcli.upsampling.methods import (METHOD_NAMES, TRAINING_FREE_METHODS, max_unpool, parse_methods,
+                                       transposed_bilinear_upsample, upsample_logits_with)
 from segcli.upsampling.network import Upsample2x, UpsamplingDecoder
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from segcli.checkpoints.loading import save_segcli_checkpoint
+from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.engine import SegmentationEngine
 from segcli.models import build_model
 

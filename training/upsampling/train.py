@@ -22,7 +22,7 @@ from segcli.checkpoints.record import IMAGENET_PREPROCESSING
 from segcli.data.synth import SYNTH_CLASSES, write_synth_dataset
 from segcli.data.voc import read_split
 from segcli.atomic import atomic_write_bytes
-from segcli.outputs import atomic_write_json
+from segcli.atomic import atomic_write_json
 from segcli.upsampling.encoder import load_shared_encoder
 from segcli.upsampling.features import FeatureCache, cache_features
 from segcli.upsampling.methods import METHOD_NAMES

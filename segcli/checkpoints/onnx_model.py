@@ -1,27 +1,32 @@
-"""Run an exported ONNX graph inside segcli's engine: `--weights FILE.onnx`.
+"""An exported ONNX graph as a checkpoint format: `--weights FILE.onnx` (checkpoints/formats.py).
 
 `OnnxRuntimeModel` is an `nn.Module` whose forward runs the onnxruntime session, so tiling, TTA,
-the CRF and every output work unchanged. Its record has identity preprocessing: the engine hands it
-0..255 RGB, which it turns back into the graph's uint8 NHWC input; the graph normalises itself.
+the CRF and every output work unchanged. Its record is rebuilt from the metadata `segcli export`
+writes (export/metadata.py) and has identity preprocessing: the engine hands it 0..255 RGB, which
+it turns back into the graph's uint8 NHWC input; the graph normalises itself.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from segcli.checkpoints.record import CheckpointRecord
-from segcli.errors import CheckpointError, ModelOutputError, SegcliError
-from segcli.export.metadata import graph_input_scales, record_from_metadata
-from segcli.export.onnx_format import RUN_HINT, read_onnx_metadata, require_onnx
+from segcli.checkpoints.record import CheckpointRecord, Preprocessing, finite_numbers, parse_record
+from segcli.errors import CheckpointError, MissingDependencyError, ModelOutputError, SegcliError
 from segcli.text import printable
 
-
-RUNS_ON = ("cpu", "fp32")  # onnxruntime's CPU provider runs the fp32 graph whatever --precision says
+RUN_HINT = ('running an ONNX graph needs onnx and onnxruntime: pip install "segcli[export]" '
+            '(or pip install onnx onnxruntime)')
+# the graph normalises itself: the engine hands it 0..255 RGB unchanged
+IDENTITY_PREPROCESSING = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_scale=255.0,
+                                       channel_order="RGB", resize_shorter=None)
+REQUIRED_KEYS = ("model", "checkpoint", "categories", "palette")
 
 
 def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> CheckpointRecord:
@@ -31,13 +36,46 @@ def onnx_graph_record(model: str | None, weights: str | os.PathLike[str]) -> Che
     path = Path(weights).expanduser()
     if not path.is_file():
         raise CheckpointError(f"ONNX file {weights} does not exist")
-    require_onnx(RUN_HINT)
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(RUN_HINT) from None
     record = record_from_metadata(read_onnx_metadata(path), path)
     if model is not None and canonical_name(model) != record.model:
-        raise CheckpointError(f"{printable(path.name)} is a {record.model} graph, not {canonical_name(model)}; "
-                              f"pass --model {record.model}")
+        raise CheckpointError(f"{printable(path.name)} is a {record.model} graph, not {canonical_name(model)}",
+                              hint=f"pass --model {record.model}")
     return record
 
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's metadata_props (the graph's weights are not read)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises its own DecodeError types; any of them means "not ONNX"
+        raise SegcliError(f"cannot read {path}: not an ONNX file, or truncated ({type(exc).__name__})") from None
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def _json_field(metadata: dict[str, str], key: str, source: str) -> Any:
+    try:
+        return json.loads(metadata[key])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{source} has no readable {key!r} metadata; export it again with `segcli export`") \
+            from None
+
+
+def graph_input_scales(metadata: dict[str, str], path: Path) -> tuple[float, ...]:
+    """The test-time scales fused inside the graph (shown by predict), checked as a record's `input_scales`."""
+    from segcli.models import check_input_scales
+
+    scales = _json_field(metadata, "input_scales", printable(path.name)) if "input_scales" in metadata else [1.0]
+    try:
+        return check_input_scales(finite_numbers(scales, "input_scales", None))
+    except ValueError as exc:
+        raise CheckpointError(f"{printable(path.name)}: the input_scales metadata: {exc}") from None
 
 class OnnxRuntimeModel(nn.Module):
     """logits = the graph's `logits` output, for a [N, 3, H, W] float batch of 0..255 RGB values.
@@ -85,7 +123,8 @@ class OnnxRuntimeModel(nn.Module):
         height, width = batch.shape[-2:]
         if self.fixed_size is not None and (height, width) != self.fixed_size:
             raise SegcliError(f"{self.path.name} takes {self.fixed_size[0]}x{self.fixed_size[1]} images only, this "
-                              f"one is {height}x{width}; export with --dynamic (or --size {height}x{width})")
+                              f"one is {height}x{width}",
+                              hint=f"export with --dynamic (or --size {height}x{width})")
         pixels = batch.detach().float().round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         pixels = np.ascontiguousarray(pixels)
         step = self.fixed_batch or len(pixels)  # a static graph takes its own batch size only
@@ -107,6 +146,35 @@ class OnnxRuntimeModel(nn.Module):
 
     def low_res_logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.forward(batch)  # the graph ends at the input size; nothing lower is exported
+
+
+def record_from_metadata(metadata: dict[str, str], path: Path) -> CheckpointRecord:
+    """The record an exported graph runs under: its classes and colours, identity preprocessing.
+
+    The metadata is checked as a record read from a file is (`CheckpointRecord.from_dict`: class
+    names, palette entries, text fields), and its model must be one of segcli's zoo."""
+    from segcli.models import MODEL_NAMES
+
+    shown = printable(path.name)
+    missing = [key for key in REQUIRED_KEYS if key not in metadata]
+    if missing:
+        raise CheckpointError(f"{shown} is not a graph exported by segcli (no {', '.join(missing)} metadata)",
+                              hint=f"export one with `segcli export --model M --out {shown}`")
+    graph_input_scales(metadata, path)
+    data = {
+        "name": metadata["checkpoint"], "model": metadata["model"], "dataset": metadata.get("dataset", "unknown"),
+        "categories": _json_field(metadata, "categories", shown), "palette": _json_field(metadata, "palette", shown),
+        "filename": path.name if path.name.isprintable() and "\\" not in path.name else "exported.onnx",
+        "preprocessing": IDENTITY_PREPROCESSING.to_dict(),
+        "notes": f"graph exported by segcli {printable(metadata.get('segcli_version', '?'))[:40]} from "
+                 f"{printable(metadata['checkpoint'])[:200]}, run by onnxruntime (the checkpoint's preprocessing "
+                 f"is inside the graph)",
+    }
+    record = parse_record(data, f"{shown}: its segcli metadata")
+    if record.model not in MODEL_NAMES:
+        raise CheckpointError(f"{shown}: its segcli metadata names model '{printable(record.model)[:80]}', which is "
+                              f"not in segcli's zoo (see `segcli models`)")
+    return record
 
 
 def _first_line(exc: BaseException) -> str:
