@@ -6,6 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from segcli.errors import DeviceError
@@ -109,6 +110,17 @@ def strict_fp32() -> Iterator[None]:
             knob.fp32_precision = value
 
 
+def set_cudnn_benchmark(device: torch.device, enabled: bool) -> None:
+    """cuDNN's autotuner on or off (a process-wide flag) for a CUDA device; nothing elsewhere."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = enabled
+
+
+def cudnn_benchmark_state(device: torch.device) -> bool | None:
+    """Whether cuDNN's autotuner is on, for a CUDA device (None elsewhere: there is no cuDNN)."""
+    return bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None
+
+
 @dataclass(frozen=True)
 class ExecutionPlan:
     """Device, precision and memory format, decided once per engine."""
@@ -155,3 +167,27 @@ def plan_execution(device: str = "auto", precision: str = "auto", channels_last:
     if channels_last is None:
         channels_last = resolved.type in ("cpu", "cuda")
     return ExecutionPlan(resolved, chosen_precision, channels_last)
+
+
+def pinned_for(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor bound for a CUDA device in page-locked memory, so `.to(device, non_blocking=True)` is
+    asynchronous (from pageable memory it is a synchronous staged copy); anything else as it is."""
+    if device.type == "cuda" and tensor.device.type == "cpu" and not tensor.is_pinned():
+        return tensor.pin_memory()
+    return tensor
+
+
+def labels_to_host(logits: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    """[N, C, H, W] logits -> [N, H, W] class indices on the host, the argmax taken where the logits are.
+
+    Only the labels cross to the host (uint8 when the classes fit: 1 byte a pixel instead of 4 x C),
+    on CUDA into page-locked memory with a non-blocking copy. torch.argmax returns the first maximal
+    index on every device, so the labels equal an argmax of the same logits on the CPU.
+    """
+    labels = logits.argmax(dim=1).to(torch.uint8 if np.dtype(dtype) == np.uint8 else torch.int64)
+    if labels.device.type != "cuda":
+        return labels.cpu().numpy()
+    host = torch.empty(labels.shape, dtype=labels.dtype, pin_memory=True)
+    host.copy_(labels, non_blocking=True)
+    torch.cuda.current_stream(labels.device).synchronize()
+    return host.numpy()

@@ -19,7 +19,7 @@ from torchvision.transforms.functional import resize as resize_image
 
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing
 from segcli.checkpoints.resolve import synthetic_scenes_warning
-from segcli.device import ExecutionPlan, plan_execution
+from segcli.device import ExecutionPlan, labels_to_host, pinned_for, plan_execution
 from segcli.errors import SegcliError, SyntheticScenesWarning
 from segcli.memory_retry import OutOfDeviceMemoryError, halving_sizes, run_with_oom_retry
 from segcli.model_output import require_finite_logits
@@ -109,8 +109,6 @@ class SegmentationEngine:
         model = model.eval().to(self.plan.device)
         if self.plan.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.plan.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         self.model = model
 
     @property
@@ -248,14 +246,15 @@ class SegmentationEngine:
     ) -> list[Prediction]:
         height, width = images_rgb[0].shape[:2]
         started = time.perf_counter()
-        batch = torch.cat([preprocess(image, self.record.preprocessing) for image in images_rgb])
+        batch = pinned_for(torch.cat([preprocess(i, self.record.preprocessing) for i in images_rgb]), self.plan.device)
         preprocessed = time.perf_counter()
         logits = self.forward(batch)
         self.plan.synchronize()
         forwarded = time.perf_counter()
-        logits = upsample_logits(logits, (height, width)).cpu()
+        logits = upsample_logits(logits, (height, width))
         need_probabilities = crf is not None or return_probabilities
-        probabilities = torch.softmax(logits, dim=1) if need_probabilities else None
+        probabilities = torch.softmax(logits.cpu(), dim=1) if need_probabilities else None
+        labels = None if need_probabilities else labels_to_host(logits, labels_dtype(self.num_classes))
         upsampled = time.perf_counter()
         share = 1000.0 / len(images_rgb)
         shared_timings = {
@@ -266,9 +265,8 @@ class SegmentationEngine:
         results = []
         for index, image in enumerate(images_rgb):
             timings = dict(shared_timings)
-            if probabilities is None:  # argmax of logits == argmax of softmax; no C x H x W copy
-                labels = logits[index].argmax(0).numpy().astype(labels_dtype(self.num_classes))
-                results.append(Prediction(labels=labels, timings_ms=timings))
+            if labels is not None:  # argmax of logits == of softmax, taken on the device; only the labels copied
+                results.append(Prediction(labels=labels[index], timings_ms=timings))
             else:
                 results.append(self._finish(image, probabilities[index].numpy(), crf, return_probabilities, timings))
         return results

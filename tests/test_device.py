@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,25 @@ def test_fp32_keeps_to_the_new_precision_api_once_a_process_uses_it():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "('ieee', 'ieee') ('tf32', 'tf32')"
+
+
+@pytest.mark.parametrize("classes, dtype", [(21, np.uint8), (300, np.int64)])
+def test_labels_taken_where_the_logits_are_equal_the_host_argmax_byte_for_byte(classes, dtype):
+    """Ties included (logits rounded to a few values): the first maximal class on every path."""
+    from segcli.device import labels_to_host
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 4, (3, classes, 17, 23), generator=generator).float() / 2
+    labels = labels_to_host(logits, np.dtype(dtype))
+    expected = [logits[index].argmax(0).numpy().astype(dtype) for index in range(3)]  # the per-image host path
+    assert labels.dtype == dtype and labels.shape == (3, 17, 23)
+    for index in range(3):
+        assert labels[index].tobytes() == expected[index].tobytes()
+
+
+def test_pinned_for_leaves_cpu_runs_alone():
+    from segcli.device import pinned_for
+
+    tensor = torch.rand(2, 3)
+    assert pinned_for(tensor, torch.device("cpu")) is tensor
+

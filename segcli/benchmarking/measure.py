@@ -187,3 +187,21 @@ class PeakMemory:
             self.peak_mb = max(0, peak_kib - self._start_kib) / 1024
         elif self.method.startswith("ru_maxrss"):
             self.peak_mb = max(0, _ru_maxrss_kib() - self._start_kib) / 1024
+
+
+def measure_calls(call: Callable[[], Any], warmup: int, iters: int, synchronize: Callable[[], None],
+                  device: torch.device) -> tuple[list[float], "PeakMemory"]:
+    """Warm up, then time `iters` calls with the peak memory measured over the timed calls only.
+
+    The warm-up stays outside the measured block: cuDNN's autotuner (`torch.backends.cudnn.benchmark`)
+    tries every convolution algorithm on the first calls, each with its own workspace, and those
+    allocations once made a 120 MB model read as a 39 GB peak. The peak statistics are reset after it.
+    """
+    for _ in range(warmup):
+        call()
+    synchronize()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the autotuner's workspaces go back; the reset below starts from here
+    with PeakMemory(device) as memory:
+        samples = time_calls(call, 0, iters, synchronize)
+    return samples, memory

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 import torch
 
-from segcli.benchmarking.measure import PeakMemory, time_calls
+from segcli.benchmarking.measure import measure_calls
 from segcli.inference_options import InferenceOptions
 
 PRECISION_LABEL = "onnxruntime fp32"  # the table's precision column: which runtime, in which precision
@@ -31,16 +31,16 @@ def onnxruntime_row(run):
 
     with tempfile.TemporaryDirectory(prefix="segcli-benchmark-") as folder:
         path = Path(folder) / f"{run.subject.name}.onnx"
-        settings = ExportSettings(size=(run.height, run.width), dynamic=run.settings.batch > 1)
+        settings = ExportSettings(size=(run.height, run.width), dynamic=run.batch > 1)
         export_model(run.subject.model, run.record, path, settings)
         graph = LoadedModel(OnnxRuntimeModel(path), record_from_metadata(read_onnx_metadata(path), path),
                             source=f"{run.subject.source} exported to ONNX", runs_on=RUNS_ON)
         engine = SegmentationEngine.from_checkpoint(graph, options=InferenceOptions(channels_last=False))
         plan = engine.plan
-        images = scenes(run.settings.batch, run.height, run.width, first_index=0)
+        images = scenes(run.batch, run.height, run.width, first_index=0)
         batch = torch.cat([preprocess(image, IDENTITY_PREPROCESSING) for image in images])
-        with PeakMemory(plan.device) as memory:
-            samples = time_calls(lambda: engine.forward(batch), run.warmup, run.iters, plan.synchronize)
+        samples, memory = measure_calls(lambda: engine.forward(batch), run.warmup, run.iters, plan.synchronize,
+                                        plan.device)
         row = run._row("onnxruntime", plan, samples, memory)
         row.precision = PRECISION_LABEL
         if run.settings.end_to_end:

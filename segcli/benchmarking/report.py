@@ -13,7 +13,7 @@ from segcli.benchmarking.environment import describe_environment
 from segcli.benchmarking.runner import BenchmarkReport, BenchmarkRow
 from segcli.errors import MissingDependencyError, OutputError
 
-CSV_COLUMNS = tuple(BenchmarkRow.__dataclass_fields__) + ("size",)
+CSV_COLUMNS = tuple(BenchmarkRow.__dataclass_fields__) + ("size", "achieved_tflops_per_s")
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -50,6 +50,7 @@ _COLUMNS: tuple[tuple[str, bool, Callable[[BenchmarkRow], str]], ...] = (
     ("model", False, lambda row: row.model),
     ("weights", False, lambda row: row.weights),
     ("size", False, lambda row: row.size),
+    ("batch", True, lambda row: str(row.batch)),
     ("precision", False, _precision_cell),
     ("params M", True, lambda row: _number(row.parameters / 1e6, 2)),
     ("GFLOP", True, lambda row: _number(row.gflops, 2 if row.gflops >= 1 else 3)),
@@ -58,6 +59,8 @@ _COLUMNS: tuple[tuple[str, bool, Callable[[BenchmarkRow], str]], ...] = (
     ("spread %", True, _spread_cell),
     ("img/s", True, lambda row: _number(row.images_per_s)),
     ("GFLOP/s", True, lambda row: _number(row.achieved_gflops_per_s, 0)),
+    ("TFLOP/s", True, lambda row: _number(row.achieved_tflops_per_s, 1)),
+    ("% peak", True, lambda row: _percent(row.peak_share)),
     ("peak MB", True, lambda row: _number(row.peak_memory_mb, 0)),
     ("e2e ms", True, lambda row: _number(row.e2e_mean_ms)),
     ("CRF ms", True, lambda row: _number(row.crf_ms)),
@@ -66,6 +69,8 @@ _COLUMNS: tuple[tuple[str, bool, Callable[[BenchmarkRow], str]], ...] = (
     ("pix acc %", True, lambda row: _percent(row.pixel_accuracy)),
 )
 _SHOWN_WHEN = {  # a column shown only when some row has a value for it
+    "batch": lambda row: row.batch != 1, "TFLOP/s": lambda row: row.device.startswith("cuda"),
+    "% peak": lambda row: row.peak_share is not None,
     "e2e ms": lambda row: row.e2e_mean_ms is not None, "CRF ms": lambda row: row.crf_ms is not None,
     TIME_RATIO_HEADER: lambda row: row.time_vs_baseline is not None, "mIoU %": lambda row: row.miou is not None,
     "pix acc %": lambda row: row.pixel_accuracy is not None,
@@ -88,13 +93,15 @@ def table_title(report: BenchmarkReport) -> str:
 def table_notes(report: BenchmarkReport) -> list[str]:
     """The footnotes: how the figures were measured, saying only what ran."""
     settings, rows = report.settings, report.rows
-    runs = f"batch {settings['batch']}; {settings['warmup']} warm-up + {settings['iters']} timed model-only runs"
+    batches = "/".join(map(str, settings.get("batches") or [settings["batch"]]))
+    runs = f"batch {batches}; {settings['warmup']} warm-up + {settings['iters']} timed model-only runs"
     if any(row.e2e_mean_ms is not None for row in rows):
         runs += f", {settings['e2e_iters']} timed end-to-end"
     notes = [runs + "; ms per batch; mean ms and ratios are means, spread % = (p90 - p10) / p50 of the timed runs",
              "GFLOP per image = FlopCounterMode FLOPs / 1e9 (2 per multiply-add)"]
     if any(row.time_vs_baseline is not None for row in rows):
         notes.append(TIME_RATIO_NOTE)
+    notes.extend(_peak_notes(report))
     lanes = sorted({row.e2e_lanes for row in rows if row.e2e_mean_ms is not None and row.e2e_lanes})
     if lanes:
         notes.append(f"e2e ms: what `predict` does per batch (decode the JPEG files ... write every output), with "
@@ -107,6 +114,18 @@ def table_notes(report: BenchmarkReport) -> list[str]:
         values = " -> ".join(f"{values[0]:.1f}" for values in (load.get("start"), load.get("end")) if values)
         notes.append(f"load average (1 min) {values} on {load.get('cores')} cores")
     return notes
+
+
+def _peak_notes(report: BenchmarkReport) -> list[str]:
+    """Where the share of the GPU's peak comes from, or why it is missing."""
+    from segcli.benchmarking.gpu_peaks import PEAK_SOURCE
+
+    gpu = report.environment.get("gpu")
+    if not gpu:
+        return []
+    if any(row.peak_share is not None for row in report.rows):
+        return [f"% peak = achieved TFLOP/s / the {gpu}'s dense peak at the row's precision ({PEAK_SOURCE})"]
+    return [f"% peak omitted: no peak figures for {gpu} in segcli/benchmarking/gpu_peaks.py"]
 
 
 def write_json(report: BenchmarkReport, path: str | Path) -> None:

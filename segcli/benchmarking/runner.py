@@ -13,12 +13,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segcli.benchmarking.gpu_peaks import peak_tflops
 from segcli.benchmarking.environment import environment_info, load_average, timing_warnings
 from segcli.benchmarking.measure import (
-    FLOP_CONVENTION, LatencyStats, PeakMemory, count_flops, count_parameters, time_calls,
+    FLOP_CONVENTION, LatencyStats, PeakMemory, count_flops, count_parameters, measure_calls,
 )
 from segcli.benchmarking.subjects import BenchmarkSubject
-from segcli.device import ExecutionPlan, plan_execution, resolve_device
+from segcli.device import (
+    ExecutionPlan, cudnn_benchmark_state, plan_execution, resolve_device, set_cudnn_benchmark,
+)
 from segcli.engine import SegmentationEngine, preprocess
 from segcli.loaded_model import LoadedModel
 
@@ -40,6 +43,7 @@ class BenchmarkSettings:
 
     sizes: tuple[tuple[int, int], ...] = ((512, 512),)  # (height, width) of the network input
     batch: int = 1
+    batches: tuple[int, ...] = ()    # several batch sizes (rows for each; FLOPs counted once); () : `batch` alone
     device: str = "auto"
     precisions: tuple[str, ...] = ("auto",)
     crf: "CRFSettings | None" = None   # as predict's --crf* flags give it (kernel settings not given: the record's)
@@ -57,6 +61,10 @@ class BenchmarkSettings:
 
         if isinstance(self.crf, CRFParams):  # exact kernel settings: run as given
             object.__setattr__(self, "crf", CRFSettings.from_params(self.crf))
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        return self.batches or (self.batch,)
 
     def runs_for(self, device: torch.device) -> tuple[int, int, int]:
         default_warmup, default_iters = DEFAULT_RUNS["cpu" if device.type == "cpu" else "accelerator"]
@@ -117,6 +125,13 @@ class BenchmarkRow:
     p90_ms: float | None = None
     spread: float | None = None              # (p90_ms - p10_ms) / p50_ms: how steady the timings were
     e2e_lanes: int | None = None             # images the end-to-end pipeline runs side by side
+    cudnn_benchmark: bool | None = None      # cuDNN's autotuner during the timed calls (CUDA only)
+    peak_tflops: float | None = None         # the GPU's dense peak at this precision (gpu_peaks.py); None: unknown
+    peak_share: float | None = None          # achieved FLOP/s / peak_tflops
+
+    @property
+    def achieved_tflops_per_s(self) -> float:
+        return self.achieved_gflops_per_s / 1000.0
 
     @property
     def size(self) -> str:
@@ -125,6 +140,7 @@ class BenchmarkRow:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["size"] = self.size
+        data["achieved_tflops_per_s"] = self.achieved_tflops_per_s
         return data
 
 
@@ -157,7 +173,10 @@ class BenchmarkReport:
                 "time_vs_baseline": "row mean_ms / baseline mean_ms at the same model, size and batch "
                                     "(< 1: faster; 0.41 = 0.41x the bare model's time)",
                 "size": "network input size; checkpoints that resize the shorter side are benchmarked without that resize",
-                "peak_memory": "see memory_method per row",
+                "peak_memory": "see memory_method per row; measured over the timed calls (the warm-up, where "
+                               "cuDNN's autotuner allocates its trial workspaces, is left out)",
+                "peak_share": "achieved TFLOP/s / the GPU's dense peak at the row's precision "
+                              "(segcli/benchmarking/gpu_peaks.py, vendor datasheets); null: GPU not in the table",
                 "spread": "(p90_ms - p10_ms) / p50_ms of the model-only timed calls",
                 "load_average": "os.getloadavg() (1, 5, 15 min) before the first and after the last row, and the cores",
             },
@@ -210,8 +229,9 @@ def _measure(subjects: Iterable[BenchmarkSubject], settings: BenchmarkSettings, 
     warmup, iters, e2e_iters = runs
     for subject in subjects:
         accuracy_cache: dict[str, tuple[float, float]] = {}
-        for height, width in settings.sizes:
-            runner = _SizeRun(subject, settings, device, height, width, warmup, iters, e2e_iters)
+        flops_cache: dict[tuple[int, int], float] = {}
+        for (height, width), batch in [(size, batch) for size in settings.sizes for batch in settings.batch_sizes]:
+            runner = _SizeRun(subject, settings, device, height, width, warmup, iters, e2e_iters, batch, flops_cache)
             baseline = runner.baseline_row() if settings.baseline else None
             for row in ([baseline] if baseline else []):
                 report.rows.append(row)
@@ -248,7 +268,8 @@ def _settings_dict(settings: BenchmarkSettings, warmup: int, iters: int, e2e_ite
     return {
         "command": command,
         "sizes": [f"{h}x{w}" for h, w in settings.sizes],
-        "batch": settings.batch, "device": settings.device, "precisions": list(settings.precisions),
+        "batch": settings.batch, "batches": list(settings.batch_sizes), "device": settings.device,
+        "precisions": list(settings.precisions),
         "crf": None if settings.crf is None else {"method": settings.crf.method, "given": dict(settings.crf.given)},
         "warmup": warmup, "iters": iters, "e2e_iters": e2e_iters,
         "end_to_end": settings.end_to_end, "baseline": settings.baseline,
@@ -261,19 +282,25 @@ class _SizeRun:
     """One subject at one input size: shared inputs and FLOP count, then rows."""
 
     def __init__(self, subject: BenchmarkSubject, settings: BenchmarkSettings, device: torch.device,
-                 height: int, width: int, warmup: int, iters: int, e2e_iters: int) -> None:
+                 height: int, width: int, warmup: int, iters: int, e2e_iters: int, batch: int | None = None,
+                 flops_cache: dict[tuple[int, int], float] | None = None) -> None:
         self.subject, self.settings, self.device = subject, settings, device
+        self.batch = batch or settings.batch
+        flops_cache = {} if flops_cache is None else flops_cache
         self.height, self.width = height, width
         self.warmup, self.iters, self.e2e_iters = warmup, iters, e2e_iters
         # the size is the network input: drop a checkpoint's shorter-side resize (torchvision: 520)
         self.record = dataclasses.replace(
             subject.record, preprocessing=dataclasses.replace(subject.record.preprocessing, resize_shorter=None))
-        self.jpegs = [synthetic_jpeg(height, width, seed=index) for index in range(settings.batch)]
+        self.jpegs = [synthetic_jpeg(height, width, seed=index) for index in range(self.batch)]
         images = [decode_jpeg(data) for data in self.jpegs]
         self.batch_cpu = torch.cat([preprocess(image, self.record.preprocessing) for image in images])
         model = self._contiguous_model()
         self.parameters = count_parameters(model)
-        self.gflops = count_flops(model, self.batch_cpu[:1].to(device)) / 1e9
+        if (height, width) not in flops_cache:  # once per model and size, whatever the batch
+            flops_cache[height, width] = count_flops(model, self.batch_cpu[:1].to(device)) / 1e9
+        self.gflops = flops_cache[height, width]
+        self.gpu_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
 
     def _contiguous_model(self) -> torch.nn.Module:
         # the engine converts the module to channels_last in place; undo it for the bare baseline
@@ -281,7 +308,8 @@ class _SizeRun:
 
     def _row(self, variant: str, plan: ExecutionPlan, samples: list[float], memory: PeakMemory) -> BenchmarkRow:
         stats = LatencyStats.from_samples(samples)
-        batch = self.settings.batch
+        batch = self.batch
+        peak = peak_tflops(self.gpu_name, plan.precision)
         return BenchmarkRow(
             model=self.subject.name, weights=self.subject.weights, variant=variant,
             height=self.height, width=self.width, batch=batch, device=str(plan.device),
@@ -294,6 +322,8 @@ class _SizeRun:
             achieved_gflops_per_s=self.gflops * batch * 1000.0 / stats.mean_ms,
             peak_memory_mb=memory.peak_mb, memory_method=memory.method,
             warmup=self.warmup, iters=self.iters, checkpoint_source=self.subject.source,
+            cudnn_benchmark=cudnn_benchmark_state(self.device), peak_tflops=peak,
+            peak_share=None if peak is None else self.gflops * batch / stats.mean_ms / peak,
         )
 
     def baseline_row(self) -> BenchmarkRow:
@@ -306,8 +336,8 @@ class _SizeRun:
             with torch.inference_mode():
                 model(batch)
 
-        with PeakMemory(self.device) as memory:
-            samples = time_calls(call, self.warmup, self.iters, plan.synchronize)
+        set_cudnn_benchmark(self.device, False)  # torch's default; an earlier engine row may have turned it on
+        samples, memory = measure_calls(call, self.warmup, self.iters, plan.synchronize, self.device)
         return self._row("baseline", plan, samples, memory)
 
     def engine_row(self, plan: ExecutionPlan, accuracy_cache: dict[str, tuple[float, float]]) -> BenchmarkRow:
@@ -315,8 +345,8 @@ class _SizeRun:
         batch = self.batch_cpu.to(plan.device)
         if plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with PeakMemory(self.device) as memory:
-            samples = time_calls(lambda: engine.forward(batch), self.warmup, self.iters, plan.synchronize)
+        samples, memory = measure_calls(lambda: engine.forward(batch), self.warmup, self.iters, plan.synchronize,
+                                        self.device)
         row = self._row("engine", plan, samples, memory)
         if self.settings.end_to_end:
             self._measure_end_to_end(engine, row)
@@ -331,10 +361,10 @@ class _SizeRun:
         """What `predict` does per image, every default output written (see segcli/benchmarking/end_to_end.py)."""
         from segcli.benchmarking.end_to_end import measure_end_to_end
 
-        result = measure_end_to_end(engine, self.jpegs, self.settings.batch, self.warmup, self.e2e_iters)
+        result = measure_end_to_end(engine, self.jpegs, self.batch, self.warmup, self.e2e_iters)
         stats, stages = result.stats, result.stage_ms
         row.e2e_mean_ms, row.e2e_p50_ms, row.e2e_p95_ms = stats.mean_ms, stats.p50_ms, stats.p95_ms
-        row.e2e_images_per_s = self.settings.batch * 1000.0 / stats.mean_ms
+        row.e2e_images_per_s = self.batch * 1000.0 / stats.mean_ms
         row.e2e_iters, row.e2e_peak_memory_mb = self.e2e_iters, result.peak_memory_mb
         row.e2e_lanes = result.lanes
         row.e2e_stages_ms = {stage: round(value, 3) for stage, value in stages.items()}

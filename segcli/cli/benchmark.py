@@ -38,6 +38,18 @@ def _models_callback(ctx: click.Context, param: click.Parameter, value: str | No
         raise click.BadParameter(str(exc)) from None
 
 
+def _batches(value: str | None) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        batches = tuple(int(item) for item in _comma_list(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected whole numbers, e.g. 1,8,32", param_hint="'--batches'") from None
+    if not batches or min(batches) < 1:
+        raise click.BadParameter(f"{value!r}: batch sizes must be >= 1", param_hint="'--batches'")
+    return tuple(dict.fromkeys(batches))
+
+
 def _invocation() -> str | None:
     """The command line as typed, when run as the `segcli` program (not under a test runner)."""
     program = Path(sys.argv[0]).name
@@ -53,6 +65,8 @@ def _invocation() -> str | None:
 @click.option("--sizes", callback=size_callback(min_side=MIN_SIDE, several=True), default="512", show_default=True, metavar="N|HxW[,...]",
               help=f"Network input sizes: N for NxN, or HxW ({size_limits_text(MIN_SIDE)}).")
 @batch_size_option(default=1, help="Images per forward pass.")
+@click.option("--batches", callback=lambda ctx, param, value: _batches(value), default=None, metavar="N[,N...]",
+              help="Several batch sizes, rows for each (FLOPs counted once per model and size); replaces --batch-size.")
 @device_option
 @precisions_option
 @crf_options
@@ -84,7 +98,7 @@ def _invocation() -> str | None:
 @overwrite_option("Replace existing --json/--csv/--markdown/--plot files segcli did not write "
                   "(never a checkpoint or a file of --data).")
 @quiet_option("No progress lines, only the table.")
-def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
+def benchmark(models, sizes, batch_size, batches, device, precisions, warmup, iters, e2e_iters, end_to_end, baseline,
               data_dir, split, onnxruntime, json_path, csv_path, markdown_path, plot_path, overwrite, quiet,
               crf) -> None:
     """Measure how fast each model runs here, at which size and precision, with how much memory,
@@ -121,14 +135,14 @@ def benchmark(models, sizes, batch_size, device, precisions, warmup, iters, e2e_
     _check_report_files(planned, data_dir, split, (json_path, csv_path, markdown_path, plot_path), overwrite)
     progress.print("benchmarking " + ", ".join(f"{plan.name} ({plan.weights})" for plan in planned))
     settings = BenchmarkSettings(
-        sizes=sizes, batch=batch_size, device=device, precisions=precisions, crf=crf, warmup=warmup, iters=iters,
+        sizes=sizes, batch=batch_size, batches=batches, device=device, precisions=precisions, crf=crf, warmup=warmup, iters=iters,
         e2e_iters=e2e_iters, end_to_end=end_to_end, baseline=baseline, data_dir=data_dir, split=split,
         onnxruntime=onnxruntime,
     )
 
     def on_row(row) -> None:
         what = "bare fp32" if row.variant == "baseline" else row.precision
-        progress.print(f"  {row.model} {row.size} {what}: mean {row.mean_ms:.1f} ms")
+        progress.print(f"  {row.model} {row.size} x{row.batch} {what}: mean {row.mean_ms:.1f} ms")
 
     report = run_benchmark(iter_subjects(planned), settings, on_row=on_row, command=_invocation())
     _show(report, progress)

@@ -180,6 +180,8 @@ def _load_engine(model, weights, device, download, inference, console):
 def _finish(run, summary, choice, out_dir, console, quiet) -> None:
     """The report page (--report), then the run's final line and exit code."""
     report_failed = choice.report and not finish_report(run, summary, out_dir, console)
+    if getattr(run, "tuning", None) is not None:  # --precision auto on CUDA (segcli.execution_policy)
+        console.print(f"execution policy: {run.tuning.describe()}", highlight=False)
     if getattr(summary, "crf_images", 0):  # what the CRF ran, counted from the images (the plan line said what may)
         bands = summary.crf_band_images
         console.print(f"dense CRF ran on {summary.crf_images} image{'s' * (summary.crf_images != 1)} ("

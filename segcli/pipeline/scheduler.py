@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from segcli.pipeline.interrupts import StopRequests
 
 
+MAX_IO_WORKERS = 8  # decode threads (and as many write threads) beside a GPU
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Images per forward pass, decode/write threads per lane, and lanes (images in flight side by side)."""
@@ -49,13 +52,14 @@ class Schedule:
         several images are slower per image than one at a time; two lanes of one image each, with
         half of the cores' torch threads, keep both cores busy through the parts torch does not
         parallelise (small layers, decoding, encoding). Accelerators batch, and overlap decoding
-        and writing with the model.
+        and writing with the model: one core stays with the thread that runs the model, the others
+        decode and write (PIL's decoder and zlib release the GIL), at most MAX_IO_WORKERS of each.
         """
         cores = cores or available_cores()
         if device_type == "cpu":
             lanes = 2 if cores >= 2 else 1
             return cls(batch_size=1, io_workers=0, lanes=lanes, torch_threads=max(1, cores // lanes))
-        return cls(batch_size=4, io_workers=2)
+        return cls(batch_size=4, io_workers=max(2, min(MAX_IO_WORKERS, (cores - 1) // 2)))
 
     def with_choices(self, batch_size: int | None = None, io_workers: int | None = None) -> "Schedule":
         """This schedule with a user's --batch-size/--io-workers (None: keep); either one means a single lane."""

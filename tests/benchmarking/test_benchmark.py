@@ -260,3 +260,71 @@ def test_no_weights_and_no_models_is_an_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["benchmark", "--device", "cpu"])
     assert result.exit_code == 1
     assert "no zoo model has a checkpoint on disk" in result.output and "--models" in result.output
+
+
+def test_peak_memory_leaves_out_what_the_warm_up_allocated():
+    """cuDNN's autotuner allocates its trial workspaces in the first (warm-up) calls; a row's peak is the
+    timed calls' own. Here the first call holds 256 MB (as the autotuner would), the timed ones 8 MB."""
+    from segcli.benchmarking.measure import measure_calls
+
+    calls = []
+
+    def call():
+        size = 256 if not calls else 8
+        block = np.ones(size * 2**20, dtype=np.uint8)  # touched: counted in the RSS
+        calls.append(int(block[-1]))
+
+    samples, memory = measure_calls(call, warmup=1, iters=3, synchronize=lambda: None, device=torch.device("cpu"))
+    assert len(samples) == 3 and len(calls) == 4
+    if memory.method.startswith("peak RSS"):
+        assert memory.peak_mb is not None and memory.peak_mb < 128
+
+
+def test_several_batch_sizes_give_rows_for_each_and_count_flops_once(monkeypatch):
+    import segcli.benchmarking.runner as runner
+
+    counted = []
+    real = runner.count_flops
+    monkeypatch.setattr(runner, "count_flops", lambda model, example: counted.append(example.shape) or real(model, example))
+    settings = BenchmarkSettings(sizes=((32, 32),), batches=(1, 2), device="cpu", precisions=("fp32",),
+                                 warmup=0, iters=2, end_to_end=False)
+    rows = run_benchmark([tiny_subject()], settings).rows
+    assert [(row.variant, row.batch) for row in rows] == [("baseline", 1), ("engine", 1), ("baseline", 2), ("engine", 2)]
+    assert counted == [torch.Size([1, 3, 32, 32])]
+    assert all(row.gflops * 1e9 == hand_flops(32, 32) for row in rows)
+    for row in rows:
+        assert row.images_per_s == pytest.approx(row.batch * 1000.0 / row.mean_ms)
+        assert row.achieved_tflops_per_s == pytest.approx(row.gflops * row.batch / row.mean_ms)
+        assert row.peak_share is None  # the CPU is not in the peak table
+
+
+def test_share_of_the_gpu_peak(monkeypatch):
+    import segcli.benchmarking.runner as runner
+    from segcli.benchmarking.gpu_peaks import peak_tflops
+    from segcli.benchmarking.report import table_notes
+
+    assert peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.5
+    assert peak_tflops("NVIDIA H200", "fp16") == 989.5 and peak_tflops("NVIDIA H200", "fp32") == 67.0
+    assert peak_tflops("NVIDIA H100 PCIe", "bf16") == 756.5
+    assert peak_tflops("NVIDIA GeForce GTX 1080", "fp32") is None and peak_tflops(None, "fp32") is None
+    monkeypatch.setattr(runner, "peak_tflops", lambda name, precision: 0.002)
+    settings = BenchmarkSettings(sizes=((32, 32),), device="cpu", precisions=("fp32",), warmup=0, iters=2,
+                                 end_to_end=False)
+    report = run_benchmark([tiny_subject()], settings)
+    for row in report.rows:
+        assert row.peak_share == pytest.approx(hand_flops(32, 32) * 1000 / row.mean_ms / 1e12 / 0.002)
+    report.environment["gpu"] = "Some Unknown GPU"
+    report.rows = [dataclasses.replace(row, peak_share=None) for row in report.rows]
+    assert any("% peak omitted" in note and "Some Unknown GPU" in note for note in table_notes(report))
+
+
+def test_cli_batches_option(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGCLI_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(cli, ["benchmark", "--models", "lraspp", "--sizes", "32", "--batches", "1,2",
+                                      "--device", "cpu", "--precision", "fp32", "--warmup", "0", "--iters", "1",
+                                      "--no-e2e", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert sorted({row["batch"] for row in rows}) == [1, 2]
+    bad = CliRunner().invoke(cli, ["benchmark", "--models", "lraspp", "--batches", "1,x"])
+    assert bad.exit_code == 2 and "--batches" in bad.output

@@ -71,7 +71,7 @@ def test_latency_stats_have_p10_p90_and_their_spread_over_the_median():
 
 def test_json_records_spread_and_load_average_and_a_quiet_machine_has_no_warning(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    monkeypatch.setattr("segcli.benchmarking.runner.time_calls", lambda call, warmup, iters, sync: [10.0] * iters)
+    monkeypatch.setattr("segcli.benchmarking.measure.time_calls", lambda call, warmup, iters, sync: [10.0] * iters)
     result = _invoke("--no-e2e", "--json", str(tmp_path / "b.json"))
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "b.json").read_text())
@@ -85,7 +85,7 @@ def test_json_records_spread_and_load_average_and_a_quiet_machine_has_no_warning
 def test_a_loaded_machine_and_scattered_timings_print_warning_lines(tiny, tmp_path, monkeypatch):
     cores = os.cpu_count()
     monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 1.0, 1.0))
-    monkeypatch.setattr("segcli.benchmarking.runner.time_calls",
+    monkeypatch.setattr("segcli.benchmarking.measure.time_calls",
                         lambda call, warmup, iters, sync: [10.0, 30.0, 10.0][:iters] + [10.0] * (iters - 3))
     result = _invoke("--no-e2e", "--json", str(tmp_path / "b.json"))
     assert result.exit_code == 0, result.output

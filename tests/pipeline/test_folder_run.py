@@ -214,6 +214,10 @@ def test_automatic_schedule_follows_the_cores():
     assert Schedule.auto("cpu", cores=2) == Schedule(batch_size=1, io_workers=0, lanes=2, torch_threads=1)
     assert Schedule.auto("cpu", cores=16) == Schedule(batch_size=1, io_workers=0, lanes=2, torch_threads=8)
     assert Schedule.auto("cuda", cores=2) == Schedule(batch_size=4, io_workers=2)
+    # a GPU leaves the cores to decoding and writing: one for the model's thread, the rest split, at most 8 each
+    assert Schedule.auto("cuda", cores=16) == Schedule(batch_size=4, io_workers=7)
+    assert Schedule.auto("cuda", cores=64) == Schedule(batch_size=4, io_workers=8)
+    assert Schedule.auto("cuda", cores=16).with_choices(None, 3) == Schedule(batch_size=4, io_workers=3)
     # a user's --batch-size/--io-workers: one lane, torch's threads as they are
     assert Schedule.auto("cpu", cores=2).with_choices(1, 0) == Schedule(batch_size=1, io_workers=0)
     assert Schedule.auto("cpu", cores=2).with_choices(None, None) == Schedule.auto("cpu", cores=2)
