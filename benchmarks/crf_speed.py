@@ -33,7 +33,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,6 +42,8 @@ from segcli.checkpoints.record import CheckpointRecord, Preprocessing  # noqa: E
 from segcli.crf import CRFParams, refine  # noqa: E402
 from segcli.data.synth import make_scene  # noqa: E402
 from segcli.engine import SegmentationEngine  # noqa: E402
+from segcli.inference_options import InferenceOptions  # noqa: E402
+from segcli.loaded_model import LoadedModel  # noqa: E402
 from segcli.models import build_model  # noqa: E402
 
 import crf_torch_speed  # noqa: E402  (benchmarks/crf_torch_speed.py: the torch CRF sections)
@@ -57,12 +58,13 @@ CASES = {
 
 def engine_for(model: str, num_classes: int | None) -> SegmentationEngine:
     if num_classes is None:
-        return SegmentationEngine.load(model, device="cpu", precision="fp32")
+        return SegmentationEngine.load(model, device="cpu", options=InferenceOptions(precision="fp32"))
     torch.manual_seed(0)
     network = build_model(model, num_classes=num_classes)
     record = CheckpointRecord(name=f"{model}-random", model=model, dataset="none", filename="-",
                               categories=tuple(f"class{i}" for i in range(num_classes)), preprocessing=Preprocessing())
-    return SegmentationEngine(network, record)
+    return SegmentationEngine.from_checkpoint(LoadedModel(network, record), device="cpu",
+                                              options=InferenceOptions(precision="fp32"))
 
 
 def timed(run) -> tuple[float, float, object]:

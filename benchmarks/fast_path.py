@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from segcli.benchmarking.measure import LatencyStats, time_call, time_calls
 from segcli.checkpoints.record import CheckpointRecord, Preprocessing
-from segcli.device import plan_execution
 from segcli.engine import SegmentationEngine, preprocess
+from segcli.inference_options import InferenceOptions
+from segcli.loaded_model import LoadedModel
 from segcli.errors import SegcliError
 from segcli.models import build_model
 
@@ -43,14 +44,16 @@ def median_seconds(run, repeats: int, warmup: int = 1) -> float:
 def engine_for(model: str, precision: str, channels_last: bool) -> tuple[SegmentationEngine, str]:
     """The shipped checkpoint when one is on disk, else random weights (21 classes)."""
     try:
-        engine = SegmentationEngine.load(model, precision=precision, channels_last=channels_last, device="cpu")
+        options = InferenceOptions(precision=precision, channels_last=channels_last)
+        engine = SegmentationEngine.load(model, device="cpu", options=options)
         return engine, engine.source
     except (SegcliError, ImportError):
         torch.manual_seed(0)
         network = build_model(model, num_classes=21)
         record = CheckpointRecord(name=f"{model}-random", model=model, dataset="none", categories=VOC21,
                                   filename="-", preprocessing=Preprocessing())
-        return SegmentationEngine(network, record, plan_execution("cpu", precision, channels_last)), "random weights"
+        return SegmentationEngine.from_checkpoint(LoadedModel(network, record), device="cpu", options=options), \
+            "random weights"
 
 
 def sample_images(size: int, count: int) -> list[np.ndarray]:

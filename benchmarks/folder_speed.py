@@ -39,11 +39,12 @@ NAIVE_LOOP = """\
 import sys
 from pathlib import Path
 from segcli.engine import SegmentationEngine
+from segcli.inference_options import InferenceOptions
 from segcli.imageio import load_image
 from segcli.outputs.images import label_png
 
 model, folder, out, device = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
-engine = SegmentationEngine.load(model, device=device, precision="fp32")
+engine = SegmentationEngine.load(model, device=device, options=InferenceOptions(precision="fp32"))
 out.mkdir(parents=True, exist_ok=True)
 for path in sorted(folder.glob("*.jpg")):
     labels = engine.predict(load_image(path).rgb).labels
@@ -127,7 +128,7 @@ def markdown(report: dict) -> str:
         f"nice {report['nice']}; load average (1, 5, 15 min) {report['load_average_before']} before, "
         f"{report['load_average_after']} after (other programs running at the same time make torch's "
         "multi-threaded forward pass, the naive loop's, far slower: compare figures from a quiet machine).", "",
-        "- naive: `SegmentationEngine.load(model, precision=\"fp32\")`, then per image `load_image`, `predict`, "
+        "- naive: `SegmentationEngine.load(model, options=InferenceOptions(precision=\"fp32\"))`, then per image `load_image`, `predict`, "
         "`label_png(...).save(...)` (the loop is in `benchmarks/folder_speed.py`).",
         "- segcli label only: `segcli predict FOLDER --outputs label,json` (label PNG + JSON summary per image).",
         "- segcli default: `segcli predict FOLDER` (label PNG, overlay PNG, JSON summary per image).", "",

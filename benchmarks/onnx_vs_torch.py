@@ -33,8 +33,9 @@ from segcli.benchmarking.measure import LatencyStats, time_call
 from segcli.checkpoints.loading import load_checkpoint_model
 from segcli.checkpoints.manifest import load_manifest
 from segcli.checkpoints.resolve import find_on_disk, resolve_checkpoint
-from segcli.device import plan_execution
 from segcli.engine import SegmentationEngine
+from segcli.inference_options import InferenceOptions
+from segcli.loaded_model import LoadedModel
 from segcli.export.exporter import ExportSettings, export_model
 from segcli.checkpoints.onnx_model import OnnxRuntimeModel, read_onnx_metadata, record_from_metadata
 from segcli.export.verify import scenes
@@ -65,19 +66,20 @@ def shipped_records() -> list:
 def engines_for(record, onnx_path: Path, with_openvino: bool) -> dict[str, SegmentationEngine]:
     resolved = resolve_checkpoint(record.model, record.name)
     model = load_checkpoint_model(resolved)
+    def built(network, record_, precision="fp32", channels_last=False, runs_on=None):
+        options = InferenceOptions(precision=precision, channels_last=channels_last)
+        return SegmentationEngine.from_checkpoint(LoadedModel(network, record_, runs_on=runs_on), device="cpu",
+                                                  options=options)
+
     engines = {
-        "torch fp32": SegmentationEngine(model, record, plan_execution("cpu", "fp32", channels_last=False)),
-        "torch fp32 cl": SegmentationEngine(load_checkpoint_model(resolved), record,
-                                            plan_execution("cpu", "fp32", channels_last=True)),
-        "torch bf16 cl": SegmentationEngine(load_checkpoint_model(resolved), record,
-                                            plan_execution("cpu", "bf16", channels_last=True)),
+        "torch fp32": built(model, record),
+        "torch fp32 cl": built(load_checkpoint_model(resolved), record, channels_last=True),
+        "torch bf16 cl": built(load_checkpoint_model(resolved), record, "bf16", channels_last=True),
     }
     graph_record = record_from_metadata(read_onnx_metadata(onnx_path), onnx_path)
-    engines["onnxruntime"] = SegmentationEngine(OnnxRuntimeModel(onnx_path), graph_record,
-                                                plan_execution("cpu", "fp32", channels_last=False))
+    engines["onnxruntime"] = built(OnnxRuntimeModel(onnx_path), graph_record, runs_on=("cpu", "fp32"))
     if with_openvino:
-        engines["openvino"] = SegmentationEngine(OpenVinoModel(onnx_path), graph_record,
-                                                 plan_execution("cpu", "fp32", channels_last=False))
+        engines["openvino"] = built(OpenVinoModel(onnx_path), graph_record, runs_on=("cpu", "fp32"))
     return engines
 
 

@@ -72,17 +72,13 @@ def run_once(engine, sources, schedule, out: Path) -> float:
 
 
 def build_engine(subject, device: str, precision: str):
-    """The engine as segcli builds it; segcli versions before `from_checkpoint` took the model directly."""
-    from segcli import engine as engine_module
-    from segcli.device import plan_execution
+    """The engine as segcli builds it (`SegmentationEngine.from_checkpoint`)."""
+    from segcli.engine import SegmentationEngine
+    from segcli.inference_options import InferenceOptions
+    from segcli.loaded_model import LoadedModel
 
-    if hasattr(engine_module.SegmentationEngine, "from_checkpoint"):
-        from segcli.inference_options import InferenceOptions
-
-        loaded = engine_module.LoadedModel(subject.model, subject.record)  # imported by segcli.engine
-        return engine_module.SegmentationEngine.from_checkpoint(loaded, device=device,
-                                                                options=InferenceOptions(precision=precision))
-    return engine_module.SegmentationEngine(subject.model, subject.record, plan_execution(device, precision))
+    return SegmentationEngine.from_checkpoint(LoadedModel(subject.model, subject.record), device=device,
+                                              options=InferenceOptions(precision=precision))
 
 
 def measure(args: argparse.Namespace) -> dict:

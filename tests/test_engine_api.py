@@ -21,6 +21,7 @@ from segcli.loaded_model import LoadedModel
 from segcli.tiling import TilingPolicy, TTAParams
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segcli"
+SCRIPTS = ("benchmarks", "training")  # the repository's scripts build engines through the same door
 
 
 def _image(seed: int = 0, height: int = 40, width: int = 48) -> np.ndarray:
@@ -150,22 +151,26 @@ def _engine_builds_elsewhere() -> list[str]:
     """`SegmentationEngine(` calls and assignments to an engine's model or a model's input scales, outside
     segcli/engine.py (every engine is built by `SegmentationEngine.from_checkpoint`)."""
     found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
+    scripts = [path for folder in SCRIPTS for path in (PACKAGE.parent / folder).rglob("*.py")]
+    for path in sorted(PACKAGE.rglob("*.py")) + sorted(scripts):
         if path == PACKAGE / "engine.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                    and any(keyword.arg in ("precision", "channels_last") for keyword in node.keywords):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} load(precision/channels_last=)")
             if isinstance(node, ast.Call) and (
                     (isinstance(node.func, ast.Name) and node.func.id == "SegmentationEngine")
                     or (isinstance(node.func, ast.Attribute) and node.func.attr == "SegmentationEngine")):
-                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} SegmentationEngine(")
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} SegmentationEngine(")
             targets = node.targets if isinstance(node, ast.Assign) else \
                 [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
             for target in targets:
                 if isinstance(target, ast.Attribute) and _is_engine_model(target):
-                    found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {ast.unparse(target)} =")
+                    found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {ast.unparse(target)} =")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "set_input_scales" \
                     and node.args and isinstance(node.args[0], ast.Attribute) and node.args[0].attr == "model":
-                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} set_input_scales(....model)")
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} set_input_scales(....model)")
     return found
 
 
@@ -188,10 +193,12 @@ def test_the_scan_finds_what_it_looks_for(tmp_path, monkeypatch):
         "engine = SegmentationEngine(None, None)\n"
         "engine.model = None\n"
         "engine.model.input_scales = (1.0,)\n"
-        "set_input_scales(engine.model, (1.0,))\n")
+        "set_input_scales(engine.model, (1.0,))\n"
+        "engine = SegmentationEngine.load('m', precision='fp32')\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", planted)
     assert sorted(line.split(" ", 1)[1] for line in _engine_builds_elsewhere()) == [
-        "SegmentationEngine(", "engine.model =", "engine.model.input_scales =", "set_input_scales(....model)"]
+        "SegmentationEngine(", "engine.model =", "engine.model.input_scales =", "load(precision/channels_last=)",
+        "set_input_scales(....model)"]
 
 
 def test_the_synthetic_scenes_warning_points_at_the_line_that_called_segcli(tmp_path):

@@ -22,13 +22,15 @@ import torch
 
 from segcli.checkpoints.saving import save_segcli_checkpoint
 from segcli.engine import SegmentationEngine
+from segcli.inference_options import InferenceOptions
 from segcli.models import build_model
 
 DEAD_IN_FCN8S = ("conv5_3.", "fc6.", "fc7.", "score_fr.")
 
 
 def main(out: Path) -> None:
-    source = SegmentationEngine.load("fcn8s", weights="fcn8s-synth", device="cpu", precision="fp32")
+    source = SegmentationEngine.load("fcn8s", weights="fcn8s-synth", device="cpu",
+                                    options=InferenceOptions(precision="fp32"))
     torch.manual_seed(0)
     kwargs = dict(source.record.model_kwargs)
     model = build_model("fcn32s", source.record.num_classes, **kwargs)
