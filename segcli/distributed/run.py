@@ -82,11 +82,10 @@ def _warn_synthetic(engine: EngineSettings) -> None:
     import warnings
 
     from segcli.checkpoints.resolve import synthetic_scenes_warning
-    from segcli.errors import SyntheticScenesWarning
 
-    message = synthetic_scenes_warning(engine.checkpoint.record)
-    if message:
-        warnings.warn(message, SyntheticScenesWarning, stacklevel=2)
+    warning = synthetic_scenes_warning(engine.checkpoint.record)
+    if warning:  # a SyntheticScenesWarning: the CLI adds its hint
+        warnings.warn(warning, stacklevel=2)
 
 
 def _count_planned_outcomes(run: FolderRun, summary: RunSummary, progress: RunProgress) -> None:
