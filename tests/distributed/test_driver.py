@@ -46,7 +46,7 @@ def test_default_workers_follow_the_cluster_cpus_or_gpu_shares():
     ray = FakeRay({"CPU": 32.0, "GPU": 4.0})
     assert _default_workers(ray, ClusterOptions()) == WorkerRange(1, 32)
     assert _default_workers(ray, ClusterOptions(gpus_per_worker=0.5)) == WorkerRange(1, 8)
-    with pytest.raises(DistributedRunError, match="leaves no room"):
+    with pytest.raises(DistributedRunError, match="per worker leave no room for a worker"):
         _default_workers(FakeRay({"CPU": 4.0}), ClusterOptions(gpus_per_worker=1))
 
 
