@@ -1,0 +1,63 @@
+"""segcli.tiling at its boundaries: the --tile/--tile-overlap values at their limits, when a size is tiled, tile
+offsets when the overlap is the whole tile, the window's ramp, and ramps only along an axis with neighbours."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from segcli.errors import SegcliError
+from segcli.tiling import TileGrid, TilingPolicy, tile_starts, window_1d
+
+
+def test_overlap_limits_are_inclusive_and_the_options_are_kept():
+    assert TilingPolicy.parse("auto", overlap=0.0) == TilingPolicy(mode="auto", overlap=0.0, max_tiles_per_batch=4)
+    assert TilingPolicy.parse("off", overlap=0.9, max_tiles_per_batch=2) == TilingPolicy(
+        mode="off", overlap=0.9, max_tiles_per_batch=2)
+    assert TilingPolicy.parse(" 512 ", overlap=0.1, max_tiles_per_batch=3) == TilingPolicy(
+        mode="size", tile_size=512, overlap=0.1, max_tiles_per_batch=3)
+    assert TilingPolicy.parse(640).max_tiles_per_batch == 4 and TilingPolicy.parse(640).mode == "size"
+    for overlap in (-0.01, 0.91):
+        with pytest.raises(SegcliError) as raised:
+            TilingPolicy.parse("auto", overlap=overlap)
+        assert str(raised.value) == f"--tile-overlap {overlap}: use a fraction of the tile between 0 and 0.9"
+
+
+def test_a_size_is_tiled_only_when_it_is_over_the_limit():
+    auto = TilingPolicy.parse("auto")
+    assert not auto.applies_to(2048, 2048) and auto.applies_to(2049, 2048) and auto.applies_to(1024, 4097)
+    sized = TilingPolicy.parse("512")
+    assert not sized.applies_to(512, 512) and sized.applies_to(513, 512) and sized.applies_to(512, 513)
+    assert not TilingPolicy.parse("off").applies_to(10_000, 10_000)
+
+
+def test_tile_offsets_with_the_whole_tile_overlapping_step_one_pixel():
+    assert tile_starts(4, 4, 1) == [0]
+    assert tile_starts(5, 4, 1) == [0, 1]
+    assert tile_starts(10, 4, 4) == [0, 1, 2, 3, 4, 5, 6]  # stride at least one pixel
+    assert tile_starts(10, 4, 1) == [0, 3, 6]
+
+
+def test_the_window_ramps_over_the_given_pixels_only():
+    torch.testing.assert_close(window_1d(5, 0), torch.ones(5))
+    # ramp 1: pixel centres 0.5 from the edge -> 0.5 - 0.5 cos(pi / 2) = 0.5; inner pixels 1
+    torch.testing.assert_close(window_1d(4, 1), torch.tensor([0.5, 1.0, 1.0, 0.5]))
+    expected = [0.5 - 0.5 * math.cos(math.pi * min(i + 0.5, 6 - i - 0.5) / 2) if min(i + 0.5, 6 - i - 0.5) < 2
+                else 1.0 for i in range(6)]
+    torch.testing.assert_close(window_1d(6, 2), torch.tensor(expected, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("height, width", [(100, 300), (300, 100)])
+def test_ramps_only_along_an_axis_with_more_than_one_tile(height, width):
+    grid = TileGrid.for_input(height, width, 128, 0.25)
+    one, many = (grid.ys, grid.xs) if height == 100 else (grid.xs, grid.ys)
+    assert one == (0,) and len(many) == 3
+    ramps = (grid.ramp_y, grid.ramp_x) if height == 100 else (grid.ramp_x, grid.ramp_y)
+    assert ramps == (0, 32)  # 25% of a 128-pixel tile along the tiled axis; none along the other
+
+
+def test_two_tiles_along_an_axis_have_ramps():
+    grid = TileGrid.for_input(200, 200, 128, 0.25)
+    assert (grid.ys, grid.xs, grid.ramp_y, grid.ramp_x) == ((0, 72), (0, 72), 32, 32)
