@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from segcli.errors import SegcliError
-from segcli.tiling import TileGrid, TilingPolicy, tile_starts, window_1d
+from segcli.tiling import TileGrid, TilingPolicy, TTAParams, tile_starts, tiled_logits, tta_probabilities, window_1d
 
 
 def test_overlap_limits_are_inclusive_and_the_options_are_kept():
@@ -61,3 +61,34 @@ def test_ramps_only_along_an_axis_with_more_than_one_tile(height, width):
 def test_two_tiles_along_an_axis_have_ramps():
     grid = TileGrid.for_input(200, 200, 128, 0.25)
     assert (grid.ys, grid.xs, grid.ramp_y, grid.ramp_x) == ((0, 72), (0, 72), 32, 32)
+
+
+def test_tta_passes_without_flip_are_unflipped():
+    assert TTAParams(scales=(1.0, 0.5), flip=False).passes() == [(1.0, False), (0.5, False)]
+    assert TTAParams(scales=(1.0,), flip=True).passes() == [(1.0, False), (1.0, True)]
+
+
+def test_tta_resizes_every_scale_but_one_to_at_least_a_pixel():
+    seen: list[tuple[int, int]] = []
+
+    def logits_at(x):
+        seen.append(tuple(x.shape[-2:]))
+        return torch.zeros(1, 2, *x.shape[-2:])
+
+    probabilities = tta_probabilities(logits_at, torch.rand(1, 3, 3, 5), TTAParams(scales=(0.25, 2.0, 1.0), flip=False))
+    assert seen == [(1, 1), (6, 10), (3, 5)]  # round(3 * 0.25) = 1, round(5 * 0.25) = 1; 2x; as given
+    torch.testing.assert_close(probabilities, torch.full((1, 2, 3, 5), 0.5))
+
+
+@pytest.mark.parametrize("asked, width, largest", [(None, 128, 4), (2, 64, 2)])
+def test_tiled_logits_runs_at_most_the_asked_tiles_at_once(asked, width, largest):
+    batches: list[int] = []
+
+    def forward(tiles):
+        batches.append(tiles.shape[0])
+        return torch.zeros(tiles.shape[0], 2, *tiles.shape[-2:])
+
+    options = {} if asked is None else {"max_tiles_per_batch": asked}
+    logits = tiled_logits(forward, torch.rand(1, 3, 32, width), 2, 32, 0.25, **options)
+    assert logits.shape == (1, 2, 32, width)
+    assert max(batches) == largest  # one row of 5 tiles (128 px: starts 0, 24, 48, 72, 96) or of 3 (64 px)
