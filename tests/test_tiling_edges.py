@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from segcli.errors import SegcliError
-from segcli.tiling import TileGrid, TilingPolicy, TTAParams, tile_starts, tiled_logits, tta_probabilities, window_1d
+from segcli.tiling import (TileGrid, TilingPolicy, TTAParams, tile_starts, tiled_logit_bands, tiled_logit_bands_of_rows,
+                           tiled_logits, tta_probabilities, window_1d)
 
 
 def test_overlap_limits_are_inclusive_and_the_options_are_kept():
@@ -92,3 +93,50 @@ def test_tiled_logits_runs_at_most_the_asked_tiles_at_once(asked, width, largest
     logits = tiled_logits(forward, torch.rand(1, 3, 32, width), 2, 32, 0.25, **options)
     assert logits.shape == (1, 2, 32, width)
     assert max(batches) == largest  # one row of 5 tiles (128 px: starts 0, 24, 48, 72, 96) or of 3 (64 px)
+
+
+def _pointwise(tiles):
+    """A 1x1 'model' (two classes from the channels): tiled logits equal whole-image logits exactly."""
+    return torch.stack([tiles[:, 0] - tiles[:, 1], tiles[:, 2] * 2.0], dim=1)
+
+
+def _read_tiles(image):
+    def read(y, xs, tile_height, tile_width):
+        return torch.cat([image[..., y:y + tile_height, x:x + tile_width] for x in xs])
+    return read
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_bands_are_whole_rows_equal_to_the_untiled_logits_even_when_one_row_is_kept(reuse):
+    # tile 32 with a 1-pixel overlap: rows 0, 31, 62 - each shift keeps exactly one row of the accumulators
+    image = torch.rand(1, 3, 94, 40)
+    bands = [(top, band.clone()) for top, band in tiled_logit_bands_of_rows(
+        _read_tiles(image), 94, 40, _pointwise, 2, 32, 1 / 32, reuse=reuse)]
+    assert all(band.shape[1] > 0 for _, band in bands) and len(bands) > 1
+    assert [top for top, _ in bands] == [0] + [sum(band.shape[1] for _, band in bands[:i]) for i in range(1, len(bands))]
+    torch.testing.assert_close(torch.cat([band for _, band in bands], dim=1), _pointwise(image)[0], rtol=0, atol=1e-5)
+
+
+def test_tiles_the_model_does_not_answer_for_are_refused():
+    image = torch.rand(1, 3, 40, 40)
+    with pytest.raises(SegcliError) as raised:
+        list(tiled_logit_bands(lambda tiles: torch.zeros(tiles.shape[0], 3, 32, 32), image, 2, 32))
+    assert str(raised.value) == ("the model returned logits (2, 3, 32, 32) for tiles (2, 3, 32, 32); "
+                                 "expected one logit map per class at the tile size")
+    with pytest.raises(SegcliError, match=r"^the model returned logits \(2, 2, 16, 16\) for tiles \(2, 3, 32, 32\)"):
+        list(tiled_logit_bands(lambda tiles: torch.zeros(tiles.shape[0], 2, 16, 16), image, 2, 32))
+    for shape in ((2, 3, 40, 40), (3, 40, 40)):
+        with pytest.raises(ValueError) as raised:
+            list(tiled_logit_bands(_pointwise, torch.rand(*shape), 2, 32))
+        assert str(raised.value) == f"tiled inference takes one [1, 3, H, W] image, got {shape}"
+
+
+def test_tiled_logit_bands_runs_four_tiles_at_once_by_default():
+    batches: list[int] = []
+
+    def forward(tiles):
+        batches.append(tiles.shape[0])
+        return _pointwise(tiles)
+
+    list(tiled_logit_bands(forward, torch.rand(1, 3, 32, 128), 2, 32, 0.25))
+    assert batches == [4, 1]  # one row of 5 tiles
