@@ -138,5 +138,7 @@ def test_tiled_logit_bands_runs_four_tiles_at_once_by_default():
         batches.append(tiles.shape[0])
         return _pointwise(tiles)
 
-    list(tiled_logit_bands(forward, torch.rand(1, 3, 32, 128), 2, 32, 0.25))
-    assert batches == [4, 1]  # one row of 5 tiles
+    image = torch.rand(1, 3, 32, 128)
+    list(tiled_logit_bands(forward, image, 2, 32, 0.25))
+    list(tiled_logit_bands_of_rows(_read_tiles(image), 32, 128, forward, 2, 32, 0.25))
+    assert batches == [4, 1, 4, 1]  # one row of 5 tiles, twice
