@@ -188,6 +188,9 @@ class CheckpointRecord:
         sha256 = _text(data, "sha256", required=False)
         if sha256 is not None and not _SHA256_PATTERN.match(sha256):
             raise ValueError(f"sha256 must be 8 to 64 lowercase hex digits, got {sha256!r}")
+        metrics = _mapping(data.get("metrics") or {}, "metrics")
+        if "miou_on" in metrics:  # the one metric printed as text (`segcli weights list`)
+            _text({"metrics.miou_on": metrics["miou_on"]}, "metrics.miou_on")
         filename = _text(data, "filename", plain=False)
         if "/" in filename or "\\" in filename or filename in (".", ".."):
             raise ValueError(f"filename must be a bare file name, got {filename!r}")
@@ -198,7 +201,7 @@ class CheckpointRecord:
             preprocessing=Preprocessing.from_dict(data.get("preprocessing", {})),
             url=_text(data, "url", required=False), sha256=sha256,
             model_kwargs=_scalars(data.get("model_kwargs") or {}, "model_kwargs"),
-            metrics=tuple(sorted(_mapping(data.get("metrics") or {}, "metrics").items())),
+            metrics=tuple(sorted(metrics.items())),
             license=_text(data, "license", "unknown"), notes=_text(data, "notes", ""),
             input_scales=_numbers(data.get("input_scales", [1.0]), "input_scales", None),
             crf_defaults=_scalars(data.get("crf_defaults") or {}, "crf_defaults"),

@@ -288,3 +288,27 @@ def test_parse_record_names_the_origin_in_one_checkpoint_error():
 def test_resolved_checkpoint_describes_its_source():
     resolved = ResolvedCheckpoint(tiny_record(), Path("/w/tiny.safetensors"), "torch-hub-cache")
     assert resolved.describe() == "weights: tiny-lraspp (torch hub cache: /w/tiny.safetensors)"
+
+
+@pytest.mark.parametrize("text", ["VOC\x1b]0;pwned\x07", "VOC\nError: forged", "", 7])
+def test_the_miou_on_text_must_be_one_printable_line(text):
+    """`segcli weights list` prints a record's "miou_on" metric: an escape sequence there retitled the terminal."""
+    with pytest.raises(ValueError, match="^metrics.miou_on must be"):
+        CheckpointRecord.from_dict(_with(metrics={"miou": 0.5, "miou_on": text}))
+
+
+def test_weights_list_with_a_hostile_miou_on_in_the_users_manifest_is_one_error(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from segcli.checkpoints.manifest import MANIFEST_FORMAT, MANIFEST_VERSION
+    from segcli.cli.main import cli
+
+    home = tmp_path / "home"
+    home.mkdir()
+    entry = _with(name="evil", metrics={"miou": 0.5, "miou_on": "VOC\x1b]0;pwned\x07"})
+    (home / "manifest.json").write_text(json.dumps({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+                                                    "checkpoints": [entry]}))
+    monkeypatch.setenv("SEGCLI_HOME", str(home))
+    result = CliRunner().invoke(cli, ["weights", "list"])
+    assert result.exit_code == 1 and "\x1b" not in result.output, result.output
+    assert "metrics.miou_on" in result.output
