@@ -312,3 +312,48 @@ def test_weights_list_with_a_hostile_miou_on_in_the_users_manifest_is_one_error(
     result = CliRunner().invoke(cli, ["weights", "list"])
     assert result.exit_code == 1 and "\x1b" not in result.output, result.output
     assert "metrics.miou_on" in result.output
+
+
+def test_every_allowed_class_name_is_checked_and_a_longer_list_is_refused_by_its_length():
+    """The names are checked up to one past the limit: the last allowed one too; past it the count decides."""
+    names = [f"c{index}" for index in range(MAX_CLASSES)]
+    with pytest.raises(ValueError, match=rf"^categories\[{MAX_CLASSES - 1}\] holds control"):
+        CheckpointRecord.from_dict(_with(categories=[*names[:-1], "bad\x1b"]))
+    with pytest.raises(ValueError, match=rf"^categories\[{MAX_CLASSES}\] holds control"):
+        CheckpointRecord.from_dict(_with(categories=[*names, "bad\x1b"]))
+    with pytest.raises(ValueError, match=rf"^categories lists {MAX_CLASSES + 2} classes"):
+        CheckpointRecord.from_dict(_with(categories=[*names, "ok", "bad\x1b"]))
+
+
+def test_long_refused_values_are_shown_cut_at_80_characters():
+    long_text = "y" * 100
+    with pytest.raises(ValueError) as caught:
+        CheckpointRecord.from_dict(_with(categories=long_text))
+    assert str(caught.value) == f"categories must be a list of class names, got {'y' * 80}"
+    palette = [[1, 2, 3]] * 40
+    with pytest.raises(ValueError) as caught:
+        CheckpointRecord.from_dict(_with(palette=[[1, 2, 300]] + palette))
+    assert str(caught.value).endswith(f"(3), got {str([[1, 2, 300]] + palette)[:80]}")
+    with pytest.raises(ValueError) as caught:
+        CheckpointRecord.from_dict(_with(name=list(range(50))))
+    assert str(caught.value) == f"name must be a non-empty string, got {repr(list(range(50)))[:80]}"
+
+
+def test_the_layout_refusal_lists_the_layouts():
+    from segcli.checkpoints.record import LAYOUTS
+
+    with pytest.raises(ValueError) as caught:
+        CheckpointRecord.from_dict(_with(layout="caffe"))
+    assert str(caught.value) == f"layout must be one of {', '.join(LAYOUTS)}, got 'caffe'"
+
+
+def test_two_numbers_are_plural():
+    with pytest.raises(ValueError, match=r"^x must be 2 finite numbers, got \[1\]$"):
+        finite_numbers([1], "x", 2)
+
+
+def test_a_record_built_in_python_keeps_its_input_scales_as_a_tuple_of_floats():
+    record = CheckpointRecord(name="n", model="m", dataset="d", categories=("a",), filename="f",
+                              input_scales=[0.5, 1])
+    assert record.input_scales == (0.5, 1.0) and type(record.input_scales) is tuple
+    assert all(type(scale) is float for scale in record.input_scales)
