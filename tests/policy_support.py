@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import segcli.execution_policy
+from segcli.device import ExecutionPlan
 from segcli.execution_policy import BARE, Candidate, EnginePolicy
 
 CL = Candidate("fp32", channels_last=True)
@@ -15,25 +16,32 @@ TIMES = {BARE: 5.0, CL: 1.0}  # ms per batch: channels_last wins (the CPU's defa
 
 @dataclass
 class Trials:
-    """What the forced policy measured: the batch shape (N, 3, H, W) of each trial, the candidates it timed."""
+    """What the forced policy measured: the batch shape (N, 3, H, W) of each trial, the candidates it timed; and
+    the plan (`fp32 CL`) of every forward pass the engine ran outside the trials."""
 
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     timed: list[Candidate] = field(default_factory=list)
+    forwards: list[str] = field(default_factory=list)
+    in_trial: bool = False
 
 
 def force_policy(monkeypatch, home: Path, times: dict[Candidate, float] | None = None) -> Trials:
     """SEGCLI_HOME at `home`; `InferenceOptions(precision="auto")` engines get the policy on the CPU."""
     monkeypatch.setenv("SEGCLI_HOME", str(home))
     trials = Trials()
-    original = EnginePolicy.for_options.__func__
+    original = EnginePolicy.wanted
 
-    def forced(cls, record, device, options, runs_on=None):
+    def forced(device, options):
         if options.execution_policy is None:
             options = replace(options, execution_policy=True)
-        return original(cls, record, device, options, runs_on)
+        return original(device, options)
 
     def timer(candidate, call, plan):
-        call()  # the candidate's configuration really runs
+        trials.in_trial = True
+        try:
+            call()  # the candidate's configuration really runs
+        finally:
+            trials.in_trial = False
         trials.timed.append(candidate)
         return (times or TIMES)[candidate]
 
@@ -43,7 +51,15 @@ def force_policy(monkeypatch, home: Path, times: dict[Candidate, float] | None =
         trials.shapes.append(tuple(example.shape))
         return trial(model, example, *args, **kwargs)
 
-    monkeypatch.setattr(EnginePolicy, "for_options", classmethod(forced))
+    autocast = ExecutionPlan.autocast
+
+    def recorded_autocast(plan):
+        if not trials.in_trial:
+            trials.forwards.append(plan.text)
+        return autocast(plan)
+
+    monkeypatch.setattr(ExecutionPlan, "autocast", recorded_autocast)
+    monkeypatch.setattr(EnginePolicy, "wanted", staticmethod(forced))
     monkeypatch.setattr(segcli.execution_policy, "candidates_for", lambda device: [BARE, CL])
     monkeypatch.setattr(segcli.execution_policy, "median_timer", timer)
     monkeypatch.setattr(segcli.execution_policy, "run_trial", recorded_trial)

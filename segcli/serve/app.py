@@ -262,7 +262,7 @@ def build_app(engine: "SegmentationEngine", settings: ServeSettings | None = Non
     routes = [
         Route("/", page), Route("/healthz", healthz), Route("/metrics", metrics),
         Route("/openapi.json", lambda request: JSONResponse(openapi_schema(models))),
-        Route("/v1/models", lambda request: JSONResponse(models)),
+        Route("/v1/models", lambda request: JSONResponse(service.model_document())),  # precision: what ran
         Route("/v1/segment", service.segment, methods=["POST"]),
     ]
     async def http_error(request: Request, exc: HTTPException) -> Response:  # 404, 405: JSON like every error
