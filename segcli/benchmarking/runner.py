@@ -348,7 +348,8 @@ class _SizeRun:
         engine = _engine(self.subject, self.record, plan, self.settings, self.device)
         batch = self.batch_cpu.to(self.device)
         if plan == AUTO:  # the execution policy's trial (or cached choice) for this size and batch; the row: what ran
-            plan = engine.forward(batch) is not None and engine.plan
+            engine.forward(batch)
+            plan = engine.plan
         if plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         samples, memory = measure_calls(lambda: engine.forward(batch), self.warmup, self.iters, plan.synchronize,
