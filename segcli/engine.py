@@ -154,9 +154,9 @@ class SegmentationEngine:
         return self.record.num_classes
 
     def execution_text(self) -> str:
-        """What runs: `fp32`, `bf16 CL`; `auto (measured on the first batch)` before the policy chose."""
+        """What runs: `fp32`, `bf16 CL`; `auto: measured on the first batch` before the policy chose."""
         if self.policy is not None and not self.policy.choices:
-            return "auto (measured on the first batch)"
+            return "auto: measured on the first batch"
         return self.plan.text
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ def test_predict_names_the_configuration_the_policy_chose(tmp_path, monkeypatch)
     image = save_image(Image.fromarray(random_rgb(40, 40)), tmp_path / "in" / "a.png")
     first = run_predict([image], tmp_path / "out", weights, "--precision", "auto")
     assert first.exit_code == 0, first.output
-    assert re.search(r"on cpu \(auto \(measured on the first batch\)\)", first.stderr), first.stderr
+    assert re.search(r"on cpu \(auto: measured on the first batch\)", first.stderr), first.stderr
     assert re.search(r"execution policy: fp32 CL \(measured: fp32 contiguous [\d.]+ ms, "
                      r"fp32 CL [\d.]+ ms per batch of 1 at 40x40\)", first.stderr), first.stderr
     summary = _summary(tmp_path / "out")
