@@ -12,7 +12,8 @@ import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from segcli.engine import Prediction, SegmentationEngine
+from segcli.engine import SegmentationEngine
+from segcli.model_output import Prediction
 from segcli.errors import SyntheticScenesWarning
 from segcli.inference_options import FROM_OPTIONS, CRFChoice, InferenceOptions
 

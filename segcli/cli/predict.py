@@ -100,7 +100,7 @@ def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outp
         stream_image(engine, piped, choice.kinds[0], alpha, options.classes)
         return
     _finish(run, _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers), choice, out_dir,
-            console, quiet)
+            console, quiet, engine)
 
 
 def _inference_options(crf, precision, tiling, tta, multiscale, alpha):
@@ -167,7 +167,7 @@ def _load_engine(model, weights, device, download, inference, console):
     engine = SegmentationEngine.load(model, weights=weights, device=device, allow_download=download, options=inference)
     scales = "/".join(f"{scale:g}" for scale in sorted(engine.input_scales))
     console.print(f"[bold]{engine.record.model}[/] {escape(printable(engine.source))} on {engine.plan.device} "
-                  f"({engine.plan.precision}){' + dense CRF' if inference.crf else ''}"
+                  f"({engine.execution_text()}){' + dense CRF' if inference.crf else ''}"
                   f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
     engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
     if inference.crf is not None:  # the CRF that runs: iterations after any cap, resolution, labels (per image: JSON)
@@ -177,11 +177,11 @@ def _load_engine(model, weights, device, download, inference, console):
     return engine
 
 
-def _finish(run, summary, choice, out_dir, console, quiet) -> None:
+def _finish(run, summary, choice, out_dir, console, quiet, engine=None) -> None:
     """The report page (--report), then the run's final line and exit code."""
     report_failed = choice.report and not finish_report(run, summary, out_dir, console)
-    if getattr(run, "tuning", None) is not None:  # --precision auto on CUDA (segcli.execution_policy)
-        console.print(f"execution policy: {run.tuning.describe()}", highlight=False)
+    if getattr(engine, "policy", None) is not None and engine.policy.choices:  # --precision auto on CUDA: what ran
+        console.print(f"execution policy: {engine.policy.describe()}", highlight=False)
     if getattr(summary, "crf_images", 0):  # what the CRF ran, counted from the images (the plan line said what may)
         bands = summary.crf_band_images
         console.print(f"dense CRF ran on {summary.crf_images} image{'s' * (summary.crf_images != 1)} ("

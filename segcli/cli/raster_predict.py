@@ -188,7 +188,10 @@ def predict_rasters(scan, options, policy, load_engine: Callable, quiet: bool, o
             if on_ray is not None:
                 on_ray(run, options, console)
             else:
-                run_rasters(run, load_engine(console), policy, options, say)
+                engine = load_engine(console)
+                run_rasters(run, engine, policy, options, say)
+                if engine.policy is not None and engine.policy.choices:  # --precision auto on CUDA: what ran
+                    say(f"execution policy: {engine.policy.describe()}")
     parts = [f"{run.processed} segmented"]
     if run.skipped:
         parts.append(f"{len(run.skipped)} skipped (outputs exist)")
