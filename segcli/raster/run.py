@@ -53,6 +53,8 @@ class RasterRun:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     processed: int = 0
     seconds: float = 0.0
+    interrupted: bool = False     # Ctrl-C or SIGTERM stopped the run between rasters (--engine ray)
+    signal: int | None = None     # the signal that stopped it
 
 
 def _is_ours(kind: str, path: Path, paths: dict[str, Path]) -> bool:

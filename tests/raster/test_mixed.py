@@ -1,0 +1,89 @@
+"""Plain images and rasters in one `segcli predict` run: both planned before the model loads, one model load,
+outputs checked against each other, one summary line."""
+
+from __future__ import annotations
+
+import json
+
+import rasterio
+from PIL import Image
+
+from raster_support import scene, write_raster
+from robustness_support import assert_no_traceback, files_under, output_set, random_rgb, run_predict
+
+
+def _mixed(root):
+    """root/in: a GeoTIFF, one in a sub-folder, a photo and a photo in the sub-folder."""
+    folder = root / "in"
+    (folder / "sub").mkdir(parents=True)
+    write_raster(folder / "a.tif", scene(40, 50, seed=1))
+    write_raster(folder / "sub" / "b.tiff", scene(30, 60, seed=2))
+    Image.fromarray(random_rgb(24, 32, seed=3)).save(folder / "photo.png")
+    Image.fromarray(random_rgb(20, 28, seed=4)).save(folder / "sub" / "snap.jpg")
+    return folder
+
+
+def test_a_folder_of_images_and_rasters_runs_both_with_one_model_load(tmp_path, tiny_checkpoint):
+    folder = _mixed(tmp_path)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    result = run_predict([folder], out, tiny_checkpoint, "--tile", "32")
+    assert_no_traceback(result)
+    assert result.exit_code == 1, result.output  # broken.jpg failed; the rest is written
+    assert files_under(out) == {"a.tif", "a.json", "sub/b.tif", "sub/b.json"} | output_set("photo") \
+        | output_set("sub/snap")
+    with rasterio.open(out / "a.tif") as labels, rasterio.open(folder / "a.tif") as src:
+        assert (labels.crs, labels.transform, labels.shape) == (src.crs, src.transform, src.shape)
+    with Image.open(out / "photo.png") as label:
+        assert label.size == (32, 24)
+    assert json.loads((out / "sub" / "snap.json").read_text())["image"] == str(folder / "sub" / "snap.jpg")
+    assert result.stderr.count(str(tiny_checkpoint)) == 1, result.stderr  # one model load, said once
+    assert f"failed: {folder / 'broken.jpg'}" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("4 segmented (2 images, 2 rasters), 1 failed in "), last
+
+
+def test_a_raster_and_an_image_writing_the_same_json_are_refused_before_the_model_loads(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_raster(folder / "a.tif", scene(30, 30, seed=1))
+    Image.fromarray(random_rgb(20, 20, seed=2)).save(folder / "a.jpg")
+    out = tmp_path / "out"
+    result = run_predict([folder], out, tmp_path / "missing.safetensors")
+    assert result.exit_code == 1, result.output
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and str(folder / "a.jpg") in error and str(folder / "a.tif") in error
+    assert str(out / "a.json") in error
+    assert "missing.safetensors" not in result.stderr  # refused before the checkpoint is looked at
+    assert not out.exists()
+
+
+def test_a_mixed_run_keeps_each_parts_rules_for_existing_outputs(tmp_path, tiny_checkpoint):
+    folder = _mixed(tmp_path)
+    out = tmp_path / "out"
+    first = run_predict([folder / "a.tif", folder / "photo.png"], out, tiny_checkpoint, "--tile", "32")
+    assert first.exit_code == 0, first.output
+    kept = {name: (out / name).stat().st_mtime_ns for name in ("a.json", "photo.json")}
+
+    again = run_predict([folder], out, tiny_checkpoint, "--tile", "32")  # neither flag: refused up front
+    assert again.exit_code == 1 and "Error: " in again.stderr, again.output
+    assert not (out / "sub").exists()
+
+    resumed = run_predict([folder], out, tiny_checkpoint, "--tile", "32", "--skip-existing")
+    assert resumed.exit_code == 0, resumed.output
+    last = resumed.stderr.strip().splitlines()[-1]
+    assert last.startswith("2 segmented (1 image, 1 raster), 2 skipped (outputs exist) in "), last
+    assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept
+
+    replaced = run_predict([folder], out, tiny_checkpoint, "--tile", "32", "--overwrite", "-q")
+    assert replaced.exit_code == 0, replaced.output
+    assert replaced.stderr.strip().startswith("4 segmented (2 images, 2 rasters) in ")
+    assert all((out / name).stat().st_mtime_ns != mtime for name, mtime in kept.items())
+
+
+def test_flags_the_rasters_cannot_honour_are_usage_errors_in_a_mixed_run(tmp_path):
+    folder = _mixed(tmp_path)
+    result = run_predict([folder], tmp_path / "out", tmp_path / "missing.safetensors", "--outputs", "overlay")
+    assert result.exit_code == 2, result.output
+    assert "--outputs overlay" in result.stderr
+    assert not (tmp_path / "out").exists()
