@@ -3,8 +3,9 @@
 The image part is a FolderRun (segcli.pipeline.run), the raster part a RasterRun (segcli.raster.run);
 each keeps its own rules (--skip-existing, --overwrite, which flags apply). Both are planned before the
 model loads, and then checked against each other: an image and a raster that would write the same file
-(`a.jpg` and `a.tif` both write `OUT/a.json`), or an output of one part that is an input of the other,
-are refused up front, naming both. One model serves both parts; one line sums the run up.
+(`a.jpg` and `a.tif` both write `OUT/a.json`) are refused up front, naming both. (An output of one part
+that is an input of the other exists and is not segcli's: each part's own plan refuses it.) One model
+serves both parts; one line sums the run up.
 """
 
 from __future__ import annotations
@@ -18,33 +19,22 @@ from segcli.text import printable
 
 
 def check_crossing(image_run, image_kinds, rasters: list[tuple[Path, Path]], raster_options) -> None:
-    """OutputError when an image and a raster would write the same file, or one part's output is the other's input.
+    """OutputError when an image and a raster would write the same file, naming both.
 
     `image_run`: the planned FolderRun; `rasters`: (raster, output name) as the raster part planned them."""
     from segcli.raster.run import output_paths
 
-    written: dict[str, tuple[Path, Path]] = {}  # real path of a raster output -> (raster, output)
+    written: dict[str, Path] = {}  # real path of a raster output -> its raster
     for raster, relative in rasters:
         for path in output_paths(relative, raster_options).values():
-            written[os.path.realpath(path)] = (raster, path)
-    raster_inputs = {os.path.realpath(raster): raster for raster, _ in rasters}
-    images = list(image_run.position)
-    image_inputs = {os.path.realpath(path): path for path in images}
-    for real, (raster, path) in written.items():
-        if real in image_inputs:
-            raise OutputError(f"{printable(path)} is an input of this run, and the output of {printable(raster)} "
-                              "would replace it: write the outputs to another folder", hint="choose another --out")
+            written[os.path.realpath(path)] = raster
     for source in _image_sources(image_run):
         for path in image_run.plan.paths_for(source.relative, image_kinds).values():
-            real = os.path.realpath(path)
-            if real in written:
-                raise OutputError(f"{printable(source.path)} and {printable(written[real][0])} would both write "
+            raster = written.get(os.path.realpath(path))
+            if raster is not None:
+                raise OutputError(f"{printable(source.path)} and {printable(raster)} would both write "
                                   f"{printable(path)}: rename one, or segment them in separate runs",
                                   hint="give each run its own --out")
-            if real in raster_inputs:
-                raise OutputError(f"{printable(path)} is an input of this run, and the output of "
-                                  f"{printable(source.path)} would replace it: write the outputs to another folder",
-                                  hint="choose another --out")
 
 
 def _image_sources(image_run) -> list:

@@ -87,3 +87,20 @@ def test_flags_the_rasters_cannot_honour_are_usage_errors_in_a_mixed_run(tmp_pat
     assert result.exit_code == 2, result.output
     assert "--outputs overlay" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_raster_output_that_is_an_image_input_is_refused_before_the_model_loads(tmp_path):
+    """in/a.tif (a GeoTIFF) would write out/a.tif, named on the command line as a plain (small, no CRS) TIFF:
+    the raster plan's existing-file rule refuses it, and the image is left as it was."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_raster(folder / "a.tif", scene(30, 30, seed=1))
+    out = tmp_path / "out"
+    out.mkdir()
+    write_raster(out / "a.tif", scene(20, 20, seed=2), crs=None)
+    before = (out / "a.tif").read_bytes()
+    result = run_predict([folder, out / "a.tif"], out, tmp_path / "missing.safetensors")
+    assert result.exit_code == 1, result.output
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"Error: {out / 'a.tif'} exists and was not written by segcli: not replaced")
+    assert (out / "a.tif").read_bytes() == before and files_under(out) == {"a.tif"}
