@@ -10,6 +10,7 @@ need one writer for the shared file; see docs/SCALING.md).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -22,6 +23,8 @@ from segcli.errors import SegcliError
 from segcli.pipeline.interrupts import StopRequests
 from segcli.raster.run import RasterOptions, RasterRun, segment_path
 from segcli.text import printable
+
+POLL_SECONDS = 0.25
 
 
 class RasterActor:
@@ -48,8 +51,9 @@ def run_rasters_on_ray(run: RasterRun, engine: EngineSettings, cluster: ClusterO
 
     The first Ctrl-C or SIGTERM stops handing out rasters: those in hand finish and are counted, and
     `run.interrupted`/`run.signal` say so. A second one stops at once; the Ray session then ends (its
-    actors with it), and a raster whose JSON landed meanwhile still counts. The caller removes what
-    the stopped actors left (`.NAME.<hex>.tmp`)."""
+    actors with it), a raster whose JSON landed meanwhile still counts, and the outputs this run wrote
+    of a set it did not finish are removed. The caller removes what the stopped actors left
+    (`.NAME.<hex>.tmp`)."""
     from rich.markup import escape
 
     ray = import_ray()
@@ -69,7 +73,7 @@ def run_rasters_on_ray(run: RasterRun, engine: EngineSettings, cluster: ClusterO
             _hand_out(pool, iter(items), count, in_hand, run, say)
         except ray.exceptions.RayError as exc:
             raise DistributedRunError(f"the Ray run failed: {_last_line(exc)}") from None
-    run.processed += sum(_landed(targets["json"], wall_started) for targets in in_hand.values() if "json" in targets)
+    run.processed += _settle(in_hand, wall_started)
     run.seconds = time.perf_counter() - started
     return run
 
@@ -91,7 +95,10 @@ def _hand_out(pool: Any, items: Iterator[tuple[str, dict[str, str]]], count: int
             hand(item)
         try:
             while pool.has_next():
-                result = pool.get_next_unordered()
+                try:  # back in Python every POLL_SECONDS, where a second Ctrl-C can stop the run at once
+                    result = pool.get_next_unordered(timeout=POLL_SECONDS)
+                except TimeoutError:
+                    continue
                 in_hand.pop(result["path"], None)
                 _record(result, run, say)
                 item = None if stop.requested else next(items, None)
@@ -100,6 +107,21 @@ def _hand_out(pool: Any, items: Iterator[tuple[str, dict[str, str]]], count: int
         except KeyboardInterrupt:  # the second Ctrl-C (or the first, outside the main thread)
             stop.request()
         run.interrupted, run.signal = stop.requested, stop.signal
+
+
+def _settle(in_hand: dict[str, dict[str, str]], since: float) -> int:
+    """After a stop at once: how many of the rasters in hand have a complete set (their JSON, written last, landed);
+    of the others, the outputs written since `since` (a label GeoTIFF without its JSON) are removed."""
+    landed = 0
+    for targets in in_hand.values():
+        if _landed(targets["json"], since):
+            landed += 1
+            continue
+        for target in targets.values():
+            if _landed(target, since):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(target)
+    return landed
 
 
 def _landed(json_path: str, since: float) -> bool:

@@ -121,3 +121,32 @@ def test_a_mixed_folder_on_ray_runs_the_images_and_the_rasters(tmp_path, ray_ins
     assert result.exit_code == 0, result.output
     assert files_under(out) == {"a.tif", "a.json"} | output_set("photo")
     assert result.stderr.strip().splitlines()[-1].startswith("2 segmented (1 image, 1 raster) in "), result.stderr
+
+
+def test_a_second_ctrl_c_stops_a_ray_raster_run_at_once_leaving_only_whole_sets(tmp_path, tiny_checkpoint):
+    """Two Ctrl-Cs at once while big rasters are in hand: the actors are stopped mid-raster; what they were
+    writing is removed (no label GeoTIFF without its JSON, no temporary), and the count is the sets on disk."""
+    count = 12
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_raster(folder / "a.tif", scene(32, 32, seed=1))  # segmented first: its JSON says the run is going
+    for index in range(count - 1):
+        write_raster(folder / f"r{index:02d}.tif", scene(480, 480, seed=index))
+    out = tmp_path / "out"
+    child = segcli_subprocess(["predict", str(folder), "--model", "lraspp", "--weights",
+                               str(tiny_checkpoint), "--out", str(out), *CPU_FLAGS, "--tile", "32", "--engine",
+                               "ray", "--ray-workers", "2"], env={"COLUMNS": "1000"})
+    deadline = time.monotonic() + 240
+    while not list(out.glob("*.json")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert child.poll() is None, f"finished before the signal: {child.communicate()}"
+    child.send_signal(signal.SIGINT)
+    time.sleep(1.0)  # apart: two signals before the handler runs are one
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=240)
+    assert child.returncode == 130, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Interrupted: ") and "Traceback" not in stderr, stderr
+    stems = {name[:-len(".json")] for name in files_under(out) if name.endswith(".json")}
+    assert int(last.split()[1]) == len(stems) < count, last
+    assert files_under(out) == {f"{stem}.{suffix}" for stem in stems for suffix in ("tif", "json")}
