@@ -104,3 +104,14 @@ def test_a_raster_output_that_is_an_image_input_is_refused_before_the_model_load
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith(f"Error: {out / 'a.tif'} exists and was not written by segcli: not replaced")
     assert (out / "a.tif").read_bytes() == before and files_under(out) == {"a.tif"}
+
+
+def test_outputs_polygons_applies_to_the_rasters_of_a_mixed_run_only(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_raster(folder / "a.tif", scene(30, 30, seed=1))
+    Image.fromarray(random_rgb(20, 20, seed=2)).save(folder / "photo.png")
+    out = tmp_path / "out"
+    result = run_predict([folder], out, tiny_checkpoint, "--tile", "32", "--outputs", "label,polygons")
+    assert result.exit_code == 0, result.output
+    assert files_under(out) == {"a.tif", "a.json", "a.geojson", "photo.png"}  # the image: its label only
