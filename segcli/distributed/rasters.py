@@ -10,9 +10,7 @@ need one writer for the shared file; see docs/SCALING.md).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,7 +19,7 @@ from segcli.distributed.run import DistributedRunError, _last_line, ray_session
 from segcli.distributed.settings import ClusterOptions, EngineSettings, import_ray
 from segcli.errors import SegcliError
 from segcli.pipeline.interrupts import StopRequests
-from segcli.raster.run import RasterOptions, RasterRun, segment_path
+from segcli.raster.run import RasterOptions, RasterRun, segment_path, settle_set
 from segcli.text import printable
 
 POLL_SECONDS = 0.25
@@ -73,7 +71,7 @@ def run_rasters_on_ray(run: RasterRun, engine: EngineSettings, cluster: ClusterO
             _hand_out(pool, iter(items), count, in_hand, run, say)
         except ray.exceptions.RayError as exc:
             raise DistributedRunError(f"the Ray run failed: {_last_line(exc)}") from None
-    run.processed += _settle(in_hand, wall_started)
+    run.processed += sum(settle_set(targets, wall_started) for targets in in_hand.values())
     run.seconds = time.perf_counter() - started
     return run
 
@@ -107,29 +105,6 @@ def _hand_out(pool: Any, items: Iterator[tuple[str, dict[str, str]]], count: int
         except KeyboardInterrupt:  # the second Ctrl-C (or the first, outside the main thread)
             stop.request()
         run.interrupted, run.signal = stop.requested, stop.signal
-
-
-def _settle(in_hand: dict[str, dict[str, str]], since: float) -> int:
-    """After a stop at once: how many of the rasters in hand have a complete set (their JSON, written last, landed);
-    of the others, the outputs written since `since` (a label GeoTIFF without its JSON) are removed."""
-    landed = 0
-    for targets in in_hand.values():
-        if _landed(targets["json"], since):
-            landed += 1
-            continue
-        for target in targets.values():
-            if _landed(target, since):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(target)
-    return landed
-
-
-def _landed(json_path: str, since: float) -> bool:
-    """A raster's set is complete once its JSON (written last) is in place; one written since `since` is this run's."""
-    try:
-        return os.stat(json_path).st_mtime >= since
-    except OSError:
-        return False
 
 
 def _record(result: dict[str, Any], run: RasterRun, say) -> None:
