@@ -20,8 +20,9 @@ class SegcliError(Exception):
         self.hint = hint
 
 
-def with_hint(exc: BaseException) -> str:
-    """The message as a command-line user reads it: the error's text, then its command-line hint, if any."""
+def with_hint(exc: object) -> str:
+    """The message as a command-line user reads it: the error's (or warning's, or refusal's) text, then its
+    command-line hint, if any."""
     hint = getattr(exc, "hint", None)
     return f"{exc}; {hint}" if hint else str(exc)
 
@@ -72,7 +73,13 @@ class ConfigurationError(SegcliError):
 
 
 class SegcliWarning(UserWarning):
-    """Something a user should know that does not stop the run; the CLI prints it as `Warning: <line>`."""
+    """Something a user should know that does not stop the run. As with SegcliError, the message is in the
+    library's terms (what Python's warnings show) and `hint` says what to do on the command line: warn with an
+    instance, `warnings.warn(SomeWarning(message, hint=...))`; the CLI prints `Warning: <message>; <hint>`."""
+
+    def __init__(self, *args: object, hint: str | None = None) -> None:
+        super().__init__(*args)
+        self.hint = hint
 
 
 class SyntheticScenesWarning(SegcliWarning):

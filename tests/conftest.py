@@ -21,6 +21,30 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint") / "tiny-lraspp.safetensors")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread_for_the_session():
+    """torch on one intra-op thread from the start, so module and session fixtures run as the tests do: on a
+    2-core machine shared with other jobs OpenMP's threads wait on each other (the quick tests/upsampling took
+    42.8 s with torch's default, 14.6 s with one thread, back to back), and the tiny models here gain little
+    from a second thread. segcli's own thread settings (`Schedule.torch_threads`) still apply inside a run."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(one_torch_thread_for_the_session):
+    """Each test starts on one thread, whatever the test before it left."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def tiny_engine():
     """A fp32 CPU engine over the tiny model (a new one per test: tests may change its attributes)."""

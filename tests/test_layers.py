@@ -208,31 +208,40 @@ _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
 _OTHER_PROGRAMS = re.compile(r"(pip install|`ray start)[^`'\"]*")  # their flags, not segcli's
 
 
+def _messages(tree: ast.Module) -> list[ast.Call]:
+    """The calls whose text a user reads: exceptions raised, warnings given (`warnings.warn(...)`) and warnings
+    built (`SomeWarning(...)`, e.g. returned for a caller to give)."""
+    calls = [node.exc for node in ast.walk(tree) if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)]
+    calls += [node for node in ast.walk(tree) if isinstance(node, ast.Call) and (ast.unparse(node.func).endswith(
+        "Warning") or ast.unparse(node.func) in ("warnings.warn", "warnings.warn_explicit", "warn"))]
+    return calls
+
+
 def _flags_in_messages(path: Path, tree: ast.Module) -> list[str]:
-    """Command-line flags in the text of exceptions raised outside cli/. A flag belongs in `hint=`, which the
-    CLI edge adds; click's exceptions are the command line's own, `Refused` is the server's HTTP answer."""
+    """Command-line flags in the text of exceptions and warnings outside cli/. A flag belongs in `hint=`, which
+    the CLI edge adds; click's exceptions are the command line's own, `Refused` is the server's HTTP answer."""
     constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
                  and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
                  for target in node.targets if isinstance(target, ast.Name)}  # e.g. a module's TRAIN_HINT
     found = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
-            continue
-        name = ast.unparse(node.exc.func)
+    for call in _messages(tree):
+        name = ast.unparse(call.func)
         if name.startswith("click.") or name == "Refused":
             continue
-        hints = {id(sub) for keyword in node.exc.keywords if keyword.arg == "hint" for sub in ast.walk(keyword.value)}
-        for sub in ast.walk(node.exc):
+        hints = {id(sub) for keyword in ast.walk(call) if isinstance(keyword, ast.keyword) and keyword.arg == "hint"
+                 for sub in ast.walk(keyword.value)}  # a warning built inside warnings.warn(...) has its own
+        for sub in ast.walk(call):
             if id(sub) in hints:
                 continue
             text = sub.value if isinstance(sub, ast.Constant) else constants.get(getattr(sub, "id", None))
             if isinstance(text, str):
                 found.extend(f"{path.name}:{sub.lineno} {flag}" for flag in _FLAG.findall(_OTHER_PROGRAMS.sub("", text)))
-    return found
+    return list(dict.fromkeys(found))  # a warning built inside warnings.warn(...) is seen twice
 
 
 def test_library_errors_name_no_command_line_flags():
-    """Python callers read library terms ("above the limit (max_pixels)"); `--max-pixels` goes in the hint."""
+    """Python callers read library terms ("above the limit (max_pixels)"), in errors and warnings alike;
+    `--max-pixels` goes in the hint."""
     files = [path for path in sorted(PACKAGE.rglob("*.py")) if "cli" not in path.relative_to(PACKAGE).parts]
     assert [found for path in files for found in _flags_in_messages(path, ast.parse(path.read_text("utf-8")))] == []
 
@@ -246,3 +255,11 @@ def test_the_flag_check_sees_a_flag_outside_the_hint():
                      'raise CheckpointError(f"no decoder; {HINT}")\n'
                      'raise CheckpointError("no decoder", hint=HINT)\n')
     assert _flags_in_messages(Path("imageio.py"), tree) == ["imageio.py:1 --max-pixels", "imageio.py:6 --decoders"]
+
+
+def test_the_flag_check_sees_a_flag_in_a_warning():
+    tree = ast.parse('warnings.warn(f"{name} was trained on shapes; pass --weights FILE", SyntheticScenesWarning)\n'
+                     'return SyntheticScenesWarning(f"{name} was trained on shapes; pass --weights FILE")\n'
+                     'return SyntheticScenesWarning(f"{name} was trained on shapes", hint="pass --weights FILE")\n'
+                     'warnings.warn(SegcliWarning("no photographs", hint="pass --weights FILE"))\n')
+    assert _flags_in_messages(Path("resolve.py"), tree) == ["resolve.py:1 --weights", "resolve.py:2 --weights"]

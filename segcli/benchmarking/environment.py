@@ -80,6 +80,6 @@ def timing_warnings(load: dict[str, Any], spreads: list[tuple[str, str, float | 
     scattered = [f"{model} {size}" for model, size, spread in spreads if spread is not None and spread > SPREAD_WARNING]
     if scattered:
         warnings.append(f"warning: timings spread (p10-p90) over more than {SPREAD_WARNING:.0%} of the median in "
-                        f"{len(scattered)} row(s) ({', '.join(dict.fromkeys(scattered))}): use more --iters, "
+                        f"{len(scattered)} row(s) ({', '.join(dict.fromkeys(scattered))}): use more iterations, "
                         "or compare rows with care")
     return warnings

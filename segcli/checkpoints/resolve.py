@@ -20,7 +20,7 @@ from segcli.checkpoints.manifest import (file_exists, find_record, records_for_m
 from segcli.checkpoints.record import (CAFFE_PREPROCESSING, IMAGENET_PREPROCESSING, SOURCE_DOWNLOAD, SOURCE_PATH,
                                        SOURCE_SEGCLI_CACHE, SOURCE_SHIPPED, SOURCE_TORCH_HUB, SYNTHETIC_DATASET,
                                        CheckpointRecord, ResolvedCheckpoint, parse_record)
-from segcli.errors import CheckpointError, ChecksumMismatchError
+from segcli.errors import CheckpointError, ChecksumMismatchError, SyntheticScenesWarning
 from segcli.models import LAYOUTS, MODEL_NAMES
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin", ".tar")
@@ -195,11 +195,11 @@ def _resolve_default(model: str, allow_download: bool, progress: bool) -> Resolv
                           f"(known: {', '.join(record.name for record in records)})", hint=WEIGHTS_HINT)
 
 
-def synthetic_scenes_warning(record: CheckpointRecord) -> str | None:
+def synthetic_scenes_warning(record: CheckpointRecord) -> SyntheticScenesWarning | None:
     """The warning every user of a checkpoint trained on segcli's synthetic scenes gets, or None.
 
-    The one decision behind the CLI's `Warning:` line, the per-image JSON `note` and the Python
-    API's SyntheticScenesWarning; it names the published checkpoint to use for photographs.
+    The one decision behind the CLI's `Warning:` line (message; hint), the per-image JSON `note` (the message)
+    and the Python API's warning (the message); it names the published checkpoint to use for photographs.
     """
     if record.dataset != SYNTHETIC_DATASET:
         return None
@@ -208,11 +208,14 @@ def synthetic_scenes_warning(record: CheckpointRecord) -> str | None:
     published = [other for other in records_for_model(record.model) if other.dataset != SYNTHETIC_DATASET] \
         if record.model in MODEL_NAMES else []
     if not published:
-        return f"{text}; for real images pass --weights FILE"
+        return SyntheticScenesWarning(f"{text}; for real images load weights trained on photographs",
+                                      hint="pass --weights FILE")
     best = next((other for other in published if other.url), published[0])
-    how = (f"segcli weights pull {best.name}" if best.url
-           else f"{best.name} (put {best.filename} in {segcli_checkpoint_dir()})")
-    return f"{text}; for real images use a published checkpoint: {how}"
+    if best.url:
+        return SyntheticScenesWarning(f"{text}; for real images use a published checkpoint: {best.name}",
+                                      hint=f"fetch it with segcli weights pull {best.name}")
+    return SyntheticScenesWarning(f"{text}; for real images use a published checkpoint: {best.name} "
+                                  f"(put {best.filename} in {segcli_checkpoint_dir()})")
 
 
 def resolve_checkpoint(model: str | None, weights: str | None = None, *, allow_download: bool = False,

@@ -47,9 +47,9 @@ def segcli_warnings_as_lines() -> Iterator[None]:
         def show(message, category, filename, lineno, file=None, line=None) -> None:
             if not issubclass(category, SegcliWarning):
                 default_show(message, category, filename, lineno, file, line)
-            elif str(message) not in shown:
-                shown.add(str(message))
-                click.secho(f"Warning: {message}", fg="yellow", bold=True, err=True)
+            elif with_hint(message) not in shown:  # a SegcliWarning's hint: what to do on the command line
+                shown.add(with_hint(message))
+                click.secho(f"Warning: {with_hint(message)}", fg="yellow", bold=True, err=True)
 
         warnings.showwarning = show
         yield

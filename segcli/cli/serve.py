@@ -130,7 +130,6 @@ def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port
 
     from segcli.checkpoints.record import SOURCE_PATH
     from segcli.checkpoints.resolve import resolve_checkpoint, synthetic_scenes_warning
-    from segcli.errors import SyntheticScenesWarning
     from segcli.serve.on_ray import ReplicaSpec, import_serve, serve_on_ray
     from segcli.text import printable
 
@@ -140,7 +139,7 @@ def _serve_on_ray(on_ray: tuple, engine_choice: tuple, settings, host: str, port
     resolved = resolve_checkpoint(model, weights, allow_download=download)
     warning = synthetic_scenes_warning(resolved.record)
     if warning:  # what SegmentationEngine.load warns here for the local server; the replicas' warnings stay there
-        warnings.warn(warning, SyntheticScenesWarning, stacklevel=2)
+        warnings.warn(warning, stacklevel=2)
     if resolved.source == SOURCE_PATH:  # replicas may start in another directory
         weights = str(resolved.path.resolve())
     console.print(f"[bold]{resolved.record.model}[/] {escape(printable(resolved.describe()))} on Ray Serve",

@@ -9,7 +9,13 @@ from segcli.cli.options import overwrite_option, zoo_model_option
 from segcli.cli.report_files import announce, check_reports
 from segcli.cli.tables import STDOUT, Column, json_option, print_table, write_json
 
-CLASS_SETS = ("voc", "cityscapes")
+
+
+def shipped_class_sets() -> dict[str, dict]:
+    """The class sets the shipped manifest defines (name -> names and palette): what --classes-from offers."""
+    from segcli.checkpoints.manifest import read_shared_definitions, shipped_manifest_path
+
+    return read_shared_definitions(shipped_manifest_path()).class_sets
 
 
 @click.group("weights")
@@ -100,14 +106,14 @@ def pull(name: str, force: bool) -> None:
 @zoo_model_option(required=True, help="Zoo model it loads into (names: `segcli models`).")
 @click.option("--dataset", default=None, help="Dataset it was trained on (shown by `weights list`).")
 @click.option("--classes", default=None, help="Class names in label order, comma separated.")
-@click.option("--classes-from", type=click.Choice(CLASS_SETS), default=None, help="Use a dataset's class names.")
+@click.option("--classes-from", type=click.Choice(list(shipped_class_sets())), default=None,
+              help="Use a class set of the shipped manifest: its class names and palette.")
 @click.option("--layout", type=click.Choice(LAYOUTS), default=None, metavar="LAYOUT",
               help=f"State-dict layout, one of: {', '.join(LAYOUTS)} (detected when left out).")
 def add(path: str, name: str, model: str, dataset: str | None, classes: str | None, classes_from: str | None,
         layout: str | None) -> None:
     """Copy the checkpoint at PATH into segcli's cache and record it."""
     from segcli.checkpoints.store import add_checkpoint_file, is_valid_name
-    from segcli.palettes import CITYSCAPES_CLASSES, VOC_CLASSES
 
     if classes and classes_from:
         raise click.UsageError("give --classes or --classes-from, not both")
@@ -120,8 +126,8 @@ def add(path: str, name: str, model: str, dataset: str | None, classes: str | No
         if any(not part for part in categories):
             raise click.BadParameter("class names must not be empty", param_hint="--classes")
     elif classes_from:
-        categories = VOC_CLASSES if classes_from == "voc" else CITYSCAPES_CLASSES
-        palette = classes_from
+        class_set = shipped_class_sets()[classes_from]
+        categories, palette = tuple(class_set["names"]), class_set["palette"]
     resolved = add_checkpoint_file(path, name, model, dataset=dataset, categories=categories, palette=palette,
                                    layout=layout)
     record = resolved.record

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from segcli.distributed.actor import FAILED, SegmentActor, WriteSettings, planned_row
 from segcli.distributed.progress import RunProgress
 from segcli.distributed.settings import ClusterOptions, EngineSettings, WorkerRange, import_ray
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, with_hint
 from segcli.outputs.folder import OutputFolder
 from segcli.output_names import SET_MARK
 from segcli.outputs.kinds import KINDS
@@ -82,16 +82,15 @@ def _warn_synthetic(engine: EngineSettings) -> None:
     import warnings
 
     from segcli.checkpoints.resolve import synthetic_scenes_warning
-    from segcli.errors import SyntheticScenesWarning
 
-    message = synthetic_scenes_warning(engine.checkpoint.record)
-    if message:
-        warnings.warn(message, SyntheticScenesWarning, stacklevel=2)
+    warning = synthetic_scenes_warning(engine.checkpoint.record)
+    if warning:  # a SyntheticScenesWarning: the CLI adds its hint
+        warnings.warn(warning, stacklevel=2)
 
 
 def _count_planned_outcomes(run: FolderRun, summary: RunSummary, progress: RunProgress) -> None:
     """What the plan decided before any work: unusable inputs and outputs fail, complete sets are skipped."""
-    for path, message in [*run.problems, *((source.path, message) for source, message in run.work.failed)]:
+    for path, message in [*run.problems, *((source.path, with_hint(refusal)) for source, refusal in run.work.failed)]:
         summary.failed.append((path, message))
         progress.failed(message)
     for source in run.work.skipped:

@@ -83,13 +83,25 @@ class PlannedImage:
     replace: bool = False   # files of an earlier set of it may be replaced
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why one image's outputs cannot be written: `reason` in library terms (what `str` gives a Python caller),
+    `hint` what to do on the command line (`errors.with_hint` joins them for a `failed:` line)."""
+
+    reason: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 @dataclass
 class RunPlan:
     """What a run will do with each input, decided before the model loads."""
 
     todo: list[PlannedImage] = field(default_factory=list)
     skipped: list["ImageSource"] = field(default_factory=list)        # complete outputs kept (--skip-existing)
-    failed: list[tuple["ImageSource", str]] = field(default_factory=list)
+    failed: list[tuple["ImageSource", Refusal]] = field(default_factory=list)
     foreign: list[tuple[Path, str]] = field(default_factory=list)     # complete sets of another checkpoint/settings
 
 
@@ -169,7 +181,7 @@ class OutputPlan:
             if problem in ("ours", "empty"):
                 found.append(path)
                 empty |= problem == "empty"
-            elif problem is not None:
+            elif isinstance(problem, Refusal):
                 run.failed.append((source, problem))
                 return
             else:
@@ -213,25 +225,27 @@ class OutputPlan:
         return None
 
 
-def _probe(kind: str, path: Path) -> str | None:
+_MOVE_IT = "move it or choose another --out"
+
+
+def _probe(kind: str, path: Path) -> str | Refusal | None:
     """None: nothing there; "ours": a file segcli wrote; "empty": an empty file; else why the image cannot be written.
     """
     if len(os.fsencode(path.name)) > NAME_MAX:
-        return f"cannot write {printable(path)}: {os.strerror(errno.ENAMETOOLONG)}"
+        return Refusal(f"cannot write {printable(path)}: {os.strerror(errno.ENAMETOOLONG)}")
     try:
         info = os.lstat(path)
     except OSError as exc:
         if exc.errno in _ABSENT:
             return None
-        return f"cannot write {printable(path)}: {exc.strerror or exc}"
+        return Refusal(f"cannot write {printable(path)}: {exc.strerror or exc}")
     mode, st_size = info.st_mode, info.st_size
     if not stat.S_ISREG(mode):
-        return f"{printable(path)} exists and is not a regular file: not replaced; move it or choose another --out"
+        return Refusal(f"{printable(path)} exists and is not a regular file: not replaced", hint=_MOVE_IT)
     if st_size == 0:
         return "empty"  # holds nothing anyone could lose: what a power failure leaves of a new output
     if not split_key(kind)[0].is_ours(path):
-        return (f"{printable(path)} exists and was not written by segcli: not replaced; "
-                "move it or choose another --out")
+        return Refusal(f"{printable(path)} exists and was not written by segcli: not replaced", hint=_MOVE_IT)
     return "ours"
 
 

@@ -108,12 +108,12 @@ def check_report_file(report: ReportFile, identities: set[tuple[int, int]], over
         _check_folder(path, option)
         return
     if _identity(path) in identities:
-        raise OutputError(f"{printable(path)} is {what_inputs}: {option} would replace it; choose another {option}")
+        raise OutputError(f"{printable(path)} is {what_inputs}: not replaced", hint=f"choose another {option}")
     if stat.S_ISDIR(info.st_mode):
-        raise OutputError(f"{option} {printable(path)} is a folder: give a file name")
+        raise OutputError(f"{printable(path)} is a folder, not a file", hint=f"give {option} a file name")
     if not stat.S_ISREG(info.st_mode):
-        raise OutputError(f"{printable(path)} exists and is not a regular file: not replaced; "
-                          f"choose another {option}")
+        raise OutputError(f"{printable(path)} exists and is not a regular file: not replaced",
+                          hint=f"choose another {option}")
     if info.st_size == 0 or overwrite or report.is_ours(path):
         _check_folder(path, option)
         return
@@ -127,14 +127,15 @@ def _check_folder(path: Path, option: str) -> None:
     while not os.path.lexists(folder) and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise OutputError(f"cannot write {printable(path)}: {printable(folder)} is a file, not a folder; "
-                          f"choose another {option}")
+        raise OutputError(f"cannot write {printable(path)}: {printable(folder)} is a file, not a folder",
+                          hint=f"choose another {option}")
     if folder != (path.parent if str(path.parent) else Path(".")):
         return  # the missing folders are made when the file is written; that is where a problem shows
     try:
         handle, name = create_temporary(path)  # a real probe: permissions, read-only file systems, quotas
     except OSError as exc:
-        raise OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}; choose another {option}") from None
+        raise OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}",
+                          hint=f"choose another {option}") from None
     os.close(handle)
     os.unlink(name)
 

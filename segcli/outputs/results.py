@@ -46,13 +46,18 @@ class RunInfo:
                    categories=tuple(record.categories), palette=display_palette(record.palette, record.dataset),
                    crf=None if crf is None else asdict(crf), alpha=alpha,
                    # engines that know their checkpoint was trained on synthetic scenes say so
-                   note=getattr(engine, "checkpoint_warning", None), classes=classes, settings=settings,
+                   note=_note(getattr(engine, "checkpoint_warning", None)), classes=classes, settings=settings,
                    tta=_tta_dict(getattr(engine, "tta", None)), tile=_tile_dict(getattr(engine, "tiling", None)),
                    input_scales=engine.input_scales)
 
     @cached_property
     def flat_palette(self) -> list[int]:
         return flat_palette(self.palette, len(self.categories))
+
+
+def _note(warning: Any) -> str | None:
+    """The file records the warning's message (library terms), not the command line's hint."""
+    return None if warning is None else str(warning)
 
 
 def _tta_dict(params: Any) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from segcli.errors import with_hint
 from segcli.inference_options import FROM_OPTIONS, CRFChoice
 from segcli.outputs.folder import OutputFolder
 from segcli.outputs.kinds import KINDS
@@ -124,9 +125,9 @@ class FolderRun:
         for path, message in self.problems:
             self._summary.failed.append((path, message))
             self._report(ImageSource(path, Path(path.name)), f"failed: {message}")
-        for source, message in self.work.failed:
-            self._summary.failed.append((source.path, message))
-            self._report(source, f"failed: {message}")
+        for source, refusal in self.work.failed:
+            self._summary.failed.append((source.path, with_hint(refusal)))  # as the scheduler's failures read
+            self._report(source, f"failed: {with_hint(refusal)}")
         for source in self.work.skipped:
             self._summary.skipped.append(source.path)
             self._report(source, "skipped")

@@ -116,7 +116,7 @@ class RasterSource:
 
     def _scaling(self, scale: tuple[float, float] | None) -> list[dict]:
         if scale is not None:
-            return [{"band": b, "low": scale[0], "high": scale[1], "rule": "--scale"} for b in self.bands]
+            return [{"band": b, "low": scale[0], "high": scale[1], "rule": "given scale"} for b in self.bands]
         factor = max(1, -(-max(self.height, self.width) // OVERVIEW_SIDE))
         shape = (max(1, self.height // factor), max(1, self.width // factor))
         unique = sorted(set(self.bands))

@@ -57,7 +57,7 @@ def test_evaluate_json_never_replaces_the_checkpoint(data_and_weights, no_model_
     result = _evaluate(data, weights, "--json", str(weights), *overwrite)
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines() == [
-        f"Error: {weights} is an input of this run: --json would replace it; choose another --json"]
+        f"Error: {weights} is an input of this run: not replaced; choose another --json"]
     assert weights.read_bytes() == before
 
 

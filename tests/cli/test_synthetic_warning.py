@@ -4,6 +4,7 @@ JSON `note`, and the Python API (warnings.warn)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -16,7 +17,7 @@ from robustness_support import random_rgb, save_image
 from segcli.checkpoints.manifest import find_record, shipped_weights_dir
 from segcli.checkpoints.resolve import synthetic_scenes_warning
 from segcli.cli.main import cli
-from segcli.errors import SyntheticScenesWarning
+from segcli.errors import SyntheticScenesWarning, with_hint
 from schema_support import assert_valid_summary
 
 CPU = ("--device", "cpu", "--precision", "fp32")
@@ -36,12 +37,23 @@ def empty_caches(tmp_path, monkeypatch):
 
 def test_the_decision_is_one_function():
     synth = find_record("lraspp-mobilenet-synth")
-    text = synthetic_scenes_warning(synth)
-    assert text.startswith("lraspp-mobilenet-synth was trained only on segcli's synthetic scenes")
-    assert "segcli weights pull lraspp-coco" in text  # the published checkpoint for the same model
+    warning = synthetic_scenes_warning(synth)
+    assert isinstance(warning, SyntheticScenesWarning)
+    assert str(warning).startswith("lraspp-mobilenet-synth was trained only on segcli's synthetic scenes")
+    assert "lraspp-coco" in str(warning)  # the published checkpoint for the same model
+    assert warning.hint == "fetch it with segcli weights pull lraspp-coco"  # how, on the command line
     assert synthetic_scenes_warning(find_record("lraspp-coco")) is None
     fcn = synthetic_scenes_warning(find_record("fcn8s-synth"))
-    assert "fcn8s-voc-caffe" in fcn  # no public download: says where the published file goes
+    assert "fcn8s-voc-caffe" in str(fcn)  # no public download: says where the published file goes
+
+
+def test_the_warning_names_flags_only_in_its_hint():
+    """Python callers read library terms; `--weights FILE` is the command line's, in the hint."""
+    lonely = dataclasses.replace(find_record("lraspp-mobilenet-synth"), model="no-zoo-model")  # nothing published
+    warning = synthetic_scenes_warning(lonely)
+    assert "--" not in str(warning) and "weights trained on photographs" in str(warning)
+    assert warning.hint == "pass --weights FILE"
+    assert with_hint(warning) == f"{warning}; pass --weights FILE"
 
 
 def _warning_lines(stderr: str) -> list[str]:
@@ -62,8 +74,9 @@ def test_predict_warns_by_name_and_by_path_even_with_quiet(image, tmp_path, quie
         assert "\x1b[2m" not in result.stderr  # not dim
         summary = json.loads((out / "photo.json").read_text())
         assert_valid_summary(summary)
-        note = summary["note"]
-        assert note == lines[0].removeprefix("Warning: ")
+        warning = synthetic_scenes_warning(find_record("lraspp-mobilenet-synth"))
+        assert lines[0] == f"Warning: {warning}; fetch it with segcli weights pull lraspp-coco"
+        assert summary["note"] == str(warning)  # the file records the library's words, not a command line
 
 
 def test_published_checkpoints_and_own_files_get_no_warning(tmp_path, image, tiny_checkpoint):
@@ -86,9 +99,12 @@ def test_python_api_warns():
     from segcli.engine import SegmentationEngine
     from segcli.inference_options import InferenceOptions
 
-    with pytest.warns(SyntheticScenesWarning, match="lraspp-mobilenet-synth was trained only on segcli's synthetic"):
+    with pytest.warns(SyntheticScenesWarning, match="lraspp-mobilenet-synth was trained only on segcli's synthetic") \
+            as caught:
         engine = SegmentationEngine.load("lraspp", device="cpu", options=InferenceOptions(precision="fp32"))
     assert engine.record.name == "lraspp-mobilenet-synth"
+    shown = [str(item.message) for item in caught]
+    assert shown and all("segcli weights pull" not in text and "--" not in text for text in shown)
 
 
 def test_python_api_is_silent_for_other_checkpoints(tiny_checkpoint):

@@ -153,6 +153,31 @@ def test_add_then_verify_passes_and_corruption_fails(home, lraspp_file):
     assert result.output.strip().splitlines()[-1].startswith("Error: 1 file(s) do not match")
 
 
+def _shipped_class_sets() -> dict:
+    from segcli.checkpoints.manifest import shipped_manifest_path
+
+    return json.loads(shipped_manifest_path().read_text(encoding="utf-8"))["class_sets"]
+
+
+@pytest.mark.parametrize("class_set", sorted(_shipped_class_sets()))
+def test_add_offers_every_class_set_of_the_shipped_manifest(home, tmp_path, class_set):
+    """--classes-from takes its names from the shipped manifest: a set added there is offered by construction."""
+    names = _shipped_class_sets()[class_set]["names"]
+    path = tmp_path / f"{class_set}.pth"
+    torch.save({"backbone.0.weight": torch.zeros(4, 3, 3, 3),
+                "classifier.high_classifier.weight": torch.zeros(len(names), 4, 1, 1),
+                "classifier.high_classifier.bias": torch.zeros(len(names))}, path)
+    assert class_set in _run("weights", "add", "--help").output
+    result = _run("weights", "add", str(path), "--name", f"mine-{class_set}", "--model", "lraspp",
+                  "--classes-from", class_set)
+    assert result.exit_code == 0, result.output
+    from segcli.checkpoints.manifest import find_record
+
+    record = find_record(f"mine-{class_set}")
+    assert list(record.categories) == names
+    assert json.loads(json.dumps(record.palette)) == _shipped_class_sets()[class_set].get("palette", "voc")
+
+
 def test_add_refuses_wrong_class_count_duplicates_and_conflicting_flags(home, lraspp_file):
     result = _run("weights", "add", str(lraspp_file), "--name", "two", "--model", "lraspp", "--classes", "a,b")
     assert result.exit_code == 1 and "predicts 21 classes but 2 class names" in result.output

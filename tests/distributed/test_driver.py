@@ -12,7 +12,7 @@ from rich.console import Console
 
 from robustness_support import random_rgb
 from segcli.distributed.progress import RunProgress
-from segcli.distributed.run import (DistributedRunError, _count_sets_landed_unreported, _default_workers, planned_names,
+from segcli.distributed.run import (DistributedRunError, _count_planned_outcomes, _count_sets_landed_unreported, _default_workers, planned_names,
                                     ray_session)
 from segcli.distributed.settings import ClusterOptions, WorkerRange
 from segcli.inputs import scan_inputs
@@ -46,7 +46,7 @@ def test_default_workers_follow_the_cluster_cpus_or_gpu_shares():
     ray = FakeRay({"CPU": 32.0, "GPU": 4.0})
     assert _default_workers(ray, ClusterOptions()) == WorkerRange(1, 32)
     assert _default_workers(ray, ClusterOptions(gpus_per_worker=0.5)) == WorkerRange(1, 8)
-    with pytest.raises(DistributedRunError, match="leaves no room"):
+    with pytest.raises(DistributedRunError, match="per worker leave no room for a worker"):
         _default_workers(FakeRay({"CPU": 4.0}), ClusterOptions(gpus_per_worker=1))
 
 
@@ -83,6 +83,23 @@ def test_after_a_stop_sets_landed_during_the_run_count_as_written(tmp_path):
     _count_sets_landed_unreported(run, summary, since)
     assert summary.written == [folder / "img1.png"]
     assert planned_names(run)[out] >= {"img0.png", "img0_overlay.png", "img0.json", "img2.json"}
+
+
+def test_an_output_the_plan_refuses_is_a_failed_line_with_its_command_line_hint(tmp_path):
+    """The plan gives the reason (library terms) and the hint; a Ray run's `failed:` line, like a local run's,
+    says both."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    Image.fromarray(random_rgb(16, 16, seed=0)).save(folder / "img0.png")
+    out.mkdir()
+    (out / "img0.png").write_bytes(b"the user's own mask")
+    run = FolderRun(OutputOptions(out_dir=out, overwrite=True), scan_inputs([str(folder)], exclude=[out]).sources)
+    summary, stream = RunSummary(), io.StringIO()
+    with RunProgress(Console(file=stream, force_terminal=False, width=300), total=1) as progress:
+        _count_planned_outcomes(run, summary, progress)
+    expected = f"{out / 'img0.png'} exists and was not written by segcli: not replaced; move it or choose another --out"
+    assert summary.failed == [(folder / "img0.png", expected)]
+    assert f"failed: {expected}" in stream.getvalue().splitlines()
 
 
 def test_piped_progress_prints_plain_lines_with_failures_named():

@@ -49,7 +49,7 @@ def test_out_that_is_the_checkpoint_is_refused_even_with_overwrite(checkpoint, t
     assert result.exit_code == 1, result.output
     assert_no_traceback(result)
     assert result.output.strip().splitlines() == [
-        f"Error: {out} is an input of this run: --out would replace it; choose another --out"]
+        f"Error: {out} is an input of this run: not replaced; choose another --out"]
     assert checkpoint.read_bytes() == before
 
 

@@ -157,7 +157,7 @@ def test_a_file_the_user_owns_at_a_mask_name_is_never_replaced(tmp_path):
     (tmp_path / "photo_mask_dog.png").write_bytes(b"mine")
     run = plan(tmp_path, ("masks", "json"), overwrite=True).prepare(
         [ImageSource(Path("/in/photo.jpg"), Path("photo.jpg"))])
-    assert run.todo == [] and "photo_mask_dog.png exists and was not written by segcli" in run.failed[0][1]
+    assert run.todo == [] and "photo_mask_dog.png exists and was not written by segcli" in run.failed[0][1].reason
     assert (tmp_path / "photo_mask_dog.png").read_bytes() == b"mine"
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from segcli.errors import OutputError, with_hint
 from segcli.inputs import ImageSource
-from segcli.outputs.plan import OutputOptions, OutputPlan
+from segcli.outputs.plan import OutputOptions, OutputPlan, Refusal
 from segcli.outputs.results import ImageResult, RunInfo
 from segcli.outputs.writer import write_image_outputs
 
@@ -109,15 +109,18 @@ def test_overwrite_replaces_only_files_segcli_wrote(tmp_path):
     Image.new("RGB", (2, 2)).save(tmp_path / "out" / "b.png")  # the user's own picture
     run = plan.prepare(sources)
     assert [(item.source, item.replace) for item in run.todo] == [(sources[0], True)]
-    assert run.failed == [(sources[1], f"{tmp_path / 'out' / 'b.png'} exists and was not written by segcli: "
-                                       "not replaced; move it or choose another --out")]
+    reason = f"{tmp_path / 'out' / 'b.png'} exists and was not written by segcli: not replaced"
+    assert run.failed == [(sources[1], Refusal(reason, hint="move it or choose another --out"))]
+    assert str(run.failed[0][1]) == reason  # what a library caller reads: no command-line flag
+    assert with_hint(run.failed[0][1]) == f"{reason}; move it or choose another --out"  # the CLI's failed: line
 
 
 def test_a_folder_where_an_output_should_be_fails_that_image(tmp_path):
     (tmp_path / "out" / "a_overlay.png").mkdir(parents=True)
     run = OutputPlan(OutputOptions(tmp_path / "out")).prepare([source(tmp_path, "a.jpg")])
-    assert run.failed[0][1].endswith("a_overlay.png exists and is not a regular file: not replaced; "
-                                     "move it or choose another --out")
+    refusal = run.failed[0][1]
+    assert refusal.reason.endswith("a_overlay.png exists and is not a regular file: not replaced")
+    assert refusal.hint == "move it or choose another --out" and "--" not in str(refusal)
 
 
 def test_paths_that_cannot_be_checked_fail_their_image_only(tmp_path, monkeypatch):
@@ -133,8 +136,8 @@ def test_paths_that_cannot_be_checked_fail_their_image_only(tmp_path, monkeypatc
     sources = [source(tmp_path, "shut/a.jpg"), source(tmp_path, "open/b.jpg"), source(tmp_path, "x" * 250 + ".jpg")]
     run = OutputPlan(OutputOptions(out)).prepare(sources)
     assert [item.source for item in run.todo] == [sources[1]]
-    assert run.failed[0] == (sources[0], f"cannot write {out / 'shut' / 'a.png'}: Permission denied")
-    assert run.failed[1][0] == sources[2] and run.failed[1][1].endswith("_overlay.png: File name too long")
+    assert run.failed[0] == (sources[0], Refusal(f"cannot write {out / 'shut' / 'a.png'}: Permission denied"))
+    assert run.failed[1][0] == sources[2] and run.failed[1][1].reason.endswith("_overlay.png: File name too long")
 
 
 def test_an_output_folder_that_is_a_file_or_cannot_be_used_is_one_error(tmp_path):

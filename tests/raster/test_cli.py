@@ -99,6 +99,8 @@ def test_rgb_rows_follow_the_stated_scaling(tmp_path):
     source = RasterSource.open(path, bands=(2,), scale=(1000.0, 11200.0))
     rgb, valid = source.rows(0, 30)
     source.close()
+    # the JSON summary records the rule in words a Python caller (scale=) and the CLI (--scale) share
+    assert source.scaling == [{"band": 2, "low": 1000.0, "high": 11200.0, "rule": "given scale"}] * 3  # R, G, B
     expected = np.clip(np.rint((data[1] - 1000.0) * 255.0 / 10200.0), 0, 255).astype(np.uint8)
     assert valid.all() and all((rgb[..., channel] == expected).all() for channel in range(3))
 
