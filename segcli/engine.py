@@ -61,6 +61,8 @@ def preprocess(image_rgb: np.ndarray, preprocessing: Preprocessing) -> torch.Ten
         raise SegcliError(
             f"expected an HxWx3 uint8 RGB image, got shape {image_rgb.shape} dtype {image_rgb.dtype}"
         )
+    if image_rgb.size == 0:  # it reached the model as torch's RuntimeError about tensor sizes
+        raise SegcliError(f"the image has no pixels (shape {image_rgb.shape})")
     if not image_rgb.flags.writeable:  # torch wants writable memory (decoders may hand out read-only arrays)
         image_rgb = image_rgb.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).unsqueeze(0)

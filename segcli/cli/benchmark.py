@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from segcli.cli.report_files import announce, check_reports, data_files
 
@@ -116,6 +117,8 @@ def benchmark(models, sizes, batch_size, batches, device, precisions, warmup, it
       segcli benchmark --models lraspp,deeplabv3-mobilenet --sizes 256,512 --precision fp32,bf16
       segcli benchmark --models deeplabv3p --crf --json bench.json --plot bench.png
     """
+    if batches and click.get_current_context().get_parameter_source("batch_size") is not ParameterSource.DEFAULT:
+        raise click.UsageError("give --batches N[,N...] or --batch-size N, not both (--batches replaces --batch-size)")
     if onnxruntime:
         from segcli.export.onnx_format import require_onnx
 

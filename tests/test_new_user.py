@@ -1,0 +1,69 @@
+"""What a new user ran into after the redesign: the library's two calls without a model, an empty image array,
+`benchmark --batches` with `--batch-size`, and the wording of the Ray flags' usage error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from robustness_support import tiny_model, tiny_record
+from segcli.cli.main import cli
+from segcli.engine import SegmentationEngine
+from segcli.errors import SegcliError, SyntheticScenesWarning
+from segcli.inference_options import InferenceOptions
+from segcli.loaded_model import LoadedModel
+
+
+@pytest.mark.parametrize("call", ["predict", "load"])
+def test_the_library_without_a_model_or_checkpoint_is_one_segcli_error(call):
+    """`segcli.predict('missing.jpg')` was a TypeError about a keyword-only argument; now the library's own error,
+    in its own terms (no command-line flag)."""
+    import segcli
+
+    with pytest.raises(SegcliError) as raised:
+        segcli.predict("missing.jpg") if call == "predict" else segcli.load()
+    message = str(raised.value)
+    assert "no model given" in message and "--" not in message, message
+
+
+def test_the_library_takes_the_model_from_a_named_checkpoint():
+    """`resolve_checkpoint` reads the model from a manifest record; `segcli.load(weights=NAME)` now reaches it."""
+    import segcli
+
+    with pytest.warns(SyntheticScenesWarning):
+        engine = segcli.load(weights="lraspp-mobilenet-synth", device="cpu")
+    assert engine.record.model == "lraspp" and engine.checkpoint.record.name == "lraspp-mobilenet-synth"
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 3), (5, 0, 3), (0, 0, 3)])
+def test_an_image_array_without_pixels_is_one_segcli_error(shape):
+    """An empty array reached the model and came back as torch's RuntimeError about tensor sizes."""
+    engine = SegmentationEngine.from_checkpoint(LoadedModel(tiny_model(), tiny_record()), device="cpu",
+                                                options=InferenceOptions(precision="fp32"))
+    with pytest.raises(SegcliError, match=r"no pixels"):
+        engine.predict(np.zeros(shape, np.uint8))
+    assert engine.predict(np.zeros((1, 1, 3), np.uint8)).labels.shape == (1, 1)  # one pixel still works
+
+
+def test_benchmark_refuses_batches_with_batch_size_before_any_model_loads(monkeypatch):
+    """`--batches 2 --batch-size 4` dropped --batch-size without a word (the help says --batches replaces it)."""
+    import segcli.benchmarking.subjects as subjects
+
+    def _no_planning(*args, **kwargs):
+        raise AssertionError("models were planned before the flags were checked")
+
+    monkeypatch.setattr(subjects, "plan_subjects", _no_planning)
+    result = CliRunner().invoke(cli, ["benchmark", "--models", "lraspp", "--batches", "2", "--batch-size", "4"])
+    assert result.exit_code == 2, result.output
+    assert "--batches" in result.output and "--batch-size" in result.output and "not both" in result.output
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--ray-workers", "2"], "Error: --ray-workers needs --engine ray"),
+    (["--gpus-per-worker", "1"], "Error: --gpus-per-worker needs --engine ray"),
+    (["--ray-workers", "2", "--gpus-per-worker", "1"], "Error: --ray-workers, --gpus-per-worker need --engine ray"),
+])
+def test_the_ray_flags_without_the_ray_engine_say_so_in_english(tmp_path, args, needle):
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "img.png"), *args])
+    assert result.exit_code == 2 and needle in result.output, result.output
