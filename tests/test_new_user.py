@@ -67,3 +67,23 @@ def test_benchmark_refuses_batches_with_batch_size_before_any_model_loads(monkey
 def test_the_ray_flags_without_the_ray_engine_say_so_in_english(tmp_path, args, needle):
     result = CliRunner().invoke(cli, ["predict", str(tmp_path / "img.png"), *args])
     assert result.exit_code == 2 and needle in result.output, result.output
+
+
+@pytest.mark.parametrize("extra", [[], ["--cog", "--outputs", "polygons"]])
+def test_a_tiff_without_georeferencing_gives_one_line_not_rasterios_warning(tmp_path, tiny_checkpoint, extra):
+    """A .tif that is not a GeoTIFF, sent down the raster path: segcli says 'no georeferencing' itself, and
+    rasterio's NotGeoreferencedWarning (file:line of rasterio, then its source line) came out as well."""
+    import warnings
+
+    pytest.importorskip("rasterio")
+    from raster_support import scene, write_raster
+    from robustness_support import run_predict
+
+    path = write_raster(tmp_path / "plain.tif", scene(40, 50), crs=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_predict([path], tmp_path / "out", tiny_checkpoint, "--bands", "1,2,3", *extra)
+    assert result.exit_code == 0, result.output
+    assert "no georeferencing" in result.stderr and (tmp_path / "out" / "plain.tif").is_file()
+    leaked = [f"{item.category.__name__}: {item.message}" for item in caught if "rasterio" in item.filename]
+    assert leaked == [], leaked
