@@ -87,3 +87,40 @@ def test_a_tiff_without_georeferencing_gives_one_line_not_rasterios_warning(tmp_
     assert "no georeferencing" in result.stderr and (tmp_path / "out" / "plain.tif").is_file()
     leaked = [f"{item.category.__name__}: {item.message}" for item in caught if "rasterio" in item.filename]
     assert leaked == [], leaked
+
+
+@pytest.mark.parametrize("args, env, needle", [
+    ([], {"SEGCLI_SERVE_TOKEN": ""}, "$SEGCLI_SERVE_TOKEN is set but empty"),
+    ([], {"SEGCLI_SERVE_TOKEN": "  "}, "$SEGCLI_SERVE_TOKEN is set but empty"),
+    (["--token", "two\nlines"], {}, "control character"),
+    (["--token", "tab\there"], {}, "control character"),
+    (["--token", " padded "], {}, "starts or ends with a space"),
+])
+def test_serve_refuses_a_token_no_client_could_send_before_the_model_loads(monkeypatch, args, env, needle):
+    """SEGCLI_SERVE_TOKEN='' (a deploy script's unset secret) served every route without a token, and said so only
+    in a start-up line that -q hides; a token with a newline or edge spaces was taken, then no HTTP header could
+    carry it (every request 401)."""
+    import segcli.cli.serve as command
+
+    def _never(*args, **kwargs):
+        raise AssertionError("the server was built before the token was checked")
+
+    monkeypatch.setattr(command, "_run", _never)
+    monkeypatch.setattr(command, "_require_server", _never)
+    result = CliRunner().invoke(cli, ["serve", "--device", "cpu", "-q", *args], env=env)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output, result.output
+
+
+def test_serve_takes_a_plain_token_from_the_environment_as_before(monkeypatch):
+    import segcli.cli.serve as command
+
+    seen = {}
+
+    def _stop(*args, **kwargs):
+        seen["checked"] = True
+        raise SystemExit(0)
+
+    monkeypatch.setattr(command, "_require_server", _stop)
+    result = CliRunner().invoke(cli, ["serve", "--device", "cpu", "-q"], env={"SEGCLI_SERVE_TOKEN": "s3cret token"})
+    assert result.exit_code == 0 and seen == {"checked": True}, result.output
