@@ -124,3 +124,28 @@ def test_serve_takes_a_plain_token_from_the_environment_as_before(monkeypatch):
     monkeypatch.setattr(command, "_require_server", _stop)
     result = CliRunner().invoke(cli, ["serve", "--device", "cpu", "-q"], env={"SEGCLI_SERVE_TOKEN": "s3cret token"})
     assert result.exit_code == 0 and seen == {"checked": True}, result.output
+
+
+def _commands(group, path=()):
+    import click
+
+    context = click.Context(group)
+    for name in group.list_commands(context):  # the root group imports its commands on demand
+        command = group.get_command(context, name)
+        yield (*path, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+
+
+def test_every_help_fits_80_columns():
+    """`segcli COMMAND --help` at 80 columns: click wraps the options but not the `\\b` example blocks, whose longest
+    lines (92 characters) ran past a standard terminal."""
+    runner = CliRunner()
+    too_long = {}
+    for path in [(), *_commands(cli)]:
+        result = runner.invoke(cli, [*path, "--help"], terminal_width=80)
+        assert result.exit_code == 0, (path, result.output)
+        lines = [line for line in result.output.splitlines() if len(line) > 80]
+        if lines:
+            too_long[" ".join(path)] = lines
+    assert too_long == {}, too_long

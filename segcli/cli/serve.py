@@ -65,7 +65,7 @@ def serve(model, weights, host, port, device, precision, crf, multiscale, alpha,
     Example:  segcli serve --model deeplabv3p --port 8000
               curl --data-binary @img.jpg -H 'Content-Type: image/jpeg' \\
                    'http://127.0.0.1:8000/v1/segment?outputs=label' > label.png
-              segcli serve --engine ray --replicas 2     # the same API from 2 Ray Serve replicas
+              segcli serve --engine ray --replicas 2   # 2 Ray Serve replicas
     """
     token = _checked_token(token)
     on_ray = _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address, device)
