@@ -149,3 +149,20 @@ def test_every_help_fits_80_columns():
         if lines:
             too_long[" ".join(path)] = lines
     assert too_long == {}, too_long
+
+
+@pytest.mark.parametrize("address", ["ray://:10001", "ray://head:1 ; rm", "ray://head:x", "head:0", "head:65536",
+                                     "ray://head:99999", "he ad:6379"])
+def test_ray_addresses_no_cluster_can_have_are_refused_before_ray_starts(tmp_path, address):
+    """`ray://` took anything after it and HOST:PORT any digits: the address reached ray.init (after the plan,
+    with Ray's own error) instead of a usage error."""
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "ray",
+                                      "--ray-address", address])
+    assert result.exit_code == 2 and "HOST:PORT" in result.output, result.output
+
+
+@pytest.mark.parametrize("address", ["ray://head", "ray://head:10001", "[::1]:6379", "ray://[::1]:10001"])
+def test_ray_client_and_ipv6_addresses_are_still_taken(address):
+    from segcli.distributed.settings import parse_ray_address
+
+    assert parse_ray_address(address) == address
