@@ -47,10 +47,9 @@ _ResolvedCRF = "tuple[CRFParams, CRFSettings] | None"  # what the internals get:
 
 def preprocess(image_rgb: np.ndarray, preprocessing: Preprocessing) -> torch.Tensor:
     """An HxWx3 uint8 RGB array -> a normalised [1, 3, h, w] float32 tensor, as the checkpoint expects."""
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
-        raise SegcliError(
-            f"expected an HxWx3 uint8 RGB image, got shape {image_rgb.shape} dtype {image_rgb.dtype}"
-        )
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8 or not image_rgb.size:
+        raise SegcliError(  # an empty one reached the model as torch's RuntimeError about tensor sizes
+            f"expected an HxWx3 uint8 RGB image with pixels, got shape {image_rgb.shape} dtype {image_rgb.dtype}")
     if not image_rgb.flags.writeable:  # torch wants writable memory (decoders may hand out read-only arrays)
         image_rgb = image_rgb.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).unsqueeze(0)

@@ -64,7 +64,7 @@ def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outp
     \b
     Example:  segcli predict img.jpg --model deeplabv3p --crf
     Pipe:     cat img.jpg | segcli predict - --out - > label.png
-    GeoTIFF:  segcli predict scene.tif --outputs polygons   (scene.tif labels + scene.geojson)
+    GeoTIFF:  segcli predict scene.tif --outputs polygons  (labels + GeoJSON)
     """
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing exclude each other")
