@@ -1,7 +1,8 @@
 """The GPU check: the execution policy, real-sized benchmark rows and folder throughput, in under 9 minutes.
 
 Run by benchmarks/gpu_check.sh (settings there). Steps, each time-boxed, each a subprocess:
-  tests    pytest: the policy, device-side labels, the pipeline tuning, tests/cuda/test_execution_cuda.py
+  tests    pytest: the policy, device-side labels, the engine's policy per batch shape,
+           tests/cuda/test_execution_cuda.py
   policy   the execution policy's trial per (model, size, batch): every candidate's time, the choice,
            the trial's seconds, then the same key again from the cache      -> gpu-policy-<card>.{json,md}
   real     `segcli benchmark --device cuda`: deeplabv3-resnet50/101, fcn-resnet50 (torchvision layouts),
@@ -30,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MODELS = "deeplabv3-resnet50,deeplabv3-resnet101,fcn-resnet50,deeplabv3p-resnet101,deeplabv2"
-TESTS = ["tests/test_execution_policy.py", "tests/test_device.py", "tests/pipeline/test_tuning.py",
+TESTS = ["tests/test_execution_policy.py", "tests/test_device.py", "tests/test_engine_policy.py",
          "tests/pipeline/test_device_labels.py", "tests/cuda/test_execution_cuda.py"]
 
 

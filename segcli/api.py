@@ -12,7 +12,8 @@ import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from segcli.engine import Prediction, SegmentationEngine
+from segcli.engine import SegmentationEngine
+from segcli.model_output import Prediction
 from segcli.errors import SyntheticScenesWarning
 from segcli.inference_options import FROM_OPTIONS, CRFChoice, InferenceOptions
 
@@ -25,14 +26,15 @@ if TYPE_CHECKING:
 __all__ = ["load", "predict"]
 
 
-def load(model: str, weights: str | None = None, device: str = "auto", options: InferenceOptions | None = None,
-         allow_download: bool = False) -> SegmentationEngine:
-    """An engine for `model` (a zoo name) with `weights` (a manifest name or a file; None: the model's
-    default), on `device`, as `options` say: `SegmentationEngine.load`, its warning pointed at the caller."""
+def load(model: str | None = None, weights: str | None = None, device: str = "auto",
+         options: InferenceOptions | None = None, allow_download: bool = False) -> SegmentationEngine:
+    """An engine for `model` (a zoo name; None: the one a named checkpoint is for) with `weights` (a manifest name
+    or a file; None: the model's default), on `device`, as `options` say: `SegmentationEngine.load`, its warning
+    pointed at the caller. Neither model nor weights: a `CheckpointError`, as every resolution failure."""
     return _load(model, weights, device, options, allow_download, stacklevel=3)
 
 
-def _load(model: str, weights: str | None, device: str, options: InferenceOptions | None, allow_download: bool,
+def _load(model: str | None, weights: str | None, device: str, options: InferenceOptions | None, allow_download: bool,
           stacklevel: int) -> SegmentationEngine:
     from segcli.checkpoints.resolve import resolve_checkpoint
 
@@ -44,12 +46,12 @@ def _load(model: str, weights: str | None, device: str, options: InferenceOption
 
 
 @lru_cache(maxsize=2)
-def _cached_engine(model: str, weights: str | None, device: str, options: InferenceOptions | None,
+def _cached_engine(model: str | None, weights: str | None, device: str, options: InferenceOptions | None,
                    allow_download: bool) -> SegmentationEngine:
     return _load(model, weights, device, options, allow_download, stacklevel=4)
 
 
-def predict(image: "np.ndarray | str | Path | Image.Image", *, model: str, weights: str | None = None,
+def predict(image: "np.ndarray | str | Path | Image.Image", *, model: str | None = None, weights: str | None = None,
             device: str = "auto", options: InferenceOptions | None = None, allow_download: bool = False,
             crf: CRFChoice = FROM_OPTIONS, return_probabilities: bool = False) -> Prediction:
     """`load(...)` (the last two engines kept for this process) then `engine.predict(image, ...)`."""

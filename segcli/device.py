@@ -130,6 +130,11 @@ class ExecutionPlan:
     channels_last: bool
 
     @property
+    def text(self) -> str:
+        """`fp32`, `bf16 CL`: the precision and memory format, as reports print them."""
+        return self.precision + (" CL" if self.channels_last else "")
+
+    @property
     def autocast_dtype(self) -> torch.dtype | None:
         return None if self.precision == "fp32" else _DTYPES[self.precision]
 

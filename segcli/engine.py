@@ -1,14 +1,15 @@
 """The inference engine: one model load, then preprocess -> forward -> upsample -> (CRF) -> labels.
 
-Every CLI command that runs a model goes through `SegmentationEngine`, so `predict`,
-`evaluate` and `benchmark` see exactly the same preprocessing.
+Every CLI command that runs a model goes through `SegmentationEngine`, so `predict`, `evaluate` and
+`benchmark` see exactly the same preprocessing and, for `--precision auto` on CUDA, the same execution policy.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
@@ -21,11 +22,11 @@ from segcli.checkpoints.record import CheckpointRecord, Preprocessing
 from segcli.checkpoints.resolve import synthetic_scenes_warning
 from segcli.device import ExecutionPlan, labels_to_host, pinned_for, plan_execution
 from segcli.errors import SegcliError, SyntheticScenesWarning
+from segcli.execution_policy import BARE, EnginePolicy
 from segcli.memory_retry import OutOfDeviceMemoryError, halving_sizes, run_with_oom_retry
-from segcli.model_output import require_finite_logits
+from segcli.model_output import Prediction, require_finite_logits
 from segcli.tiling import (MIN_TILE_SIZE, TilingPolicy, TTAParams, tiled_logit_bands, tiled_logits,
                            tta_probabilities)
-
 from segcli.imageio import as_rgb
 from segcli.inference_options import FROM_OPTIONS, CRFChoice, InferenceOptions, resolve_crf
 from segcli.loaded_model import LoadedModel
@@ -34,33 +35,21 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from PIL import Image
-
     from segcli.checkpoints.record import ResolvedCheckpoint
     from segcli.crf import CRFParams, CRFSettings
 
-__all__ = ["MIN_MODEL_SIDE", "Prediction", "SegmentationEngine", "labels_dtype", "preprocess",
+__all__ = ["MIN_MODEL_SIDE", "SegmentationEngine", "labels_dtype", "preprocess",
            "upsample_logits"]
 
 MIN_MODEL_SIDE = 32  # inputs the model cannot take are edge-padded to this (SegmentationEngine.forward)
 _ResolvedCRF = "tuple[CRFParams, CRFSettings] | None"  # what the internals get: kernel settings and the method
 
 
-@dataclass
-class Prediction:
-    """The result for one image, at the image's own size."""
-
-    labels: np.ndarray                      # [H, W] class indices (uint8 when the classes fit)
-    probabilities: np.ndarray | None = None  # [C, H, W] float32, when asked for
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    crf: dict | None = None                  # the CRF that ran (segcli.crf.CRFRun.to_dict), when one did
-
-
 def preprocess(image_rgb: np.ndarray, preprocessing: Preprocessing) -> torch.Tensor:
     """An HxWx3 uint8 RGB array -> a normalised [1, 3, h, w] float32 tensor, as the checkpoint expects."""
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
-        raise SegcliError(
-            f"expected an HxWx3 uint8 RGB image, got shape {image_rgb.shape} dtype {image_rgb.dtype}"
-        )
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8 or not image_rgb.size:
+        raise SegcliError(  # an empty one reached the model as torch's RuntimeError about tensor sizes
+            f"expected an HxWx3 uint8 RGB image with pixels, got shape {image_rgb.shape} dtype {image_rgb.dtype}")
     if not image_rgb.flags.writeable:  # torch wants writable memory (decoders may hand out read-only arrays)
         image_rgb = image_rgb.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).unsqueeze(0)
@@ -106,6 +95,8 @@ class SegmentationEngine:
         self.plan = plan or plan_execution("cpu", "fp32", channels_last=False)
         self.source = source
         self.options = options or InferenceOptions()
+        self.policy: EnginePolicy | None = None  # --precision auto on CUDA: chooses the plan per batch shape
+        self._ran = threading.local()  # the plan this thread's last forward pass ran in
         model = model.eval().to(self.plan.device)
         if self.plan.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -137,9 +128,11 @@ class SegmentationEngine:
         device, precision = loaded.runs_on or (str(device), options.precision)
         if options.input_scales is not None:
             set_input_scales(loaded.network, options.input_scales)
-        engine = cls(loaded.network, loaded.record, plan_execution(device, precision, options.channels_last),
-                     source=loaded.source, options=options)
-        engine.checkpoint = loaded.checkpoint
+        plan = plan_execution(device, precision, options.channels_last)
+        policy = EnginePolicy.for_options(loaded.record, plan.device, options, loaded.runs_on)
+        plan = plan if policy is None else BARE.plan(plan.device)  # the policy's reference until the first batch
+        engine = cls(loaded.network, loaded.record, plan, source=loaded.source, options=options)
+        engine.checkpoint, engine.policy = loaded.checkpoint, policy
         return engine
 
     @classmethod
@@ -159,6 +152,12 @@ class SegmentationEngine:
     def num_classes(self) -> int:
         return self.record.num_classes
 
+    def execution_text(self) -> str:
+        """What runs: `fp32`, `bf16 CL`; `auto: measured on the first batch` before the policy chose."""
+        if self.policy is not None and not self.policy.choices:
+            return "auto: measured on the first batch"
+        return self.plan.text
+
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Model logits (float32) for a preprocessed [N, 3, h, w] batch, on the plan's device. An input too small
         for the model (1-2 px; 3x5 scaled down by TTA) is edge-padded to MIN_MODEL_SIDE, the logits cropped back."""
@@ -176,9 +175,12 @@ class SegmentationEngine:
 
     def _model_logits(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.plan.device, non_blocking=True)
-        if self.plan.channels_last:
+        chosen = self.policy.plan_for(self.model, batch) if self.policy is not None else None
+        plan = self.plan = chosen or self.plan  # the policy's choice for this batch shape (trial or cache)
+        self._ran.plan = plan
+        if plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self.plan.autocast():
+        with torch.inference_mode(), plan.autocast():
             logits = self.model(batch)
         require_finite_logits(logits, self)  # NaN/inf weights gave "background 100%" (segcli.model_output)
         return logits.float()
@@ -229,6 +231,7 @@ class SegmentationEngine:
                     results = [self._predict_one_with_tile_retry(image, crf, return_probabilities, whole_failed=True)
                                for image in group]
             for index, prediction in zip(indices, results):
+                prediction.plan = getattr(self._ran, "plan", self.plan)
                 predictions[index] = prediction
         return [p for p in predictions if p is not None]
 

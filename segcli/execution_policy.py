@@ -15,6 +15,7 @@ The trial takes the device as an argument, so its logic runs on the CPU in the t
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -252,3 +253,89 @@ def choose_execution(model: nn.Module, example: torch.Tensor, device: torch.devi
     if cache is not None:
         cache.put(key, chosen, timings)
     return PolicyChoice(chosen, {candidate.label: ms for candidate, ms in timings.items()}, from_cache=False, key=key)
+
+
+class EnginePolicy:
+    """An engine's execution policy: consulted on the first batch of each (input size, batch) the engine runs
+    (a trial, or the cached choice), then that batch shape runs in the chosen configuration.
+
+    Thread-safe (folder-run lanes and serve's batcher share one engine); `choices` lists what was chosen, in
+    the order the shapes came. A shape whose trial cannot run the bare model (too small, out of memory) is
+    left to the engine's plan as it stands (the forward pass then fails or retries as it would without one).
+    """
+
+    def __init__(self, model_name: str, checkpoint: str, device: torch.device, cache: PolicyCache | None = None,
+                 timer: Timer | None = None, candidates: Sequence[Candidate] | None = None,
+                 channels_last: bool | None = None) -> None:
+        self.model_name, self.checkpoint, self.device = model_name, checkpoint, device
+        self.cache = cache if cache is not None else PolicyCache()
+        self.timer = timer or median_timer
+        self.candidates = candidates
+        self.channels_last = channels_last  # --channels-last / --no-channels-last given: only that layout
+        self.choices: list[PolicyChoice] = []
+        self._chosen: dict[tuple[int, int, int], Candidate | None] = {}
+        self._applied: Candidate | None = None
+        self._lock = threading.Lock()
+
+    def _candidates(self) -> list[Candidate]:
+        found = list(self.candidates or candidates_for(self.device))
+        if self.channels_last is None:
+            return found
+        return [c for c in found if c.channels_last == self.channels_last or c == BARE]
+
+    def plan_for(self, model: nn.Module, batch: torch.Tensor) -> ExecutionPlan | None:
+        """The plan for a [N, 3, h, w] batch (the model put in its memory format); None: no choice for it."""
+        batch_size, height, width = batch.shape[0], batch.shape[-2], batch.shape[-1]
+        shape = (int(height), int(width), int(batch_size))
+        with self._lock:
+            if shape not in self._chosen:
+                self._chosen[shape] = None  # a trial that raises leaves no choice for this shape
+                self._applied = None        # ... and the model in whichever format it tried last
+                key = PolicyKey.for_run(self.model_name, self.checkpoint, *shape, self.device)
+                choice = choose_execution(model, batch, self.device, key, self.cache, self.timer, self._candidates())
+                self._chosen[shape], self._applied = choice.candidate, choice.candidate
+                self.choices.append(choice)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+            candidate = self._chosen[shape]
+            if candidate is None:
+                return None
+            if candidate != self._applied:  # another shape's choice ran last
+                apply_candidate(model, candidate, self.device)
+                self._applied = candidate
+            return candidate.plan(self.device)
+
+    @classmethod
+    def for_options(cls, record, device: torch.device, options, runs_on: object = None) -> "EnginePolicy | None":
+        """The policy an engine built with `options` (InferenceOptions) gets: `precision="auto"` on CUDA, or
+        anywhere with `execution_policy=True`; None for an explicit precision, `execution_policy=False`, or
+        a model whose runtime fixes how it runs (`runs_on`: an ONNX graph)."""
+        if runs_on or not cls.wanted(device, options):
+            return None
+        return cls(record.model, record.sha256 or record.name, device, channels_last=options.channels_last)
+
+    @staticmethod
+    def wanted(device: torch.device, options) -> bool:
+        """Whether `options` on `device` leave the precision and memory format to the policy."""
+        wanted = options.execution_policy if options.execution_policy is not None else device.type == "cuda"
+        return options.precision == "auto" and bool(wanted)
+
+    def describe(self) -> str:
+        """The choices so far, one per batch shape ("" before the first batch)."""
+        return "; ".join(choice.describe() for choice in self.choices)
+
+
+def memory_format_name(channels_last: bool) -> str:
+    return "channels_last" if channels_last else "contiguous"
+
+
+def ran_in(plan: ExecutionPlan, policy: EnginePolicy | None) -> tuple[str, str]:
+    """(precision, memory format) an engine ran in, as reports say it: the policy's choices ("/" between them
+    when batch shapes chose differently); `auto` before its first batch; else the plan's."""
+    if policy is None:
+        return plan.precision, memory_format_name(plan.channels_last)
+    chosen = list(dict.fromkeys(choice.candidate for choice in policy.choices))
+    if not chosen:
+        return "auto", "auto"
+    return ("/".join(dict.fromkeys(c.precision for c in chosen)),
+            "/".join(dict.fromkeys(memory_format_name(c.channels_last) for c in chosen)))

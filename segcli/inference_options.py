@@ -42,6 +42,9 @@ class InferenceOptions:
     tta: "TTAParams | None" = None         # multi-scale + flip; None: off
     input_scales: "tuple[float, ...] | None" = None  # scales whose logits are max-fused; None: the checkpoint's
     crf: "CRFSettings | None" = None       # dense CRF (kernel settings the user gave, method); None: off
+    # precision="auto": None, the execution policy (segcli.execution_policy) measures the fastest configuration
+    # on CUDA (elsewhere the device's rule); True, on any device (tests force it on the CPU); False, never
+    execution_policy: bool | None = None
 
     def __post_init__(self) -> None:
         if self.crf is not None:

@@ -1,13 +1,19 @@
-"""Checks on what a model returns: logits that are not numbers are the checkpoint's fault, never an image's."""
+"""What a model returns: logits that are not numbers are the checkpoint's fault, never an image's; the
+`Prediction` the engine makes of them."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from segcli.errors import ModelOutputError
 from segcli.text import printable
+
+if TYPE_CHECKING:
+    from segcli.device import ExecutionPlan
 
 
 def all_finite(logits: torch.Tensor) -> bool:
@@ -27,3 +33,14 @@ def require_finite_logits(logits: torch.Tensor, engine: Any) -> None:
     raise ModelOutputError(f"checkpoint {printable(engine.record.name)}{where} produced non-finite logits "
                            f"(NaN or inf): {cause}",
                            hint="try --precision fp32" if engine.plan.autocast_dtype is not None else None)
+
+
+@dataclass
+class Prediction:
+    """The result for one image, at the image's own size."""
+
+    labels: np.ndarray                      # [H, W] class indices (uint8 when the classes fit)
+    probabilities: np.ndarray | None = None  # [C, H, W] float32, when asked for
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    crf: dict | None = None                  # the CRF that ran (segcli.crf.CRFRun.to_dict), when one did
+    plan: ExecutionPlan | None = None        # the precision and memory format its forward passes ran in

@@ -13,6 +13,7 @@ from PIL import Image
 
 from segcli.errors import InputImageError
 from segcli import imageio
+from segcli.errors import with_hint
 from segcli.imageio import _one_line, load_image, load_image_bytes, pil_to_rgb, read_image_stream, stream_byte_cap
 
 TINY = Image.fromarray(np.array([[[10, 200, 30]]], np.uint8))  # 1x1
@@ -83,15 +84,17 @@ def test_a_stream_of_exactly_the_byte_bound_is_read_and_one_byte_more_is_refused
     over = Pipe(data, total=cap + 1_000_000)
     with pytest.raises(InputImageError) as raised:
         read_image_stream(over, "stdin", max_pixels=1)
-    assert str(raised.value) == ("stdin is over 1,048,584 bytes, the most an image within --max-pixels 1 can take "
-                                 "(8 bytes a pixel + 1 MiB); raise --max-pixels, or pass the file's path")
+    assert str(raised.value) == ("stdin is over 1,048,584 bytes, the most an image within the limit of 1 pixels "
+                                 "(max_pixels) can take (8 bytes a pixel + 1 MiB)")  # a library caller's text
+    assert with_hint(raised.value) == str(raised.value) + "; raise --max-pixels, or pass the file's path"  # the CLI's
     assert over.position == cap + 1  # read one byte past the bound, no more
 
 
 def test_a_stream_image_over_the_pixel_limit_is_refused_by_its_name():
     with pytest.raises(InputImageError) as raised:
         read_image_stream(Pipe(png_bytes(Image.new("RGB", (16, 12)))), "stdin", max_pixels=100)
-    assert str(raised.value) == "stdin is 16x12 = 192 pixels, above the 100 pixels limit; raise it with --max-pixels"
+    assert str(raised.value) == "stdin is 16x12 = 192 pixels, above the 100 pixels limit (max_pixels)"
+    assert with_hint(raised.value) == str(raised.value) + "; raise it with --max-pixels"
     with pytest.raises(InputImageError, match=r"^stdin is empty \(0 bytes\)$"):
         read_image_stream(Pipe(b""))
 
@@ -106,7 +109,8 @@ def test_the_pixel_limit_message_counts_pixels_below_a_tenth_of_a_megapixel(tmp_
     path.write_bytes(png_header(width, height))
     with pytest.raises(InputImageError) as raised:
         load_image(path, max_pixels=limit)
-    assert str(raised.value) == f"{path} is {message}; raise it with --max-pixels"
+    assert str(raised.value) == f"{path} is {message} (max_pixels)"
+    assert with_hint(raised.value) == f"{path} is {message} (max_pixels); raise it with --max-pixels"
 
 
 def test_bytes_in_memory_are_named_in_messages():

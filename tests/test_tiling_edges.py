@@ -23,7 +23,7 @@ def test_overlap_limits_are_inclusive_and_the_options_are_kept():
     for overlap in (-0.01, 0.91):
         with pytest.raises(SegcliError) as raised:
             TilingPolicy.parse("auto", overlap=overlap)
-        assert str(raised.value) == f"--tile-overlap {overlap}: use a fraction of the tile between 0 and 0.9"
+        assert str(raised.value) == f"tile overlap {overlap}: use a fraction of the tile between 0 and 0.9"
 
 
 def test_a_size_is_tiled_only_when_it_is_over_the_limit():

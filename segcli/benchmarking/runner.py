@@ -23,6 +23,7 @@ from segcli.device import (
     ExecutionPlan, cudnn_benchmark_state, plan_execution, resolve_device, set_cudnn_benchmark,
 )
 from segcli.engine import SegmentationEngine, preprocess
+from segcli.execution_policy import EnginePolicy
 from segcli.loaded_model import LoadedModel
 
 from segcli.inference_options import InferenceOptions
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 # Timed-run defaults: accelerators as MMSegmentation's benchmark (5 warm-up, 200 timed);
 # CPUs get fewer, since one 512x512 ResNet forward takes about a second on 2 cores.
+AUTO = "auto"  # a row whose precision and memory format the execution policy chooses (segcli.execution_policy)
 DEFAULT_RUNS = {"cpu": (2, 5), "accelerator": (5, 200)}
 E2E_ITERS_CAP = 20  # end-to-end runs include decoding, CRF and writing every output: slower, fewer needed
 
@@ -255,10 +257,12 @@ def _measure(subjects: Iterable[BenchmarkSubject], settings: BenchmarkSettings, 
         del subject
 
 
-def _unique_plans(device: str, precisions: Sequence[str]) -> list[ExecutionPlan]:
-    plans: list[ExecutionPlan] = []
+def _unique_plans(device: str, precisions: Sequence[str]) -> "list[ExecutionPlan | str]":
+    """The rows' plans; "auto" stays AUTO where the execution policy decides (on CUDA: measured per size and batch)."""
+    plans: "list[ExecutionPlan | str]" = []
     for precision in precisions:
         plan = plan_execution(device, precision)
+        plan = AUTO if precision == "auto" and EnginePolicy.wanted(plan.device, InferenceOptions()) else plan
         if plan not in plans:  # "auto" may resolve to a precision also listed
             plans.append(plan)
     return plans
@@ -340,9 +344,12 @@ class _SizeRun:
         samples, memory = measure_calls(call, self.warmup, self.iters, plan.synchronize, self.device)
         return self._row("baseline", plan, samples, memory)
 
-    def engine_row(self, plan: ExecutionPlan, accuracy_cache: dict[str, tuple[float, float]]) -> BenchmarkRow:
-        engine = _engine(self.subject, self.record, plan, self.settings)
-        batch = self.batch_cpu.to(plan.device)
+    def engine_row(self, plan: "ExecutionPlan | str", accuracy_cache: dict[str, tuple[float, float]]) -> BenchmarkRow:
+        engine = _engine(self.subject, self.record, plan, self.settings, self.device)
+        batch = self.batch_cpu.to(self.device)
+        if plan == AUTO:  # the execution policy's trial (or cached choice) for this size and batch; the row: what ran
+            engine.forward(batch)
+            plan = engine.plan
         if plan.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         samples, memory = measure_calls(lambda: engine.forward(batch), self.warmup, self.iters, plan.synchronize,
@@ -382,9 +389,12 @@ def _accuracy(subject: BenchmarkSubject, plan: ExecutionPlan, settings: Benchmar
     return metrics["miou"], metrics["pixel_acc"]
 
 
-def _engine(subject: BenchmarkSubject, record: CheckpointRecord, plan: ExecutionPlan,
-            settings: BenchmarkSettings) -> SegmentationEngine:
-    """The engine of one row: the subject's model on the plan's device, precision and memory format."""
-    options = InferenceOptions(precision=plan.precision, channels_last=plan.channels_last, crf=settings.crf)
+def _engine(subject: BenchmarkSubject, record: CheckpointRecord, plan: "ExecutionPlan | str",
+            settings: BenchmarkSettings, device: torch.device | None = None) -> SegmentationEngine:
+    """The engine of one row: the subject's model on the plan's device, precision and memory format (AUTO: as
+    the execution policy chooses on `device`)."""
+    options = InferenceOptions(precision="auto", crf=settings.crf) if plan == AUTO else \
+        InferenceOptions(precision=plan.precision, channels_last=plan.channels_last, crf=settings.crf)
+    device = device if plan == AUTO else plan.device
     return SegmentationEngine.from_checkpoint(LoadedModel(subject.model, record, subject.source),
-                                              device=plan.device, options=options)
+                                              device=device, options=options)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from segcli.cli.report_files import announce, check_reports, data_files
 
@@ -113,9 +114,11 @@ def benchmark(models, sizes, batch_size, batches, device, precisions, warmup, it
     \b
     Examples:
       segcli benchmark
-      segcli benchmark --models lraspp,deeplabv3-mobilenet --sizes 256,512 --precision fp32,bf16
-      segcli benchmark --models deeplabv3p --crf --json bench.json --plot bench.png
+      segcli benchmark --models lraspp,deeplabv3p --sizes 256,512 --precision bf16
+      segcli benchmark --models deeplabv3p --crf --json b.json --plot b.png
     """
+    if batches and click.get_current_context().get_parameter_source("batch_size") is not ParameterSource.DEFAULT:
+        raise click.UsageError("give --batches N[,N...] or --batch-size N, not both (--batches replaces --batch-size)")
     if onnxruntime:
         from segcli.export.onnx_format import require_onnx
 

@@ -38,7 +38,7 @@ def build_cluster(engine_kind: str, ray_address: str | None, ray_workers: Worker
                                              ("--gpus-per-worker", gpus_per_worker)) if value is not None}
     if engine_kind != "ray":
         if given:
-            raise click.UsageError(f"{', '.join(given)} need --engine ray")
+            raise click.UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --engine ray")
         return None
     return ClusterOptions(address=ray_address, workers=ray_workers,
                           gpus_per_worker=0.0 if gpus_per_worker is None else gpus_per_worker)

@@ -51,7 +51,7 @@ def compare_upsampling(folder, model, weights, decoders, methods, out_dir, json_
     \b
     Examples:
       segcli compare-upsampling photos/ --json upsampling.json
-      segcli compare-upsampling photos/ --model deeplabv3p --methods nearest,bilinear
+      segcli compare-upsampling photos/ --model lraspp --methods nearest,bilinear
     """
     if model is None and weights is not None:
         raise click.UsageError("--weights needs --model (the shipped decoders are chosen with --decoders)")

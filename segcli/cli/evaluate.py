@@ -47,8 +47,11 @@ def evaluate(model: str, weights: str | None, data_dir: str, split: str, json_pa
         task = progress.add_task("evaluating", total=None)
         metrics = evaluate_folder(engine, data_dir, split, max_pixels=max_pixels,
                                   on_image=lambda done, total: progress.update(task, completed=done, total=total))
-    metrics.update(weights=engine.source, device=engine.plan.device.type, precision=engine.plan.precision,
-                   tta=tta is not None, **_measured_on(data_dir))
+    from segcli.execution_policy import ran_in
+
+    precision, memory_format = ran_in(engine.plan, engine.policy)  # what ran (--precision auto: the policy chose)
+    metrics.update(weights=engine.source, device=engine.plan.device.type, precision=precision,
+                   memory_format=memory_format, tta=tta is not None, **_measured_on(data_dir))
     if json_path is not None:
         write_json(metrics, json_path)
     if json_path == STDOUT:

@@ -64,7 +64,7 @@ def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outp
     \b
     Example:  segcli predict img.jpg --model deeplabv3p --crf
     Pipe:     cat img.jpg | segcli predict - --out - > label.png
-    GeoTIFF:  segcli predict scene.tif --outputs polygons   (scene.tif labels + scene.geojson)
+    GeoTIFF:  segcli predict scene.tif --outputs polygons  (labels + GeoJSON)
     """
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing exclude each other")
@@ -74,8 +74,8 @@ def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outp
     from segcli.cli.raster_predict import raster_inputs
 
     rasters = raster_inputs(inputs, max_pixels, outputs, raster, out_dir)
-    if rasters is not None:
-        return _predict_rasters(rasters, locals())
+    if rasters is not None:  # GeoTIFFs; with plain images too: a mixed run
+        return _predict_mixed(rasters, locals()) if rasters.images else _predict_rasters(rasters, locals())
     choice = choose_outputs(inputs, out_dir, outputs, classes, report, overwrite, skip_existing)
     cluster = _ray_cluster(cluster, choice.stream, batch_size, io_workers)  # None: the local engine
     inference, settings = _inference_options(crf, precision, tiling, tta, multiscale, alpha)
@@ -100,7 +100,7 @@ def predict(inputs, model, weights, out_dir, device, precision, crf, alpha, outp
         stream_image(engine, piped, choice.kinds[0], alpha, options.classes)
         return
     _finish(run, _run_with_progress(run, engine, max_pixels, console, batch_size, io_workers), choice, out_dir,
-            console, quiet)
+            console, quiet, engine)
 
 
 def _inference_options(crf, precision, tiling, tta, multiscale, alpha):
@@ -133,9 +133,10 @@ def _ray_cluster(cluster, stream, batch_size, io_workers):
     return replace(cluster, batch_size=batch_size)
 
 
-def _predict_rasters(scan, flags) -> None:
-    """GeoTIFF inputs: segcli.raster (label GeoTIFF, JSON, polygons); what it cannot do is a usage error."""
-    from segcli.cli.raster_predict import check_raster_flags, predict_rasters, raster_settings
+def _raster_part(flags):
+    """(RasterOptions, TilingPolicy, InferenceOptions, cluster, Ray runner) of the flags; what rasters cannot do
+    is a usage error."""
+    from segcli.cli.raster_predict import check_raster_flags, raster_settings
     from segcli.inference_options import InferenceOptions
     from segcli.raster.run import RasterOptions
 
@@ -150,9 +151,61 @@ def _predict_rasters(scan, flags) -> None:
     options = RasterOptions(out_dir=flags["out_dir"], kinds=kinds, overwrite=flags["overwrite"],
                             skip_existing=flags["skip_existing"], bands=raster.bands, scale=raster.scale,
                             cog=raster.cog, simplify=raster.simplify, **settings)
+    return options, policy, inference, cluster, on_ray
+
+
+def _predict_rasters(scan, flags) -> None:
+    """GeoTIFF inputs: segcli.raster (label GeoTIFF, JSON, polygons); what it cannot do is a usage error."""
+    from segcli.cli.raster_predict import predict_rasters
+
+    options, policy, inference, _, on_ray = _raster_part(flags)
     predict_rasters(scan, options, policy, lambda console: _load_engine(
         flags["model"], flags["weights"], flags["device"], flags["download"], inference, console), flags["quiet"],
         on_ray=on_ray)
+
+
+def _predict_mixed(scan, flags) -> None:
+    """Plain images and rasters: both parts planned and checked against each other before the one model load."""
+    from rich.console import Console
+
+    from segcli.cli.mixed_run import check_crossing, finish_mixed
+    from segcli.cli.raster_predict import execute_raster_part, plan_raster_part
+    from segcli.pipeline.run import FolderRun
+
+    raster_options, policy, inference, cluster, on_ray = _raster_part(flags)
+    listed = [kind.strip() for kind in (flags["outputs"] or "").split(",") if kind.strip().lower() != "polygons"]
+    choice = choose_outputs(flags["inputs"], flags["out_dir"], ",".join(listed) or None, None, False,
+                            flags["overwrite"], flags["skip_existing"])
+    _, settings = _inference_options(None, flags["precision"], flags["tiling"], None, flags["multiscale"],
+                                     flags["alpha"])
+    console = Console(stderr=True, quiet=flags["quiet"], soft_wrap=True)
+    options = _output_options(choice, flags["model"], flags["weights"], flags["download"], out_dir=flags["out_dir"],
+                              alpha=flags["alpha"], overwrite=flags["overwrite"],
+                              skip_existing=flags["skip_existing"], settings=settings)
+    image_run = FolderRun(options, scan.images)
+    raster_run = plan_raster_part(scan, raster_options, console)
+    check_crossing(image_run, choice.kinds, scan.rasters, raster_options)  # OutputError, before the model loads
+    loaded = []
+
+    def engine(console):  # one load, shared by both parts (none when neither has work)
+        if not loaded:
+            loaded.append(_load_engine(flags["model"], flags["weights"], flags["device"], flags["download"],
+                                       inference, console))
+        return loaded[0]
+
+    if cluster is not None:
+        from segcli.distributed.run import run_on_ray
+        from segcli.distributed.settings import EngineSettings
+
+        resolved = EngineSettings.resolve(flags["model"], flags["weights"], flags["download"],
+                                          device=flags["device"], options=inference)
+        images = run_on_ray(image_run, resolved, cluster, console, flags["max_pixels"])
+    else:
+        images = _run_with_progress(image_run, engine(console) if image_run.work.todo else None,
+                                    flags["max_pixels"], console, flags["batch_size"], flags["io_workers"])
+    if not images.interrupted:
+        execute_raster_part(raster_run, raster_options, policy, engine, console, on_ray)
+    finish_mixed(images, raster_run, flags["out_dir"], flags["quiet"])
 
 
 def single_scale(multiscale: bool) -> tuple[float, ...] | None:
@@ -167,7 +220,7 @@ def _load_engine(model, weights, device, download, inference, console):
     engine = SegmentationEngine.load(model, weights=weights, device=device, allow_download=download, options=inference)
     scales = "/".join(f"{scale:g}" for scale in sorted(engine.input_scales))
     console.print(f"[bold]{engine.record.model}[/] {escape(printable(engine.source))} on {engine.plan.device} "
-                  f"({engine.plan.precision}){' + dense CRF' if inference.crf else ''}"
+                  f"({engine.execution_text()}){' + dense CRF' if inference.crf else ''}"
                   f"{f' + multi-scale {scales}' if '/' in scales else ''}", highlight=False)
     engine.on_memory_retry = lambda message: console.print(f"[yellow]{message}[/]", highlight=False)
     if inference.crf is not None:  # the CRF that runs: iterations after any cap, resolution, labels (per image: JSON)
@@ -177,11 +230,11 @@ def _load_engine(model, weights, device, download, inference, console):
     return engine
 
 
-def _finish(run, summary, choice, out_dir, console, quiet) -> None:
+def _finish(run, summary, choice, out_dir, console, quiet, engine=None) -> None:
     """The report page (--report), then the run's final line and exit code."""
     report_failed = choice.report and not finish_report(run, summary, out_dir, console)
-    if getattr(run, "tuning", None) is not None:  # --precision auto on CUDA (segcli.execution_policy)
-        console.print(f"execution policy: {run.tuning.describe()}", highlight=False)
+    if getattr(engine, "policy", None) is not None and engine.policy.choices:  # --precision auto on CUDA: what ran
+        console.print(f"execution policy: {engine.policy.describe()}", highlight=False)
     if getattr(summary, "crf_images", 0):  # what the CRF ran, counted from the images (the plan line said what may)
         bands = summary.crf_band_images
         console.print(f"dense CRF ran on {summary.crf_images} image{'s' * (summary.crf_images != 1)} ("

@@ -3,13 +3,15 @@ command line go to segcli.raster (label GeoTIFF, JSON, GeoJSON polygons) instead
 
 Every flag the raster path cannot honour is a usage error (exit 2) raised before the model loads:
 --tta, --crf, --report, --classes, --out -, --tile off, image-only --outputs. Folders and globs are
-searched for rasters (segcli.raster.inputs has the rule); rasters and plain images go in separate runs.
+searched for rasters (segcli.raster.inputs has the rule); rasters found with plain images make a mixed
+run (both parts planned before the model loads, one model, one summary line: segcli.cli.mixed_run).
 --engine ray spreads the rasters over Ray actors, one raster per task (segcli.distributed.rasters).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -67,7 +69,7 @@ def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, raster: R
     """The inputs as a RasterScan when they go through the raster path, else None (the image pipeline).
 
     Which files are rasters: segcli.raster.inputs (also in folders and globs); rasters and other images
-    in one run are a usage error."""
+    found together come back as one scan (`scan.images`: the others), a mixed run."""
     from segcli.errors import MissingDependencyError
     from segcli.imageio import DEFAULT_MAX_PIXELS
     from segcli.raster.source import import_rasterio
@@ -96,11 +98,6 @@ def raster_inputs(inputs, max_pixels: int | None, outputs: str | None, raster: R
         if asked:
             raise click.UsageError("--bands, --scale, --cog, --simplify and --outputs polygons apply to GeoTIFF inputs")
         return None
-    if scan.others:
-        raise click.UsageError(
-            f"the inputs hold {len(scan.rasters)} raster{'s' * (len(scan.rasters) != 1)} (GeoTIFFs) and "
-            f"{len(scan.others)} other image{'s' * (len(scan.others) != 1)} (e.g. {printable(scan.others[0])}): "
-            "rasters and other images go in separate runs (e.g. a glob 'DIR/**/*.tif' for the rasters)")
     return scan
 
 
@@ -163,39 +160,88 @@ def check_raster_flags(outputs, out_dir: Path, tiling, refused: dict[str, bool])
 
 
 def predict_rasters(scan, options, policy, load_engine: Callable, quiet: bool, on_ray: Callable | None = None) -> None:
-    """Plan (OutputError before the model loads), segment, report; exit 1 when a raster failed.
+    """Plan (OutputError before the model loads), segment, report; exit 1 when a raster failed, 130/143 when
+    Ctrl-C or SIGTERM stopped a Ray run.
 
     `on_ray(run, options, console)`: segment the planned rasters on Ray actors instead of `load_engine`'s engine here."""
     from rich.console import Console
-    from rich.markup import escape
-
-    from segcli.outputs.folder import OutputFolder
-    from segcli.raster.run import planned_names, plan_rasters, run_rasters
 
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    say = lambda line: console.print(escape(line), highlight=False)  # noqa: E731
+    run = plan_raster_part(scan, options, console)
+    execute_raster_part(run, options, policy, load_engine, console, on_ray)
+    line = f"{', '.join(summary_parts(run.processed, len(run.skipped), len(run.failed)))} in {run.seconds:.1f} s " \
+           f"-> {printable(options.out_dir)}"
+    end_run(line, run.failed, quiet, run.signal if run.interrupted else None)
+
+
+def plan_raster_part(scan, options, console):
+    """The RasterRun of the scan's rasters (OutputError before the model loads); the inputs that fail alone added."""
+    from segcli.raster.run import plan_rasters
+
+    say = sayer(console)
     for line in scan.skipped:
         say(f"skipped: {line}")
     run = plan_rasters(scan.rasters, options)
     for path, message in scan.problems:
         run.failed.append((path, message))
         say(f"failed: {message}")
-    if run.todo:
-        with OutputFolder(options.out_dir) as folder:  # locked: another run's live temporaries are left alone
-            removed = folder.remove_stale_temporaries(planned_names(run))
-            if removed:
-                say(f"removed {len(removed)} temporary files an interrupted run left behind")
-            if on_ray is not None:
-                on_ray(run, options, console)
-            else:
-                run_rasters(run, load_engine(console), policy, options, say)
-    parts = [f"{run.processed} segmented"]
-    if run.skipped:
-        parts.append(f"{len(run.skipped)} skipped (outputs exist)")
-    if run.failed:
-        parts.append(f"{len(run.failed)} failed")
-    click.echo(f"{', '.join(parts)} in {run.seconds:.1f} s -> {printable(options.out_dir)}", err=True)
-    if run.failed:
+    return run
+
+
+def execute_raster_part(run, options, policy, load_engine: Callable, console, on_ray: Callable | None = None):
+    """Segment the planned rasters here (`load_engine(console)`'s engine) or on Ray (`on_ray`), in the locked --out.
+
+    A Ray run stopped by Ctrl-C or SIGTERM leaves no temporaries: its actors are gone once `on_ray` returns."""
+    from segcli.outputs.folder import OutputFolder
+    from segcli.raster.run import planned_names, run_rasters
+
+    say = sayer(console)
+    if not run.todo:
+        return run
+    with OutputFolder(options.out_dir) as folder:  # locked: another run's live temporaries are left alone
+        removed = folder.remove_stale_temporaries(planned_names(run))
+        if removed:
+            say(f"removed {len(removed)} temporary files an interrupted run left behind")
+        if on_ray is not None:
+            on_ray(run, options, console)
+            if run.interrupted:  # the rasters the stopped actors were writing
+                folder.remove_stale_temporaries(planned_names(run))
+        else:
+            engine = load_engine(console)
+            run_rasters(run, engine, policy, options, say)
+            if engine.policy is not None and engine.policy.choices:  # --precision auto on CUDA: what ran
+                say(f"execution policy: {engine.policy.describe()}")
+    return run
+
+
+def sayer(console) -> Callable[[str], None]:
+    from rich.markup import escape
+
+    return lambda line: console.print(escape(line), highlight=False)
+
+
+def summary_parts(segmented: int, skipped: int, failed: int, segmented_detail: str = "") -> list[str]:
+    """The pieces of a run's last line: "N segmented", "N skipped (outputs exist)", "N failed"."""
+    parts = [f"{segmented} segmented{segmented_detail}"]
+    if skipped:
+        parts.append(f"{skipped} skipped (outputs exist)")
+    if failed:
+        parts.append(f"{failed} failed")
+    return parts
+
+
+def end_run(line: str, failed: list, quiet: bool, stopped_by: int | None) -> None:
+    """Print the last line (after the `failed:` lines a quiet run held back); exit 1 on failures, 130/143 when stopped."""
+    from segcli.pipeline.interrupts import exit_code
+
+    if stopped_by is not None:
+        click.echo(f"{'Terminated' if stopped_by == signal.SIGTERM else 'Interrupted'}: {line}", err=True)
+        raise SystemExit(exit_code(stopped_by))
+    if quiet:  # otherwise each failure was shown as it happened
+        for _, message in failed:
+            click.echo(f"failed: {printable(message)}", err=True)
+    click.echo(line, err=True)
+    if failed:
         raise SystemExit(1)
 
 

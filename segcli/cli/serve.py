@@ -65,11 +65,9 @@ def serve(model, weights, host, port, device, precision, crf, multiscale, alpha,
     Example:  segcli serve --model deeplabv3p --port 8000
               curl --data-binary @img.jpg -H 'Content-Type: image/jpeg' \\
                    'http://127.0.0.1:8000/v1/segment?outputs=label' > label.png
-              segcli serve --engine ray --replicas 2     # the same API from 2 Ray Serve replicas
+              segcli serve --engine ray --replicas 2   # 2 Ray Serve replicas
     """
-    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
-    if token is not None and not token.strip():
-        raise click.BadParameter("the token is empty", param_hint="'--token'")
+    token = _checked_token(token)
     on_ray = _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address, device)
     _require_server()
 
@@ -88,6 +86,28 @@ def serve(model, weights, host, port, device, precision, crf, multiscale, alpha,
         return _serve_on_ray(on_ray, (model, weights, download, inference), settings, host, port, console)
     engine = _load_engine(model, weights, device, download, inference, console)
     _run(build_app(engine, settings), host, port, quiet, console, token is not None)
+
+
+def _checked_token(token: str | None) -> str | None:
+    """--token, else $SEGCLI_SERVE_TOKEN; set but empty is refused (an unset secret in a deploy script would serve
+    every route open), as is a token an HTTP header cannot carry (servers strip its edge spaces; no control
+    characters)."""
+    where = "'--token'"
+    if token is None and TOKEN_ENV in os.environ:
+        token, where = os.environ[TOKEN_ENV], f"${TOKEN_ENV}"
+        if not token.strip():
+            raise click.UsageError(f"${TOKEN_ENV} is set but empty: give it a token, or unset it to serve without one")
+    if token is None:
+        return None
+    if not token.strip():
+        raise click.BadParameter("the token is empty", param_hint=where)
+    if not token.isprintable():  # a space is printable; a newline, a tab or an escape is not
+        raise click.BadParameter("the token holds a control character, which no HTTP header can carry",
+                                 param_hint=where)
+    if token != token.strip():
+        raise click.BadParameter("the token starts or ends with a space, which HTTP servers strip from headers",
+                                 param_hint=where)
+    return token
 
 
 def _ray_choices(engine_kind, replicas, autoscale, gpus_per_replica, ray_address, device) -> tuple | None:

@@ -18,7 +18,7 @@ from segcli.errors import SegcliError, with_hint
 
 if TYPE_CHECKING:
     from segcli.distributed.settings import EngineSettings
-    from segcli.engine import Prediction
+    from segcli.model_output import Prediction
     from segcli.imageio import LoadedImage
     from segcli.outputs.plan import PlannedImage
 
@@ -134,7 +134,7 @@ class SegmentActor:
         timings = {"decode": decode_ms, **prediction.timings_ms}
         result = ImageResult(path=Path(row["path"]), rgb=image.rgb, labels=prediction.labels,
                              probabilities=prediction.probabilities, note=image.note, timings_ms=timings,
-                             crf=prediction.crf)
+                             crf=prediction.crf, plan=prediction.plan)
         paths = {kind: Path(path) for kind, path in row["outputs"].items()}
         written = write_image_outputs(paths, result, self.run_info, replace=row["replace"])
         return {**timings, **written}

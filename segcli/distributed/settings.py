@@ -29,10 +29,15 @@ def parse_ray_address(address: str) -> str:
     """--ray-address as ray.init takes it: `auto`, `ray://HOST:PORT` (Ray Client, needs ray[client]) or the
     `HOST:PORT` that `ray start --head` prints (the cluster's GCS address, from a machine of the cluster)."""
     address = address.strip()
-    if address == "auto" or (address.startswith("ray://") and len(address) > len("ray://")):
+    if address == "auto":
         return address
-    host, sep, port = address.rpartition(":")
-    if "://" in address or not sep or not host or not (port.isascii() and port.isdigit()):
+    client = address.startswith("ray://")
+    rest = address[len("ray://"):] if client else address
+    host, sep, port = rest.rpartition(":")
+    if client and (not sep or "]" in port):  # ray://HOST, ray://[::1]: Ray Client's port (10001)
+        host, port = rest, None
+    port_ok = port is None or (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535)
+    if "://" in rest or not host or not port_ok or any(character.isspace() for character in host):
         raise SegcliError(f"{address!r}: use auto, HOST:PORT (as `ray start --head` prints it) or ray://HOST:PORT")
     return address
 

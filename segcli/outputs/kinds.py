@@ -76,11 +76,12 @@ def summary_document(result: ImageResult, run: RunInfo) -> dict[str, Any]:
     """The JSON summary: the image, the run, timings and the classes present with their pixel fractions."""
     height, width = result.labels.shape
     fractions = class_fractions(result.labels, len(run.categories))
+    precision, memory_format = result.execution(run)
     return {
         "image": str(result.path), "size": [width, height],
         "model": run.model, "checkpoint": run.checkpoint, "checkpoint_source": run.checkpoint_source,
         "settings": run.settings,  # what a later --skip-existing compares (segcli.outputs.plan)
-        "device": run.device, "precision": run.precision,
+        "device": run.device, "precision": precision, "memory_format": memory_format,
         "crf": result.crf if result.crf is not None else run.crf,  # per image: iterations, labels, resolution
         "tta": run.tta, "tile": run.tile, "input_scales": [float(scale) for scale in run.input_scales],
         "note": "; ".join(note for note in (result.note, run.note) if note) or None,

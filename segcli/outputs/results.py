@@ -25,7 +25,7 @@ class RunInfo:
     checkpoint: str
     checkpoint_source: str
     device: str
-    precision: str
+    precision: str                 # as the engine stood when the run began (each image's JSON: what it ran in)
     categories: tuple[str, ...]
     palette: Any                   # as outputs draw it (`display_palette`)
     crf: dict[str, Any] | None = None
@@ -36,6 +36,7 @@ class RunInfo:
     tta: dict[str, Any] | None = None       # {"scales": [...], "flip": bool}; None: no test-time augmentation
     tile: dict[str, Any] | None = None      # {"mode": auto|off|size, "size": px or None, "overlap": fraction}
     input_scales: tuple[float, ...] = (1.0,)  # the checkpoint's multi-scale inputs, logits max-fused
+    channels_last: bool | None = None       # the memory format, as `precision`; None: not known
 
     @classmethod
     def from_engine(cls, engine: "SegmentationEngine", crf: "CRFParams | None" = None, alpha: float = 0.5,
@@ -48,7 +49,7 @@ class RunInfo:
                    # engines that know their checkpoint was trained on synthetic scenes say so
                    note=_note(getattr(engine, "checkpoint_warning", None)), classes=classes, settings=settings,
                    tta=_tta_dict(getattr(engine, "tta", None)), tile=_tile_dict(getattr(engine, "tiling", None)),
-                   input_scales=engine.input_scales)
+                   input_scales=engine.input_scales, channels_last=engine.plan.channels_last)
 
     @cached_property
     def flat_palette(self) -> list[int]:
@@ -82,3 +83,10 @@ class ImageResult:
     note: str | None = None                  # e.g. "animated GIF: first of 3 frames used"
     timings_ms: dict[str, float] = field(default_factory=dict)
     crf: dict[str, Any] | None = None        # the CRF that ran on this image (segcli.crf.CRFRun.to_dict)
+    plan: Any = None                         # the ExecutionPlan its forward passes ran in (None: the run's)
+
+    def execution(self, run: "RunInfo") -> tuple[str, str | None]:
+        """(precision, memory format) the image ran in: after the execution policy chose, not before."""
+        precision, channels_last = (run.precision, run.channels_last) if self.plan is None else \
+            (self.plan.precision, self.plan.channels_last)
+        return precision, None if channels_last is None else ("channels_last" if channels_last else "contiguous")

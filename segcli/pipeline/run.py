@@ -20,7 +20,8 @@ from segcli.pipeline.interrupts import StopRequests
 from segcli.pipeline.scheduler import Schedule, Scheduler, run_lanes
 
 if TYPE_CHECKING:
-    from segcli.engine import Prediction, SegmentationEngine
+    from segcli.engine import SegmentationEngine
+    from segcli.model_output import Prediction
     from segcli.imageio import LoadedImage
     from segcli.inputs import ImageSource
 
@@ -57,7 +58,6 @@ class FolderRun:
         self.work = self.plan.prepare(list(sources))
         self.problems = list(problems)  # inputs that could not be used (unreadable folders, broken links)
         self.position = {source.path: index for index, source in enumerate(sources)}
-        self.tuning = None  # the execution policy's choice, when `--precision auto` ran on CUDA
 
     def execute(self, engine: "SegmentationEngine | None", crf: CRFChoice = FROM_OPTIONS,
                 max_pixels: int | None = None, schedule: Schedule | None = None,
@@ -91,7 +91,6 @@ class FolderRun:
         self._decode_ms: dict[Path, float] = {}
         self._stage_lock = threading.Lock()  # lanes add their stage times from several threads
         schedule = schedule or Schedule.auto(engine.plan.device.type)
-        self._tune(engine, schedule.batch_size)
         predict_options = {"crf": crf, "return_probabilities": self.options.save_probabilities}
         with OutputFolder(self.plan.out_dir) as folder, StopRequests(self._on_stop) as stop, \
                 _torch_threads(schedule.torch_threads):
@@ -104,20 +103,6 @@ class FolderRun:
                 self._summary.interrupted = True
             self._summary.interrupted |= stop.requested
             self._summary.signal = stop.signal
-
-    def _tune(self, engine: "SegmentationEngine", batch_size: int) -> None:
-        """`--precision auto` on CUDA: the execution policy's trial on the first image (segcli.pipeline.tuning)."""
-        from segcli.errors import SegcliError
-        from segcli.imageio import load_image
-        from segcli.pipeline.tuning import policy_applies, tune_engine
-
-        if not policy_applies(engine):
-            return
-        try:
-            first = load_image(self.work.todo[0].source.path, max_pixels=self._max_pixels)
-        except SegcliError:
-            return  # reported when its turn comes; the plan made at load stays
-        self.tuning = tune_engine(engine, first.rgb, batch_size)
 
     def _report_planned_outcomes(self) -> None:
         from segcli.inputs import ImageSource
@@ -152,7 +137,7 @@ class FolderRun:
         timings = {"decode": self._decode_ms.pop(item.source.path, 0.0), **prediction.timings_ms}
         result = ImageResult(path=item.source.path, rgb=loaded.rgb, labels=prediction.labels,
                              probabilities=prediction.probabilities, note=loaded.note, timings_ms=timings,
-                             crf=prediction.crf)
+                             crf=prediction.crf, plan=prediction.plan)
         written = write_image_outputs(item.paths, result, self._run_info, replace=item.replace)
         # recorded by the writing thread itself, right after the set landed: a Ctrl-C arriving in the
         # scheduler's thread in between cannot lose a complete set from the count

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from segcli.errors import ModelOutputError, SegcliError, with_hint
 
 if TYPE_CHECKING:
-    from segcli.engine import Prediction, SegmentationEngine
+    from segcli.engine import SegmentationEngine
+    from segcli.model_output import Prediction
     from segcli.imageio import LoadedImage
     from segcli.outputs.plan import PlannedImage
     from segcli.pipeline.interrupts import StopRequests

@@ -14,7 +14,8 @@ from segcli.outputs.kinds import KINDS
 from segcli.outputs.results import ImageResult, RunInfo
 
 if TYPE_CHECKING:
-    from segcli.engine import Prediction, SegmentationEngine
+    from segcli.engine import SegmentationEngine
+    from segcli.model_output import Prediction
     from segcli.imageio import LoadedImage
 
 STREAM_KINDS = tuple(name for name, kind in KINDS.items() if not kind.per_class)  # one file each
@@ -45,6 +46,6 @@ def result_and_run(engine: "SegmentationEngine", loaded: "LoadedImage", predicti
     """What the output kinds write from: the image's result and the run's facts, as the folder run makes them."""
     result = ImageResult(path=Path(loaded.path), rgb=loaded.rgb, labels=prediction.labels,
                          probabilities=prediction.probabilities, note=loaded.note,
-                         timings_ms=dict(prediction.timings_ms), crf=prediction.crf)
+                         timings_ms=dict(prediction.timings_ms), crf=prediction.crf, plan=prediction.plan)
     resolved = engine.crf_for()
     return result, RunInfo.from_engine(engine, None if resolved is None else resolved[0], alpha, classes=classes)

@@ -65,7 +65,9 @@ class LabelWriter:
         self.temporaries: list[str] = []
         self.temporary = self._new_temporary()
         try:
-            self.dst = self.rasterio.open(self.temporary, "w", **label_profile(dataset))
+            with warnings.catch_warnings():  # no georeferencing: the run already says so in one line of its own
+                warnings.simplefilter("ignore", self.rasterio.errors.NotGeoreferencedWarning)
+                self.dst = self.rasterio.open(self.temporary, "w", **label_profile(dataset))
             self.dst.write_colormap(1, colormap(palette, len(categories)))
             self.dst.update_tags(**{WRITER_TAG: "class indices; 255: void (nodata)",
                                     "segcli_classes": json.dumps(list(categories)), "segcli_checkpoint": checkpoint})

@@ -5,8 +5,8 @@ or a geotransform, or has more pixels than --max-pixels; with a raster flag (--b
 --simplify, --outputs polygons) every .tif/.tiff is one. A .tif that rasterio cannot open goes with
 the rasters when there are any (it fails alone, one `failed:` line), else with the images. A label
 GeoTIFF segcli wrote (its writer tag) found in a folder or glob is an earlier run's output: skipped,
-and said so. Rasters and other images do not mix in one run (the caller refuses it); a raster found
-in a folder keeps its sub-folder in the output names, as images do.
+and said so. Rasters and other images found together make a mixed run (the caller plans both parts);
+a raster found in a folder keeps its sub-folder in the output names, as images do.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from segcli.inputs import ImageSource
 from segcli.raster.geotiff import WRITER_TAG
 from segcli.raster.source import RASTER_SUFFIXES, import_rasterio
 
@@ -26,6 +27,7 @@ class RasterScan:
 
     rasters: list[tuple[Path, Path]] = field(default_factory=list)
     others: list[Path] = field(default_factory=list)
+    images: list[ImageSource] = field(default_factory=list)  # the others with their output names
     problems: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
@@ -54,7 +56,7 @@ def scan_rasters(inputs: Sequence[str | Path], out_dir: Path, max_pixels: int, e
     found = scan_inputs(inputs, exclude=[out_dir])
     named = {Path(item) for item in inputs}
     scan = RasterScan(problems=list(found.problems), skipped=list(found.skipped))
-    unreadable: list[tuple[Path, Path]] = []
+    unreadable: list[ImageSource] = []
     earlier = 0
     for source in found.sources:
         kind = _kind(source.path, max_pixels, every_tiff)
@@ -63,13 +65,15 @@ def scan_rasters(inputs: Sequence[str | Path], out_dir: Path, max_pixels: int, e
         elif kind in ("raster", "ours"):
             scan.rasters.append((source.path, source.relative))
         elif kind == "unreadable":
-            unreadable.append((source.path, source.relative))
+            unreadable.append(source)
         else:
             scan.others.append(source.path)
+            scan.images.append(source)
     if earlier:
         scan.skipped.append(f"{earlier} label GeoTIFF{'s' * (earlier != 1)}: outputs of an earlier segcli run")
     if scan.rasters:
-        scan.rasters.extend(unreadable)
+        scan.rasters.extend((source.path, source.relative) for source in unreadable)
     else:
-        scan.others.extend(path for path, _ in unreadable)
+        scan.others.extend(source.path for source in unreadable)
+        scan.images.extend(unreadable)
     return scan

@@ -10,6 +10,7 @@ it; --skip-existing keeps rasters whose outputs are all there. A raster that can
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -53,6 +54,8 @@ class RasterRun:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     processed: int = 0
     seconds: float = 0.0
+    interrupted: bool = False     # Ctrl-C or SIGTERM stopped the run between rasters (--engine ray)
+    signal: int | None = None     # the signal that stopped it
 
 
 def _is_ours(kind: str, path: Path, paths: dict[str, Path]) -> bool:
@@ -181,17 +184,54 @@ def planned_names(run: RasterRun) -> dict[Path, set[str]]:
 
 
 def run_rasters(run: RasterRun, engine, policy, options: RasterOptions, say: Callable[[str], None]) -> RasterRun:
-    """Segment the planned rasters one after another; unreadable ones become `failed` entries."""
-    started = time.perf_counter()
-    for path, targets in run.todo:
-        problem = segment_path(path, targets, engine, policy, options, say)
-        if problem is None:
-            run.processed += 1
-        else:
-            run.failed.append((path, problem))
-            say(f"failed: {problem}")
+    """Segment the planned rasters one after another; unreadable ones become `failed` entries.
+
+    The first Ctrl-C or SIGTERM stops the run after the raster being written (`run.interrupted`); a second
+    stops at once, and that raster's label GeoTIFF temporary is removed (LabelWriter.discard)."""
+    from segcli.pipeline.interrupts import StopRequests
+
+    started, wall_started = time.perf_counter(), time.time()
+    with StopRequests(lambda number: say("stopping after the raster in hand (press Ctrl-C again to stop at once); "
+                                         "a rerun with --skip-existing resumes")) as stop:
+        current = None  # the targets of the raster being segmented
+        try:
+            for path, targets in run.todo:
+                current = targets
+                problem = segment_path(path, targets, engine, policy, options, say)
+                current = None
+                if problem is None:
+                    run.processed += 1
+                else:
+                    run.failed.append((path, problem))
+                    say(f"failed: {problem}")
+                if stop.requested:
+                    break
+        except KeyboardInterrupt:
+            stop.request()
+            if current is not None:  # the raster the second signal cut off
+                run.processed += settle_set(current, wall_started)
+        run.interrupted, run.signal = stop.requested, stop.signal
     run.seconds = time.perf_counter() - started
     return run
+
+
+def settle_set(targets: dict[str, Path | str], since: float) -> int:
+    """After a stop at once: 1 when the set is complete (its JSON, written last, landed since `since`); else 0,
+    and what was written of it since `since` (a label GeoTIFF without its JSON) is removed."""
+    if _written_since(targets["json"], since):
+        return 1
+    for target in targets.values():
+        if _written_since(target, since):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(target)
+    return 0
+
+
+def _written_since(path: Path | str, since: float) -> bool:
+    try:
+        return os.stat(path).st_mtime >= since
+    except OSError:
+        return False
 
 
 def segment_path(path: Path, targets: dict[str, Path], engine, policy, options: RasterOptions,

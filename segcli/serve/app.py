@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("segcli.serve")
 OPEN_ROUTES = ("/healthz", "/")  # answered without the token: liveness, and the page (static, it holds no data)
 ROUTES = ("/", "/healthz", "/metrics", "/openapi.json", "/v1/models", "/v1/segment")
+PRECISION_HEADER = "X-Segcli-Precision"  # `fp32`, `bf16 CL`: the precision and memory format the image ran in
 REPLICA_HEADER = "X-Segcli-Replica"  # which Ray Serve replica answered (segcli serve --engine ray only)
 
 
@@ -118,8 +119,10 @@ class Service:
         done = time.perf_counter()
         timing = (f"decode;dur={(decoded - started) * 1000:.1f}, queue;dur={(job.started - job.queued) * 1000:.1f}, "
                   f"model;dur={(job.finished - job.started) * 1000:.1f}, encode;dur={(done - job.finished) * 1000:.1f}")
-        return Response(body, media_type=KIND_TYPES[ask.kind],
-                        headers={"Server-Timing": timing, "X-Segcli-Batch-Size": str(job.batch_size)})
+        headers = {"Server-Timing": timing, "X-Segcli-Batch-Size": str(job.batch_size)}
+        if prediction.plan is not None:  # what this image ran in (after --precision auto's execution policy)
+            headers[PRECISION_HEADER] = prediction.plan.text
+        return Response(body, media_type=KIND_TYPES[ask.kind], headers=headers)
 
     async def _wait(self, job, started: float):
         """The job's prediction, or 504 when the request's time runs out first (its batch dropped if not begun)."""
@@ -148,11 +151,15 @@ class Service:
         return masks_zip(PurePosixPath(loaded.path.name).stem, files)
 
     def model_document(self) -> dict:
+        from segcli.execution_policy import ran_in
+
         engine, record = self.engine, self.engine.record
+        precision, memory_format = ran_in(engine.plan, engine.policy)  # after the execution policy chose
         palette = flat_palette(display_palette(record.palette, record.dataset), len(record.categories))
         return {
             "model": record.model, "checkpoint": record.name, "checkpoint_source": engine.source,
-            "dataset": record.dataset, "device": str(engine.plan.device), "precision": engine.plan.precision,
+            "dataset": record.dataset, "device": str(engine.plan.device), "precision": precision,
+            "memory_format": memory_format,
             "crf": engine.options.crf is not None,
             "classes": [{"index": index, "name": name, "color": [int(c) for c in palette[3 * index:3 * index + 3]]}
                         for index, name in enumerate(record.categories)],
@@ -255,7 +262,7 @@ def build_app(engine: "SegmentationEngine", settings: ServeSettings | None = Non
     routes = [
         Route("/", page), Route("/healthz", healthz), Route("/metrics", metrics),
         Route("/openapi.json", lambda request: JSONResponse(openapi_schema(models))),
-        Route("/v1/models", lambda request: JSONResponse(models)),
+        Route("/v1/models", lambda request: JSONResponse(service.model_document())),  # precision: what ran
         Route("/v1/segment", service.segment, methods=["POST"]),
     ]
     async def http_error(request: Request, exc: HTTPException) -> Response:  # 404, 405: JSON like every error

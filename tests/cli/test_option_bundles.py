@@ -74,7 +74,7 @@ def test_the_ray_options_arrive_as_one_cluster_value_without_importing_ray():
     assert seen == {"cluster": ClusterOptions(address="auto", workers=WorkerRange(1, 4), gpus_per_worker=0.5)}
     assert _received(cluster_options, [])[2] == {"cluster": None}
     code, output, _ = _received(cluster_options, ["--ray-workers", "2"])
-    assert code == 2 and "--ray-workers need --engine ray" in output, output
+    assert code == 2 and "--ray-workers needs --engine ray" in output, output
     code, output, _ = _received(cluster_options, ["--engine", "ray", "--ray-workers", "3,1"])
     assert code == 2 and "'--ray-workers'" in output and "MIN <= MAX" in output, output
 

@@ -34,13 +34,15 @@ def test_the_policy_trial_on_cuda_never_picks_a_slower_configuration(tmp_path):
     assert again.from_cache and again.candidate == choice.candidate
 
 
-def test_folder_run_with_auto_precision_tunes_and_writes(tmp_path, monkeypatch):
+def test_folder_run_with_auto_precision_runs_and_reports_the_policys_choice(tmp_path, monkeypatch):
+    import json
+
     from PIL import Image
 
-    from segcli.device import plan_execution
     from segcli.engine import SegmentationEngine
     from segcli.inference_options import InferenceOptions
     from segcli.inputs import find_images
+    from segcli.loaded_model import LoadedModel
     from segcli.outputs.plan import OutputOptions
     from segcli.pipeline.run import FolderRun
 
@@ -49,12 +51,16 @@ def test_folder_run_with_auto_precision_tunes_and_writes(tmp_path, monkeypatch):
     for index in range(3):
         pixels = np.random.default_rng(index).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(tmp_path / "in" / f"{index}.png")
-    engine = SegmentationEngine(tiny_model(), tiny_record(), plan_execution("cuda", "auto"),
-                                options=InferenceOptions(precision="auto"))
+    engine = SegmentationEngine.from_checkpoint(LoadedModel(tiny_model(), tiny_record()), device="cuda",
+                                                options=InferenceOptions(precision="auto"))
+    assert engine.policy is not None  # --precision auto on CUDA: the engine's execution policy decides
     run = FolderRun(OutputOptions(tmp_path / "out"), find_images([tmp_path / "in"]))
     summary = run.execute(engine)
     assert len(summary.written) == 3 and not summary.failed
-    assert run.tuning is not None and engine.plan.precision == run.tuning.candidate.precision
+    assert engine.policy.choices and {choice.key.device_name for choice in engine.policy.choices} == \
+        {torch.cuda.get_device_name(engine.plan.device)}
+    ran = {json.loads((tmp_path / "out" / f"{index}.json").read_text())["precision"] for index in range(3)}
+    assert ran <= {choice.candidate.precision for choice in engine.policy.choices}
 
 
 def test_an_engine_row_peak_is_the_timed_calls_not_the_autotuner(tmp_path):

@@ -41,8 +41,8 @@ def test_images_per_call_follow_the_local_schedule_unless_given():
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--ray-workers", "2"], "--ray-workers need --engine ray"),
-    (["--ray-address", "auto"], "--ray-address need --engine ray"),
+    (["--ray-workers", "2"], "--ray-workers needs --engine ray"),
+    (["--ray-address", "auto"], "--ray-address needs --engine ray"),
     (["--engine", "ray", "--io-workers", "1"], "--io-workers is for the local engine"),
     (["--engine", "ray", "--ray-workers", "3,1"], "MIN <= MAX"),
 ])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segcli.outputs import ImageResult, RunInfo
+from segcli.outputs.results import ImageResult, RunInfo
 from segcli.outputs.kinds import KINDS, summary_document
 
 CATEGORIES = ("background", "thing", "other")

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from segcli.inputs import ImageSource
-from segcli.outputs import ImageResult, OutputOptions, OutputPlan, RunInfo, write_image_outputs
+from segcli.outputs.plan import OutputOptions, OutputPlan
+from segcli.outputs.results import ImageResult, RunInfo
+from segcli.outputs.writer import write_image_outputs
 
 CATEGORIES = ("background", "cat", "dog")
 RUN = RunInfo(model="m", checkpoint="c", checkpoint_source="s", device="cpu", precision="fp32",
@@ -91,7 +93,7 @@ def test_a_name_of_exactly_255_bytes_is_planned_and_256_fails_its_image(tmp_path
     assert len(os.fsencode(Path(fits.relative.stem + ".png").name)) == 255
     run = OutputPlan(_options(out, ("label",))).prepare([fits, too_long])
     assert [item.source for item in run.todo] == [fits]
-    assert [(failed, reason.endswith(".png: File name too long")) for failed, reason in run.failed] == [
+    assert [(failed, str(reason).endswith(".png: File name too long")) for failed, reason in run.failed] == [
         (too_long, True)]
 
 

@@ -45,15 +45,6 @@ def test_a_glob_of_geotiffs_and_an_earlier_runs_labels_are_not_inputs(tmp_path, 
     assert "outputs of an earlier segcli run" in result.stderr
 
 
-def test_plain_images_and_rasters_in_one_folder_are_a_usage_error(tmp_path):
-    folder = _folder(tmp_path)
-    Image.new("RGB", (20, 20)).save(folder / "photo.png")
-    result = run_predict([folder], tmp_path / "out", "/nonexistent/weights.safetensors")
-    assert result.exit_code == 2, result.output  # before the (missing) weights are looked at
-    assert "2 rasters" in result.stderr and "1 other image" in result.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def test_a_folder_without_rasters_keeps_the_image_pipeline(tmp_path, tiny_checkpoint):
     folder = tmp_path / "in"
     folder.mkdir()
