@@ -22,7 +22,7 @@ pytest.importorskip("ray.serve", reason="segcli serve --engine ray needs ray[ser
 pytestmark = pytest.mark.slow  # Ray, its Serve controller and proxy, two replicas importing torch: ~30-60 s
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-BATCH_WAIT_MS = 3000  # a lone image waits this long for company: requests stay in flight long enough to be seen
+BATCH_WAIT_MS = 10_000  # a lone image waits this long for company: in flight long enough to be seen on a busy machine
 
 
 class Server:
@@ -138,23 +138,17 @@ def test_both_replicas_answer_each_with_its_own_counters(server):
 
 
 def test_sigterm_answers_the_requests_in_flight_then_exits_0(server, tmp_path):
-    """Two images wait in the replicas' batchers (BATCH_WAIT_MS for company) when SIGTERM arrives: both are
-    answered with predict's bytes, Serve and Ray shut down, the command exits 0."""
+    """Two images wait in the replicas' batchers (BATCH_WAIT_MS for company) when SIGTERM arrives, 3 s after they
+    were sent and still unanswered: both are answered with predict's bytes, Serve and Ray shut down, exit 0.
+    (Polling /metrics for the pending gauge instead proved unreliable: on a busy machine the polls read 0.)"""
     photos = [save_image(Image.fromarray(random_rgb(40, 56, seed)), tmp_path / f"photo{seed}.png") for seed in (5, 6)]
     answers: list = []
     senders = [threading.Thread(target=server.segment, args=(photo.read_bytes(), "label", answers))
                for photo in photos]
     for sender in senders:
         sender.start()
-    pending: dict[str, float] = {}
-    for _ in range(400):  # until the two images are in the replicas' queues
-        status, headers, body = request_with_headers(server.base + "/metrics", headers=AUTH)
-        pending[headers["x-segcli-replica"]] = metric(body.decode(), "segcli_pending_images")
-        if sum(pending.values()) == 2:
-            break
-        time.sleep(0.02)
-    else:
-        raise AssertionError(f"the images never reached the replicas' queues: {pending}")
+    time.sleep(3)  # routed to the replicas long before, where a lone image waits BATCH_WAIT_MS for company
+    assert answers == [], "an image was answered before SIGTERM: nothing was in flight"
     server.child.send_signal(signal.SIGTERM)
     for sender in senders:
         sender.join(120)
