@@ -94,3 +94,15 @@ def _import_jsonschema():
     except ImportError:  # the dev extra installs it; without it the outputs are not checked
         return None
     return jsonschema
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local 2-CPU Ray instance for one test module (ray imported here: only modules that use it need Ray)."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -53,3 +53,33 @@ def context_engine(seed: int = 0):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 3, 9, padding=4))
     return engine_of(model, tiny_record())
+
+
+def interrupt_after_the_first_set(child, out: Path, twice: bool, wait_s: float, poll_s: float) -> str:
+    """Ctrl-C (twice, 1 s apart, when `twice`) once the run's first JSON is on disk; the run's stderr."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while not list(out.glob("*.json")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    assert child.poll() is None, f"finished before the signal: {child.communicate()}"
+    child.send_signal(signal.SIGINT)
+    if twice:
+        time.sleep(1.0)  # apart: two signals before the handler runs are one
+        child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=wait_s)
+    return stderr
+
+
+def assert_only_whole_sets_after_interrupt(child, stderr: str, out: Path, count: int) -> None:
+    """Exit 130, an `Interrupted: N segmented ...` last line, and on disk only whole sets (label GeoTIFF + JSON),
+    N of them, fewer than `count`."""
+    from robustness_support import files_under
+
+    assert child.returncode == 130, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Interrupted: ") and "Traceback" not in stderr, stderr
+    stems = {name[:-len(".json")] for name in files_under(out) if name.endswith(".json")}
+    assert int(last.split()[1]) == len(stems) < count, last
+    assert files_under(out) == {f"{stem}.{suffix}" for stem in stems for suffix in ("tif", "json")}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import time
@@ -17,13 +16,6 @@ from robustness_support import CPU_FLAGS, random_rgb, run_predict, segcli_subpro
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'segcli[ray]'")
 
 pytestmark = pytest.mark.slow  # one Ray instance per module, ~15 s to start here
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def make_folder(root: Path, count: int, broken: bool = True) -> Path:

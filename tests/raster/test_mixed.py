@@ -9,7 +9,7 @@ import pytest
 import rasterio
 from PIL import Image
 
-from raster_support import scene, write_raster
+from raster_support import assert_only_whole_sets_after_interrupt, interrupt_after_the_first_set, scene, write_raster
 from robustness_support import assert_no_traceback, files_under, output_set, random_rgb, run_predict
 
 
@@ -122,9 +122,6 @@ def test_outputs_polygons_applies_to_the_rasters_of_a_mixed_run_only(tmp_path, t
 def test_ctrl_c_stops_a_local_raster_run_between_rasters(tmp_path, tiny_checkpoint, second):
     """The local engine (no Ray): the raster being written finishes, no other starts, exit 130, one last line;
     a second Ctrl-C a second later stops at once, and nothing of the raster it cut off is left."""
-    import signal
-    import time
-
     from robustness_support import CPU_FLAGS, segcli_subprocess
 
     count = 40 if not second else 8
@@ -137,18 +134,5 @@ def test_ctrl_c_stops_a_local_raster_run_between_rasters(tmp_path, tiny_checkpoi
     out = tmp_path / "out"
     child = segcli_subprocess(["predict", str(folder), "--model", "lraspp", "--weights", str(tiny_checkpoint),
                                "--out", str(out), *CPU_FLAGS, "--tile", "32"], env={"COLUMNS": "1000"})
-    deadline = time.monotonic() + 120
-    while not list(out.glob("*.json")) and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert child.poll() is None, f"finished before the signal: {child.communicate()}"
-    child.send_signal(signal.SIGINT)
-    if second:
-        time.sleep(1.0)
-        child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=120)
-    assert child.returncode == 130, stderr
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("Interrupted: ") and "Traceback" not in stderr, stderr
-    stems = {name[:-len(".json")] for name in files_under(out) if name.endswith(".json")}
-    assert int(last.split()[1]) == len(stems) < count, last
-    assert files_under(out) == {f"{stem}.{suffix}" for stem in stems for suffix in ("tif", "json")}
+    stderr = interrupt_after_the_first_set(child, out, twice=second, wait_s=120, poll_s=0.01)
+    assert_only_whole_sets_after_interrupt(child, stderr, out, count)

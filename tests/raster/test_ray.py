@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import time
 
 import pytest
 import rasterio
 
-from raster_support import scene, write_raster
+from raster_support import assert_only_whole_sets_after_interrupt, interrupt_after_the_first_set, scene, write_raster
 from robustness_support import CPU_FLAGS, assert_no_traceback, files_under, run_predict, segcli_subprocess
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'segcli[ray]'")
 
 pytestmark = pytest.mark.slow  # one Ray instance per module, ~15 s to start here
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def _label(path):
@@ -136,17 +128,5 @@ def test_a_second_ctrl_c_stops_a_ray_raster_run_at_once_leaving_only_whole_sets(
     child = segcli_subprocess(["predict", str(folder), "--model", "lraspp", "--weights",
                                str(tiny_checkpoint), "--out", str(out), *CPU_FLAGS, "--tile", "32", "--engine",
                                "ray", "--ray-workers", "2"], env={"COLUMNS": "1000"})
-    deadline = time.monotonic() + 240
-    while not list(out.glob("*.json")) and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert child.poll() is None, f"finished before the signal: {child.communicate()}"
-    child.send_signal(signal.SIGINT)
-    time.sleep(1.0)  # apart: two signals before the handler runs are one
-    child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=240)
-    assert child.returncode == 130, stderr
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("Interrupted: ") and "Traceback" not in stderr, stderr
-    stems = {name[:-len(".json")] for name in files_under(out) if name.endswith(".json")}
-    assert int(last.split()[1]) == len(stems) < count, last
-    assert files_under(out) == {f"{stem}.{suffix}" for stem in stems for suffix in ("tif", "json")}
+    stderr = interrupt_after_the_first_set(child, out, twice=True, wait_s=240, poll_s=0.02)
+    assert_only_whole_sets_after_interrupt(child, stderr, out, count)
